@@ -1,0 +1,1 @@
+//! nri-chaos fault engine.
