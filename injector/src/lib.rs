@@ -1,1 +1,29 @@
-//! nri-chaos fault engine.
+//! nri-chaos fault engine: the pure fault-planning core.
+//!
+//! - [`annotations`]: annotation keys (`<fault>.<domain>/container.<name>`, `/pod`, bare),
+//!   [`FaultKind`] and [`Rejection`].
+//! - [`fields`] and [`units`]: the value grammar (a YAML mapping; durations, sizes,
+//!   probabilities, rates).
+//! - [`timing`]: the timing fields every fault shares.
+//! - [`faults`]: one module per fault with its own fields.
+//! - [`policy`]: the admin policy (TOML).
+//! - [`plan`]: [`plan_container`], from a pod's annotations to one container's faults.
+//! - [`schedule`]: when each firing happens ([`Schedule`]) and how many happened across
+//!   container restarts ([`FiringLedger`]).
+//! - [`seams`]: kernel seams behind narrow traits, with recording fakes.
+
+pub mod annotations;
+pub mod faults;
+pub mod fields;
+pub mod plan;
+pub mod policy;
+pub mod schedule;
+pub mod seams;
+pub mod timing;
+pub mod units;
+
+pub use annotations::{FaultKind, Rejection};
+pub use plan::{plan_container, ContainerPlan, FaultRequest, FaultSpec, PodRef, Timing};
+pub use policy::Policy;
+pub use schedule::{Firing, FiringLedger, LedgerKey, Rng, Schedule, SplitMix64};
+pub use units::Size;

@@ -40,6 +40,8 @@ apt_opts=(
     -o "APT::Default-Release="
     -o "Debug::NoLocking=1"
     -o "Acquire::Retries=3"
+    # The cache dir is root's; apt's _apt sandbox user cannot write there (and warns).
+    -o "APT::Sandbox::User=root"
 )
 
 echo "apt-get update (private lists: bookworm, trixie, sid) ..."

@@ -1,1 +1,44 @@
-//! harness
+//! End-to-end harness for nri-chaos: a private real containerd node (1.7 and 2.x) with runc,
+//! CNI and locally built images ([`Node`]), a CRI client acting as the kubelet ([`Cri`]), and
+//! the plugin process under test ([`PluginProcess`]).
+//!
+//! Everything needs root. The runtime cache is fetched on first use
+//! (`tests/scripts/fetch-runtime.sh`, see [`Runtime::ensure`]).
+//!
+//! Cleanup: [`Node::shutdown`] tears a node down and returns an error listing anything left
+//! behind; `Drop` does the same best-effort when a test panics; and [`Node::start`] reaps node
+//! dirs whose owning test process died without either (timeout, SIGKILL).
+//!
+//! Environment: `NRI_CHAOS_CACHE` (runtime cache dir), `NRI_CHAOS_E2E_DIR` (base of node
+//! dirs, default /tmp), `NRI_CHAOS_E2E_KEEP=1` (keep node dirs for inspection),
+//! `NRI_CHAOS_BIN` (plugin binary).
+
+pub mod cri;
+pub mod images;
+pub mod node;
+pub mod plugin;
+pub mod runtime;
+pub mod timeline;
+mod util;
+
+pub use cri::{ContainerSpec, ContainerState, ContainerStatus, Cri, ExecOutput, Pod, PodSpec};
+pub use images::{BUSYBOX_IMAGE, PAUSE_IMAGE};
+pub use node::Node;
+pub use plugin::PluginProcess;
+pub use runtime::{
+    plugin_binary, try_plugin_binary, workspace_root, ContainerdVersion, NodeEnv, Runtime,
+    RuntimeVersions,
+};
+
+/// Fails with a clear message unless running as root (e2e tests need it; they fail rather
+/// than skip so CI cannot silently pass).
+pub fn require_root() -> anyhow::Result<()> {
+    if util::is_root() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "nri-chaos e2e tests need root (real containerd, runc, CNI, cgroups); \
+             run them as root, e.g. sudo -E cargo test -p nri-chaos-tests"
+        )
+    }
+}

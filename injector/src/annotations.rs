@@ -1,0 +1,314 @@
+//! Annotation keys: which fault a key asks for, and for which containers.
+//!
+//! A pod asks for a fault with an annotation on the pod. The key names the fault kind, the
+//! annotation domain (default `nri-chaos.io`, configurable in the admin policy) and the scope:
+//!
+//! | key | applies to |
+//! |---|---|
+//! | `kill.nri-chaos.io/container.app` | the container named `app` only |
+//! | `kill.nri-chaos.io/pod` | every container of the pod |
+//! | `kill.nri-chaos.io` | every container of the pod |
+//!
+//! For each fault kind, the most specific key wins: `container.<name>` beats `pod` beats the bare
+//! key, so each container gets at most one request per fault kind. A winning key whose value is
+//! invalid is rejected; it does not fall back to a less specific key.
+//!
+//! Fault kinds are `kill`, `freeze`, `netem`, `stress`, `oom`, `start` and `exec`. A key in our
+//! domain with an unknown fault kind (`kil.nri-chaos.io`) or an unknown scope
+//! (`kill.nri-chaos.io/contianer.app`) is rejected with a reason; keys of any other domain are
+//! ignored.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The kinds of fault nri-chaos can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// Send a signal to the container's init process.
+    Kill,
+    /// Freeze the container's cgroup for a while.
+    Freeze,
+    /// Shape the pod's network with a netem qdisc (pod scoped: the netns is shared).
+    Netem,
+    /// Run CPU and/or memory stressors inside the container's cgroup.
+    Stress,
+    /// Raise the container's OOM score and/or provoke a genuine OOM kill.
+    Oom,
+    /// Delay or fail the container start (OCI hook).
+    Start,
+    /// Fail or delay exec processes (probes, `kubectl exec`) through the shim.
+    Exec,
+}
+
+impl FaultKind {
+    /// Every fault kind, in a stable order.
+    pub const ALL: [FaultKind; 7] = [
+        FaultKind::Kill,
+        FaultKind::Freeze,
+        FaultKind::Netem,
+        FaultKind::Stress,
+        FaultKind::Oom,
+        FaultKind::Start,
+        FaultKind::Exec,
+    ];
+
+    /// The name used in annotation keys and in the policy (`kill`, `freeze`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Freeze => "freeze",
+            FaultKind::Netem => "netem",
+            FaultKind::Stress => "stress",
+            FaultKind::Oom => "oom",
+            FaultKind::Start => "start",
+            FaultKind::Exec => "exec",
+        }
+    }
+
+    /// The names of every kind, comma separated, for messages.
+    pub fn all_names() -> String {
+        let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.as_str()).collect();
+        names.join(", ")
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error of [`FaultKind::from_str`]: the text is not a fault kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown fault kind {} (known: {})", quote(.0), FaultKind::all_names())]
+pub struct UnknownFaultKind(pub String);
+
+impl FromStr for FaultKind {
+    type Err = UnknownFaultKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FaultKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownFaultKind(s.to_string()))
+    }
+}
+
+/// An annotation that was not turned into a fault, and why.
+///
+/// Displays as `annotation <key>: "<value>": <reason>`, for example
+/// `annotation kill.nri-chaos.io/container.app: "{after: 2x}": after: "2x" is not a duration
+/// (examples: 250ms, 30s, 1h30m)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The annotation key, exactly as written.
+    pub key: String,
+    /// The annotation value, exactly as written.
+    pub value: String,
+    /// Why it was rejected; names the field and the offending text.
+    pub reason: String,
+}
+
+impl Rejection {
+    /// Builds a rejection.
+    pub fn new(
+        key: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Rejection {
+            key: key.into(),
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "annotation {}: {}: {}",
+            self.key,
+            Quoted(&self.value, 200),
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Text shown in double quotes with escapes, cut at `max` characters (`…` marks the cut), so a
+/// huge or hostile value never floods a log line.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quoted<'a>(pub &'a str, pub usize);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(self.1) {
+            Some((cut, _)) => write!(f, "{:?}…", &self.0[..cut]),
+            None => write!(f, "{:?}", self.0),
+        }
+    }
+}
+
+/// Quotes offending text for a reason (at most 64 characters).
+pub(crate) fn quote(text: &str) -> String {
+    Quoted(text, 64).to_string()
+}
+
+/// How specific a key is; higher wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Scope {
+    /// `<fault>.<domain>`
+    Bare,
+    /// `<fault>.<domain>/pod`
+    Pod,
+    /// `<fault>.<domain>/container.<name>`
+    Container,
+}
+
+/// What one annotation key means for one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeyMatch {
+    /// Not our domain: ignore.
+    Foreign,
+    /// Our domain, for another container: ignore.
+    OtherContainer,
+    /// Our domain, applies to this container.
+    Applies(FaultKind, Scope),
+    /// Our domain, but malformed: the reason.
+    Invalid(String),
+}
+
+/// Classifies `key` for the container `container` under annotation `domain`.
+pub(crate) fn classify_key(key: &str, domain: &str, container: &str) -> KeyMatch {
+    let (prefix, suffix) = match key.split_once('/') {
+        Some((p, s)) => (p, Some(s)),
+        None => (key, None),
+    };
+    let fault = if prefix == domain {
+        ""
+    } else {
+        match prefix
+            .strip_suffix(domain)
+            .and_then(|p| p.strip_suffix('.'))
+        {
+            Some(f) => f,
+            None => return KeyMatch::Foreign,
+        }
+    };
+    if fault.is_empty() {
+        return KeyMatch::Invalid(format!(
+            "missing fault kind: write <fault>.{domain} with a fault among {}",
+            FaultKind::all_names()
+        ));
+    }
+    let kind = match FaultKind::from_str(fault) {
+        Ok(k) => k,
+        Err(e) => return KeyMatch::Invalid(e.to_string()),
+    };
+    match suffix {
+        None => KeyMatch::Applies(kind, Scope::Bare),
+        Some("pod") => KeyMatch::Applies(kind, Scope::Pod),
+        Some(s) => match s.strip_prefix("container.") {
+            Some("") => KeyMatch::Invalid(
+                "missing container name after \"container.\" (expected \"container.<name>\")"
+                    .to_string(),
+            ),
+            Some(name) if name == container => KeyMatch::Applies(kind, Scope::Container),
+            Some(_) => KeyMatch::OtherContainer,
+            None => KeyMatch::Invalid(format!(
+                "unknown key suffix {} (expected \"container.<name>\" or \"pod\")",
+                quote(s)
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "nri-chaos.io";
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in FaultKind::ALL {
+            assert_eq!(k.as_str().parse::<FaultKind>(), Ok(k));
+            assert_eq!(k.to_string(), k.as_str());
+        }
+        let err = "kil".parse::<FaultKind>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown fault kind \"kil\" (known: kill, freeze, netem, stress, oom, start, exec)"
+        );
+        assert!("Kill".parse::<FaultKind>().is_err());
+    }
+
+    #[test]
+    fn key_scopes() {
+        use KeyMatch::*;
+        assert_eq!(
+            classify_key("kill.nri-chaos.io", D, "app"),
+            Applies(FaultKind::Kill, Scope::Bare)
+        );
+        assert_eq!(
+            classify_key("freeze.nri-chaos.io/pod", D, "app"),
+            Applies(FaultKind::Freeze, Scope::Pod)
+        );
+        assert_eq!(
+            classify_key("netem.nri-chaos.io/container.app", D, "app"),
+            Applies(FaultKind::Netem, Scope::Container)
+        );
+        assert_eq!(
+            classify_key("netem.nri-chaos.io/container.db", D, "app"),
+            OtherContainer
+        );
+        assert_eq!(classify_key("kill.example.com/pod", D, "app"), Foreign);
+        assert_eq!(classify_key("kubernetes.io/config.seen", D, "app"), Foreign);
+        assert_eq!(classify_key("nri-chaos.io.evil.com/pod", D, "app"), Foreign);
+        assert_eq!(classify_key("killnri-chaos.io", D, "app"), Foreign);
+        assert_eq!(classify_key("", D, "app"), Foreign);
+        assert_eq!(
+            classify_key("kill.chaos.example/pod", "chaos.example", "app"),
+            Applies(FaultKind::Kill, Scope::Pod)
+        );
+    }
+
+    #[test]
+    fn malformed_keys_in_our_domain() {
+        let reason = |k| match classify_key(k, D, "app") {
+            KeyMatch::Invalid(r) => r,
+            other => panic!("{k}: {other:?}"),
+        };
+        assert!(reason("kil.nri-chaos.io").contains("unknown fault kind \"kil\""));
+        assert!(reason("kill.nri-chaos.io/contianer.app")
+            .contains("unknown key suffix \"contianer.app\""));
+        assert!(reason("kill.nri-chaos.io/container.").contains("missing container name"));
+        assert!(reason("nri-chaos.io/pod").contains("missing fault kind"));
+        assert!(reason(".nri-chaos.io").contains("missing fault kind"));
+        assert!(reason("kill.nri-chaos.io/").contains("unknown key suffix \"\""));
+        assert!(reason("kill.nri-chaos.io/Pod").contains("unknown key suffix"));
+        assert!(reason("KILL.nri-chaos.io").contains("unknown fault kind"));
+    }
+
+    #[test]
+    fn rejection_display_quotes_and_truncates() {
+        let r = Rejection::new(
+            "kill.nri-chaos.io/container.app",
+            "{after: 2x}",
+            "after: \"2x\" is not a duration (examples: 250ms, 30s, 1h30m)",
+        );
+        assert_eq!(
+            r.to_string(),
+            "annotation kill.nri-chaos.io/container.app: \"{after: 2x}\": after: \"2x\" is not a duration (examples: 250ms, 30s, 1h30m)"
+        );
+        let long = "x".repeat(1000);
+        let shown = Rejection::new("k", long, "r").to_string();
+        assert!(shown.len() < 260, "{shown}");
+        assert!(shown.contains('…'));
+        let multi = Rejection::new("k", "a: 1\nb: 2", "r").to_string();
+        assert!(multi.contains("a: 1\\nb: 2"));
+    }
+}

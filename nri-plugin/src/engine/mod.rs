@@ -1,0 +1,410 @@
+//! The engine: turns NRI lifecycle events into planned faults and runs them.
+//!
+//! Handlers call in with plain data ([`PodInfo`], [`ContainerInfo`]); every method here only
+//! plans, updates maps under a short lock, and spawns tasks — nothing waits on the kernel.
+//! Faults run on tokio tasks owned by the engine and are aborted when their container stops.
+
+mod kill_task;
+pub mod ledger_store;
+pub mod model;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use injector::seams::signal::Signaller;
+use injector::{
+    plan_container, FaultKind, FaultRequest, FaultSpec, FiringLedger, PodRef, Policy, Rejection,
+};
+use thiserror::Error;
+use tokio::task::AbortHandle;
+
+use crate::stats::Stats;
+pub use model::{ContainerInfo, PodInfo};
+
+/// Errors the engine hands back to the runtime.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// `strict = true` and the container's annotations were rejected.
+    #[error("nri-chaos refused container {container} of pod {pod}: {reasons}")]
+    Refused {
+        /// `namespace/name` of the pod.
+        pod: String,
+        /// Container name.
+        container: String,
+        /// Every rejection, `; `-separated.
+        reasons: String,
+    },
+}
+
+/// Fault kinds this build executes. The others are parsed and validated, then reported as
+/// not supported so that nothing is silently ignored.
+const EXECUTABLE: &[FaultKind] = &[FaultKind::Kill];
+
+/// A container's validated faults, kept from CreateContainer to its start.
+#[derive(Debug, Clone)]
+struct Planned {
+    pod: PodInfo,
+    container_name: String,
+    faults: Vec<FaultRequest>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    pods: HashMap<String, PodInfo>,
+    plans: HashMap<String, Planned>,
+    armed: HashMap<String, Vec<AbortHandle>>,
+}
+
+/// Shared engine internals (the kill tasks hold a reference).
+pub(crate) struct Inner {
+    policy: Policy,
+    signaller: Arc<dyn Signaller>,
+    stats: Arc<Stats>,
+    ledger: FiringLedger,
+    ledger_path: PathBuf,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("policy", &self.policy)
+            .field("ledger_path", &self.ledger_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The fault engine of one plugin process (survives NRI reconnects).
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the maps inconsistent in a way
+    // that matters more than stopping fault injection would; keep serving.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Engine {
+    /// Creates the engine; the firing ledger is loaded from `state_dir`.
+    pub fn new(
+        policy: Policy,
+        signaller: Arc<dyn Signaller>,
+        stats: Arc<Stats>,
+        state_dir: &std::path::Path,
+    ) -> Engine {
+        let ledger_path = ledger_store::ledger_path(state_dir);
+        let ledger = ledger_store::load(&ledger_path);
+        Engine {
+            inner: Arc::new(Inner {
+                policy,
+                signaller,
+                stats,
+                ledger,
+                ledger_path,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// Replaces the engine's view with the runtime's (after every (re)connect).
+    /// Containers armed before that are gone now are disarmed; running annotated containers
+    /// the engine never saw start are armed with their schedule measured from now.
+    pub fn synchronize(&self, pods: Vec<PodInfo>, containers: Vec<ContainerInfo>) {
+        let mut to_arm = Vec::new();
+        {
+            let mut state = lock(&self.inner.state);
+            state.pods = pods.into_iter().map(|pod| (pod.id.clone(), pod)).collect();
+            let live: HashMap<&str, &ContainerInfo> =
+                containers.iter().map(|c| (c.id.as_str(), c)).collect();
+            let gone: Vec<String> = state
+                .armed
+                .keys()
+                .filter(|id| !live.get(id.as_str()).is_some_and(|c| c.running))
+                .cloned()
+                .collect();
+            for id in gone {
+                if let Some(handles) = state.armed.remove(&id) {
+                    handles.iter().for_each(AbortHandle::abort);
+                }
+                state.plans.remove(&id);
+            }
+            for container in &containers {
+                if container.running
+                    && container.pid != 0
+                    && !state.armed.contains_key(&container.id)
+                {
+                    if let Some(pod) = state.pods.get(&container.pod_sandbox_id) {
+                        to_arm.push((pod.clone(), container.clone()));
+                    }
+                }
+            }
+            let known_uids: Vec<String> = state.pods.values().map(|p| p.uid.clone()).collect();
+            self.inner.ledger.retain_pods(&known_uids);
+        }
+        tracing::info!(
+            pods = lock(&self.inner.state).pods.len(),
+            containers = containers.len(),
+            "synchronized with the runtime"
+        );
+        for (pod, container) in to_arm {
+            tracing::info!(pod = %pod.display_name(), container = %container.name, "container already running at sync; its schedule is measured from now");
+            self.container_started(pod, container);
+        }
+    }
+
+    /// Records a pod sandbox.
+    pub fn pod_started(&self, pod: PodInfo) {
+        lock(&self.inner.state).pods.insert(pod.id.clone(), pod);
+    }
+
+    /// Forgets a pod sandbox and everything armed for its containers.
+    pub fn pod_removed(&self, pod_id: &str) {
+        let mut state = lock(&self.inner.state);
+        state.pods.remove(pod_id);
+        let ids: Vec<String> = state
+            .plans
+            .iter()
+            .filter(|(_, planned)| planned.pod.id == pod_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            state.plans.remove(&id);
+            if let Some(handles) = state.armed.remove(&id) {
+                handles.iter().for_each(AbortHandle::abort);
+            }
+        }
+    }
+
+    /// CreateContainer: validates the pod's annotations for this container.
+    /// With `strict = true`, any rejection refuses the container with every reason.
+    pub fn create_container(
+        &self,
+        pod: PodInfo,
+        container: ContainerInfo,
+    ) -> Result<(), EngineError> {
+        let (faults, rejections) = self.plan(&pod, &container);
+        self.report_rejections(&pod, &container, &rejections);
+        if self.inner.policy.strict && !rejections.is_empty() {
+            let reasons = rejections
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(EngineError::Refused {
+                pod: pod.display_name(),
+                container: container.name,
+                reasons,
+            });
+        }
+        let mut state = lock(&self.inner.state);
+        state
+            .pods
+            .entry(pod.id.clone())
+            .or_insert_with(|| pod.clone());
+        if !faults.is_empty() {
+            for fault in &faults {
+                tracing::info!(pod = %pod.display_name(), container = %container.name, fault = fault.kind.as_str(), key = %fault.key, "fault planned");
+            }
+            state.plans.insert(
+                container.id.clone(),
+                Planned {
+                    pod,
+                    container_name: container.name,
+                    faults,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// PostStartContainer: arms the container's planned faults, measured from now.
+    pub fn container_started(&self, pod: PodInfo, container: ContainerInfo) {
+        let started = Instant::now();
+        let planned = {
+            let state = lock(&self.inner.state);
+            state.plans.get(&container.id).cloned()
+        };
+        let planned = match planned {
+            Some(planned) => planned,
+            None => {
+                // Not seen at creation (plugin started later): plan now.
+                let (faults, rejections) = self.plan(&pod, &container);
+                self.report_rejections(&pod, &container, &rejections);
+                if faults.is_empty() {
+                    return;
+                }
+                Planned {
+                    pod,
+                    container_name: container.name.clone(),
+                    faults,
+                }
+            }
+        };
+        if container.pid == 0 {
+            tracing::warn!(pod = %planned.pod.display_name(), container = %planned.container_name, "container started without a PID; its faults cannot be armed");
+            return;
+        }
+        let mut handles = Vec::new();
+        for fault in &planned.faults {
+            if let FaultSpec::Kill(kill) = &fault.spec {
+                let key = injector::LedgerKey {
+                    pod_uid: planned.pod.uid.clone(),
+                    container_name: planned.container_name.clone(),
+                    kind: FaultKind::Kill,
+                };
+                let spent = fault
+                    .timing
+                    .count
+                    .is_some_and(|limit| self.inner.ledger.count(&key) >= limit);
+                if spent {
+                    tracing::info!(pod = %planned.pod.display_name(), container = %planned.container_name, fault = "kill", "count spent; not armed");
+                    continue;
+                }
+                let target = kill_task::KillTarget {
+                    pod: planned.pod.display_name(),
+                    container: planned.container_name.clone(),
+                    container_id: container.id.clone(),
+                    pid: container.pid,
+                    key,
+                    timing: fault.timing,
+                    kill: *kill,
+                    started,
+                };
+                let task = tokio::spawn(kill_task::run(self.inner.clone(), target));
+                handles.push(task.abort_handle());
+            }
+        }
+        if !handles.is_empty() {
+            lock(&self.inner.state).armed.insert(container.id, handles);
+        }
+    }
+
+    /// StopContainer / RemoveContainer: ends every fault of the container.
+    pub fn container_gone(&self, container_id: &str) {
+        let mut state = lock(&self.inner.state);
+        state.plans.remove(container_id);
+        if let Some(handles) = state.armed.remove(container_id) {
+            handles.iter().for_each(AbortHandle::abort);
+        }
+    }
+
+    /// Plugin shutdown: stops every armed fault and saves the ledger.
+    pub fn shutdown(&self) {
+        let mut state = lock(&self.inner.state);
+        for (_, handles) in state.armed.drain() {
+            handles.iter().for_each(AbortHandle::abort);
+        }
+        if let Err(err) = ledger_store::save(&self.inner.ledger_path, &self.inner.ledger) {
+            tracing::error!(error = %err, path = %self.inner.ledger_path.display(), "saving the firing ledger at shutdown");
+        }
+    }
+
+    fn plan(
+        &self,
+        pod: &PodInfo,
+        container: &ContainerInfo,
+    ) -> (Vec<FaultRequest>, Vec<Rejection>) {
+        let pod_ref = PodRef {
+            namespace: &pod.namespace,
+            name: &pod.name,
+            uid: &pod.uid,
+            annotations: &pod.annotations,
+            host_network: pod.host_network,
+        };
+        let plan = plan_container(
+            &pod_ref,
+            &container.name,
+            container.memory_limit,
+            &self.inner.policy,
+        );
+        let mut rejections = plan.rejections;
+        let mut faults = Vec::new();
+        for fault in plan.faults {
+            if EXECUTABLE.contains(&fault.kind) {
+                faults.push(fault);
+            } else {
+                let value = pod.annotations.get(&fault.key).cloned().unwrap_or_default();
+                rejections.push(Rejection::new(
+                    fault.key,
+                    value,
+                    format!(
+                        "fault '{}' is valid but not supported by this build of nri-chaos (supported: kill)",
+                        fault.kind.as_str()
+                    ),
+                ));
+            }
+        }
+        (faults, rejections)
+    }
+
+    fn report_rejections(
+        &self,
+        pod: &PodInfo,
+        container: &ContainerInfo,
+        rejections: &[Rejection],
+    ) {
+        for rejection in rejections {
+            tracing::warn!(
+                pod = %pod.display_name(),
+                container = %container.name,
+                key = %rejection.key,
+                value = %rejection.value,
+                reason = %rejection.reason,
+                strict = self.inner.policy.strict,
+                "annotation rejected; container runs unharmed"
+            );
+        }
+    }
+}
+
+impl Inner {
+    /// Takes one firing from the ledger and persists it; None when `count` is spent.
+    pub(crate) fn claim_firing(
+        &self,
+        key: &injector::LedgerKey,
+        limit: Option<u32>,
+    ) -> Option<u32> {
+        let ordinal = self.ledger.claim(key, limit)?;
+        if let Err(err) = ledger_store::save(&self.ledger_path, &self.ledger) {
+            tracing::error!(error = %err, path = %self.ledger_path.display(), "saving the firing ledger");
+        }
+        Some(ordinal)
+    }
+
+    /// Gives back a firing that signalled nothing (the process was already gone).
+    pub(crate) fn release_firing(&self, key: &injector::LedgerKey) {
+        self.ledger.release(key);
+        if let Err(err) = ledger_store::save(&self.ledger_path, &self.ledger) {
+            tracing::error!(error = %err, path = %self.ledger_path.display(), "saving the firing ledger");
+        }
+    }
+
+    pub(crate) fn signaller(&self) -> &dyn Signaller {
+        self.signaller.as_ref()
+    }
+
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub(crate) fn disarm_finished(&self, container_id: &str) {
+        let mut state = lock(&self.state);
+        if let Some(handles) = state.armed.get_mut(container_id) {
+            handles.retain(|handle| !handle.is_finished());
+            if handles.is_empty() {
+                state.armed.remove(container_id);
+            }
+        }
+    }
+}

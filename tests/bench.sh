@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# nri-chaos benchmark on a private real containerd node (release build of the plugin).
+# Usage: bash tests/bench.sh [N] [1.7|2]   (root)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ $(id -u) -ne 0 ]]; then
+    echo "bench: needs root (it runs a private containerd, runc and CNI)" >&2
+    exit 1
+fi
+bash tests/scripts/fetch-runtime.sh >/dev/null
+cargo build --quiet --locked --release -p nri-chaos-plugin -p nri-chaos-tests --bins
+NRI_CHAOS_BIN="$PWD/target/release/nri-chaos" exec target/release/nri-chaos-bench "$@"

@@ -1,0 +1,103 @@
+//! Shared pieces of the end-to-end tests: a node with nri-chaos registered, and log helpers.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nri_chaos_tests::{plugin_binary, ContainerdVersion, Node, PluginProcess};
+
+/// The end-to-end suite drives a real containerd: it needs root. Fail loudly otherwise.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the end-to-end suite runs a private containerd, runc and CNI: run it as root (tests/run-all.sh)"
+    );
+}
+
+/// A private node with nri-chaos registered under `config`.
+pub struct ChaosNode {
+    pub node: Node,
+    pub plugin: PluginProcess,
+}
+
+impl ChaosNode {
+    pub async fn start(version: ContainerdVersion, config: &str) -> Result<ChaosNode> {
+        require_root();
+        let node = Node::start(version).await?;
+        let plugin = node.start_plugin(&plugin_binary(), config)?;
+        plugin
+            .wait_log_contains("registered with the runtime", Duration::from_secs(15))
+            .await
+            .context("nri-chaos did not register")?;
+        // Configure + Synchronize follow the registration; give them a moment to land.
+        plugin
+            .wait_log_contains("synchronized with the runtime", Duration::from_secs(10))
+            .await
+            .context("nri-chaos was not synchronized")?;
+        Ok(ChaosNode { node, plugin })
+    }
+
+    pub fn log(&self) -> String {
+        self.plugin.log()
+    }
+
+    /// Log lines containing every one of `needles`.
+    pub fn log_lines(&self, needles: &[&str]) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|line| needles.iter().all(|needle| line.contains(needle)))
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub async fn shutdown(self) -> Result<()> {
+        let ChaosNode { node, plugin } = self;
+        let status = plugin.stop().await?;
+        if !status.success() {
+            bail!("nri-chaos exited with {status} at SIGTERM");
+        }
+        node.shutdown().await
+    }
+}
+
+/// Seconds between two CRI timestamps (unix ns).
+pub fn secs_between(from_ns: i64, to_ns: i64) -> f64 {
+    (to_ns - from_ns) as f64 / 1e9
+}
+
+/// Polls `check` every 50 ms until it is true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check()
+}
+
+/// Generates one `#[tokio::test]` per containerd version for an `async fn(ContainerdVersion)`.
+#[macro_export]
+macro_rules! on_both_containerd_versions {
+    ($($scenario:ident),* $(,)?) => {
+        mod containerd_1_7 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(nri_chaos_tests::ContainerdVersion::V17).await.unwrap();
+                }
+            )*
+        }
+        mod containerd_2 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(nri_chaos_tests::ContainerdVersion::V2).await.unwrap();
+                }
+            )*
+        }
+    };
+}
