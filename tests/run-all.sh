@@ -3,6 +3,7 @@
 # against real containerd 1.7 and 2.x nodes (runtime fetched into .cache/ on first use).
 # Needs root (the e2e suite runs a private containerd, runc and CNI) and the Debian mirror.
 set -euo pipefail
+shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 step() { printf '\n=== %s (t+%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
@@ -24,11 +25,17 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build"
 cargo build --workspace --locked --all-targets
 
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+
 step "unit tests"
-cargo test --workspace --exclude nri-chaos-tests --locked
+cargo test --workspace --exclude nri-chaos-tests --locked --lib --bins --tests 2>&1 | tee -a "$results"
 
 step "end-to-end tests (real containerd 1.7 and 2.x)"
 # Timing-sensitive e2e tests share 2 cores; two at a time keeps their clocks honest.
-cargo test -p nri-chaos-tests --locked -- --test-threads=2
+cargo test -p nri-chaos-tests --locked --lib --bins --tests -- --test-threads=2 2>&1 | tee -a "$results"
 
 step "done"
+# One closing line over every test binary above.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$results"
