@@ -126,7 +126,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
     }
     supervised.abort();
-    engine.shutdown();
+    engine.shutdown(std::time::Duration::from_secs(10)).await;
     for summary in stats.summaries() {
         tracing::info!(target: "nri_chaos::stats", "latency {summary}");
     }

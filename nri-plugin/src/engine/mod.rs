@@ -2,14 +2,17 @@
 //!
 //! Handlers call in with plain data ([`PodInfo`], [`ContainerInfo`]); every method here only
 //! plans, updates maps under a short lock, and spawns tasks — nothing waits on the kernel.
-//! Faults run on tokio tasks owned by the engine and are aborted when their container stops.
+//! Faults run on tokio tasks owned by the engine ([`runner`]); when their container stops, or
+//! the plugin shuts down, a stop signal makes each task recover what it holds and end.
 
-mod kill_task;
+mod effects;
 pub mod ledger_store;
 pub mod model;
+mod runner;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -18,7 +21,8 @@ use injector::{
     plan_container, FaultKind, FaultRequest, FaultSpec, FiringLedger, PodRef, Policy, Rejection,
 };
 use thiserror::Error;
-use tokio::task::AbortHandle;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::stats::Stats;
 pub use model::{ContainerInfo, PodInfo};
@@ -54,7 +58,21 @@ struct Planned {
 struct State {
     pods: HashMap<String, PodInfo>,
     plans: HashMap<String, Planned>,
-    armed: HashMap<String, Vec<AbortHandle>>,
+    armed: HashMap<String, Vec<ArmedFault>>,
+}
+
+/// A fault task and its stop signal.
+#[derive(Debug)]
+struct ArmedFault {
+    id: u64,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl ArmedFault {
+    fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
 }
 
 /// Shared engine internals (the kill tasks hold a reference).
@@ -65,6 +83,7 @@ pub(crate) struct Inner {
     ledger: FiringLedger,
     ledger_path: PathBuf,
     state: Mutex<State>,
+    next_fault_id: AtomicU64,
 }
 
 impl std::fmt::Debug for Inner {
@@ -108,6 +127,7 @@ impl Engine {
                 ledger,
                 ledger_path,
                 state: Mutex::new(State::default()),
+                next_fault_id: AtomicU64::new(1),
             }),
         }
     }
@@ -134,8 +154,8 @@ impl Engine {
                 .cloned()
                 .collect();
             for id in gone {
-                if let Some(handles) = state.armed.remove(&id) {
-                    handles.iter().for_each(AbortHandle::abort);
+                if let Some(faults) = state.armed.remove(&id) {
+                    faults.iter().for_each(ArmedFault::stop);
                 }
                 state.plans.remove(&id);
             }
@@ -180,8 +200,8 @@ impl Engine {
             .collect();
         for id in ids {
             state.plans.remove(&id);
-            if let Some(handles) = state.armed.remove(&id) {
-                handles.iter().for_each(AbortHandle::abort);
+            if let Some(faults) = state.armed.remove(&id) {
+                faults.iter().for_each(ArmedFault::stop);
             }
         }
     }
@@ -255,38 +275,58 @@ impl Engine {
             tracing::warn!(pod = %planned.pod.display_name(), container = %planned.container_name, "container started without a PID; its faults cannot be armed");
             return;
         }
-        let mut handles = Vec::new();
+        let target = runner::Target {
+            fault_id: 0,
+            pod: planned.pod.display_name(),
+            pod_uid: planned.pod.uid.clone(),
+            container: planned.container_name.clone(),
+            container_id: container.id.clone(),
+            pid: container.pid,
+            started,
+        };
+        let mut armed = Vec::new();
         for fault in &planned.faults {
-            if let FaultSpec::Kill(kill) = &fault.spec {
-                let key = injector::LedgerKey {
-                    pod_uid: planned.pod.uid.clone(),
-                    container_name: planned.container_name.clone(),
-                    kind: FaultKind::Kill,
-                };
-                let spent = fault
-                    .timing
-                    .count
-                    .is_some_and(|limit| self.inner.ledger.count(&key) >= limit);
-                if spent {
-                    tracing::info!(pod = %planned.pod.display_name(), container = %planned.container_name, fault = "kill", "count spent; not armed");
-                    continue;
-                }
-                let target = kill_task::KillTarget {
-                    pod: planned.pod.display_name(),
-                    container: planned.container_name.clone(),
-                    container_id: container.id.clone(),
-                    pid: container.pid,
-                    key,
-                    timing: fault.timing,
-                    kill: *kill,
-                    started,
-                };
-                let task = tokio::spawn(kill_task::run(self.inner.clone(), target));
-                handles.push(task.abort_handle());
+            let key = injector::LedgerKey::new(
+                planned.pod.uid.clone(),
+                planned.container_name.clone(),
+                fault.kind,
+            );
+            if fault
+                .timing
+                .count
+                .is_some_and(|limit| self.inner.ledger.count(&key) >= limit)
+            {
+                tracing::info!(pod = %target.pod, container = %target.container, fault = fault.kind.as_str(), "count spent; not armed");
+                continue;
             }
+            let (stop, stop_rx) = watch::channel(false);
+            let engine = self.inner.clone();
+            let id = self.inner.next_fault_id.fetch_add(1, Ordering::Relaxed);
+            let target = runner::Target {
+                fault_id: id,
+                ..target.clone()
+            };
+            let timing = fault.timing;
+            let task = match &fault.spec {
+                FaultSpec::Kill(kill) => {
+                    let kill = *kill;
+                    tokio::spawn(async move {
+                        match effects::kill::KillEffect::arm(&engine, kill, target.pid) {
+                            Ok(effect) => {
+                                runner::run(engine, target, timing, effect, stop_rx).await
+                            }
+                            Err(err) => {
+                                tracing::warn!(pod = %target.pod, container = %target.container, pid = target.pid, error = %err, "kill: cannot take a handle on the container's init process; fault dropped");
+                            }
+                        }
+                    })
+                }
+                _ => continue,
+            };
+            armed.push(ArmedFault { id, stop, task });
         }
-        if !handles.is_empty() {
-            lock(&self.inner.state).armed.insert(container.id, handles);
+        if !armed.is_empty() {
+            lock(&self.inner.state).armed.insert(container.id, armed);
         }
     }
 
@@ -294,16 +334,30 @@ impl Engine {
     pub fn container_gone(&self, container_id: &str) {
         let mut state = lock(&self.inner.state);
         state.plans.remove(container_id);
-        if let Some(handles) = state.armed.remove(container_id) {
-            handles.iter().for_each(AbortHandle::abort);
+        if let Some(faults) = state.armed.remove(container_id) {
+            faults.iter().for_each(ArmedFault::stop);
         }
     }
 
-    /// Plugin shutdown: stops every armed fault and saves the ledger.
-    pub fn shutdown(&self) {
-        let mut state = lock(&self.inner.state);
-        for (_, handles) in state.armed.drain() {
-            handles.iter().for_each(AbortHandle::abort);
+    /// Plugin shutdown: stops every armed fault, waits (bounded) for each to recover what it
+    /// holds, and saves the ledger.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        let faults: Vec<ArmedFault> = {
+            let mut state = lock(&self.inner.state);
+            state.armed.drain().flat_map(|(_, faults)| faults).collect()
+        };
+        faults.iter().for_each(ArmedFault::stop);
+        let tasks = faults.into_iter().map(|fault| fault.task);
+        let all = async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::error!(
+                grace_ms = grace.as_millis() as u64,
+                "some faults did not finish recovering before shutdown"
+            );
         }
         if let Err(err) = ledger_store::save(&self.inner.ledger_path, &self.inner.ledger) {
             tracing::error!(error = %err, path = %self.inner.ledger_path.display(), "saving the firing ledger at shutdown");
@@ -398,13 +452,17 @@ impl Inner {
         &self.stats
     }
 
-    pub(crate) fn disarm_finished(&self, container_id: &str) {
+    /// A fault task ended by itself: forget it.
+    pub(crate) fn disarm(&self, container_id: &str, fault_id: u64) {
         let mut state = lock(&self.state);
-        if let Some(handles) = state.armed.get_mut(container_id) {
-            handles.retain(|handle| !handle.is_finished());
-            if handles.is_empty() {
+        if let Some(faults) = state.armed.get_mut(container_id) {
+            faults.retain(|fault| fault.id != fault_id);
+            if faults.is_empty() {
                 state.armed.remove(container_id);
             }
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,3 @@
+//! One effect per fault kind, each applying one firing through the injector's seams.
+
+pub(super) mod kill;

@@ -1,0 +1,159 @@
+//! One armed fault of one container instance on the scheduler: wait for each planned firing,
+//! take it from the ledger, act, hold, recover. A stop signal (container stopped or removed,
+//! plugin shutdown) ends the wait at once and runs the recovery of a fault that is holding.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use injector::{FaultKind, LedgerKey, Schedule, SplitMix64, Timing};
+use tokio::sync::watch;
+
+use super::Inner;
+
+/// What the runner needs about its target.
+#[derive(Debug, Clone)]
+pub(super) struct Target {
+    /// The engine's id of this armed fault.
+    pub fault_id: u64,
+    pub pod: String,
+    pub pod_uid: String,
+    pub container: String,
+    pub container_id: String,
+    pub pid: u32,
+    pub started: Instant,
+}
+
+/// A fault's effect for one firing: `fire` applies it, and a holding fault returns the
+/// recovery to run when its `duration` ends or the fault is stopped.
+pub(super) trait Effect: Send + Sync {
+    fn kind(&self) -> FaultKind;
+    /// Applies one firing; `Ok(Some(..))` holds until `duration` ends, then recovers.
+    fn fire(
+        &self,
+        engine: &Arc<Inner>,
+        target: &Target,
+        firing: FiringInfo,
+    ) -> impl std::future::Future<Output = Result<Option<Box<dyn Holding>>, FireError>> + Send;
+}
+
+/// Which firing this is, for logs and figures.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FiringInfo {
+    /// 1-based, counted across container restarts.
+    pub ordinal: u32,
+    /// Planned offset from container start.
+    pub offset: Duration,
+    /// How late the firing started against its plan.
+    pub lateness: Duration,
+}
+
+/// A fault that holds and must be recovered.
+pub(super) trait Holding: Send {
+    /// Ends the fault; runs once, whatever stopped it.
+    fn recover(
+        self: Box<Self>,
+        engine: &Arc<Inner>,
+        target: &Target,
+    ) -> futures_core::future::BoxFuture<'static, ()>;
+}
+
+/// Why a firing did nothing.
+#[derive(Debug)]
+pub(super) enum FireError {
+    /// The container is gone: the fault ends quietly and the firing is given back.
+    TargetGone(String),
+    /// The fault could not be applied: reported, the firing is given back, the fault ends.
+    Failed(String),
+}
+
+/// Resolves when `stop` is raised (or its sender dropped).
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|raised| *raised).await;
+}
+
+fn seed(target: &Target) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ u64::from(target.pid).rotate_left(32)
+}
+
+/// Runs `effect` on `target` per `timing` until the schedule, the count or a stop ends it.
+pub(super) async fn run<E: Effect>(
+    engine: Arc<Inner>,
+    target: Target,
+    timing: Timing,
+    effect: E,
+    mut stop: watch::Receiver<bool>,
+) {
+    let kind = effect.kind();
+    let key = LedgerKey::new(target.pod_uid.clone(), target.container.clone(), kind);
+    let schedule = Schedule::new(&timing);
+    let mut rng = SplitMix64::new(seed(&target));
+    let mut index = 0u32;
+    while let Some(firing) = schedule.firing(index, &mut rng) {
+        index = index.saturating_add(1);
+        let planned = target.started + firing.offset;
+        tokio::select! {
+            _ = tokio::time::sleep_until(planned.into()) => {}
+            _ = stopped(&mut stop) => break,
+        }
+        let Some(ordinal) = engine.claim_firing(&key, timing.count) else {
+            tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), "count spent");
+            break;
+        };
+        if !firing.fire {
+            tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), ordinal, "firing skipped by probability");
+            continue;
+        }
+        let lateness = Instant::now().saturating_duration_since(planned);
+        engine.stats().record(lateness_series(kind), lateness);
+        let info = FiringInfo {
+            ordinal,
+            offset: firing.offset,
+            lateness,
+        };
+        match effect.fire(&engine, &target, info).await {
+            Ok(None) => {}
+            Ok(Some(holding)) => {
+                let hold = timing.duration.unwrap_or(Duration::MAX);
+                let until = Instant::now().checked_add(hold);
+                let stopped_early = tokio::select! {
+                    _ = async { match until { Some(until) => tokio::time::sleep_until(until.into()).await, None => std::future::pending().await } } => false,
+                    _ = stopped(&mut stop) => true,
+                };
+                holding.recover(&engine, &target).await;
+                if stopped_early {
+                    break;
+                }
+            }
+            Err(FireError::TargetGone(reason)) => {
+                engine.release_firing(&key);
+                tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), reason = %reason, "container is gone; nothing done");
+                break;
+            }
+            Err(FireError::Failed(reason)) => {
+                engine.release_firing(&key);
+                tracing::error!(pod = %target.pod, container = %target.container, fault = kind.as_str(), reason = %reason, "fault could not be applied; container unaffected");
+                break;
+            }
+        }
+        if timing.every.is_none() {
+            break;
+        }
+    }
+    engine.disarm(&target.container_id, target.fault_id);
+}
+
+fn lateness_series(kind: FaultKind) -> &'static str {
+    match kind {
+        FaultKind::Kill => "kill.lateness",
+        FaultKind::Freeze => "freeze.lateness",
+        FaultKind::Stress => "stress.lateness",
+        FaultKind::Oom => "oom.lateness",
+        FaultKind::Netem => "netem.lateness",
+        FaultKind::Start => "start.lateness",
+        FaultKind::Exec => "exec.lateness",
+    }
+}
