@@ -10,19 +10,24 @@
 //! - [`plan`]: [`plan_container`], from a pod's annotations to one container's faults.
 //! - [`schedule`]: when each firing happens ([`Schedule`]) and how many happened across
 //!   container restarts ([`FiringLedger`]).
-//! - [`seams`]: kernel seams behind narrow traits, with recording fakes.
+//! - [`seams`]: kernel seams behind narrow traits, with recording fakes (signals, cgroups and
+//!   the freezer, procfs).
+//! - [`journal`]: the durable journal of active faults and the recovery each entry describes.
 
 pub mod annotations;
 pub mod faults;
 pub mod fields;
+pub mod journal;
 pub mod plan;
 pub mod policy;
 pub mod schedule;
 pub mod seams;
+pub mod stressor;
 pub mod timing;
 pub mod units;
 
 pub use annotations::{FaultKind, Rejection};
+pub use journal::{Journal, JournalEntry, JournalError, ProcessId, Recovery};
 pub use plan::{plan_container, ContainerPlan, FaultRequest, FaultSpec, PodRef, Timing};
 pub use policy::Policy;
 pub use schedule::{Firing, FiringLedger, LedgerKey, Rng, Schedule, SplitMix64};

@@ -12,10 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use injector::seams::signal::PidfdSignaller;
 use injector::Policy;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Seams};
 use crate::service::RuntimeInfo;
 use crate::stats::Stats;
 use crate::supervisor::Supervisor;
@@ -40,6 +39,13 @@ struct Cli {
 enum Command {
     /// Run the plugin: register with containerd over NRI and inject annotated faults.
     Run(RunArgs),
+    /// Internal: a stressor process started by `nri-chaos run` (not for direct use).
+    #[command(hide = true, name = "stress-worker")]
+    StressWorker {
+        /// Worker flags (see injector::stressor::WorkerSpec).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,12 +99,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating state dir {}", args.state_dir.display()))?;
     let stats = Arc::new(Stats::default());
-    let engine = Engine::new(
-        policy,
-        Arc::new(PidfdSignaller),
-        stats.clone(),
-        &args.state_dir,
-    );
+    let engine = Engine::new(policy, Seams::host(), stats.clone(), &args.state_dir)?;
+    engine.replay_journal();
     tracing::info!(
         socket = %args.nri_socket.display(),
         state_dir = %args.state_dir.display(),
@@ -136,6 +138,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::StressWorker { args } = &cli.command {
+        // A stressor: no logging, no async runtime; it exits at its deadline or with its
+        // container (see injector::stressor).
+        let code = injector::stressor::worker_main(args);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -157,6 +165,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
+        Command::StressWorker { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,9 +6,11 @@
 //! the plugin shuts down, a stop signal makes each task recover what it holds and end.
 
 mod effects;
+mod journal_ops;
 pub mod ledger_store;
 pub mod model;
 mod runner;
+pub mod seams;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,7 +20,8 @@ use std::time::Instant;
 
 use injector::seams::signal::Signaller;
 use injector::{
-    plan_container, FaultKind, FaultRequest, FaultSpec, FiringLedger, PodRef, Policy, Rejection,
+    plan_container, FaultKind, FaultRequest, FaultSpec, FiringLedger, Journal, PodRef, Policy,
+    Rejection,
 };
 use thiserror::Error;
 use tokio::sync::watch;
@@ -26,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::stats::Stats;
 pub use model::{ContainerInfo, PodInfo};
+pub use seams::Seams;
 
 /// Errors the engine hands back to the runtime.
 #[derive(Debug, Error)]
@@ -40,11 +44,24 @@ pub enum EngineError {
         /// Every rejection, `; `-separated.
         reasons: String,
     },
+    /// The journal of active faults cannot be opened: no recovery could be guaranteed.
+    #[error("fault journal {path}: {reason}")]
+    Journal {
+        /// The journal directory.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// Fault kinds this build executes. The others are parsed and validated, then reported as
 /// not supported so that nothing is silently ignored.
-const EXECUTABLE: &[FaultKind] = &[FaultKind::Kill];
+const EXECUTABLE: &[FaultKind] = &[
+    FaultKind::Kill,
+    FaultKind::Freeze,
+    FaultKind::Stress,
+    FaultKind::Oom,
+];
 
 /// A container's validated faults, kept from CreateContainer to its start.
 #[derive(Debug, Clone)]
@@ -78,7 +95,8 @@ impl ArmedFault {
 /// Shared engine internals (the kill tasks hold a reference).
 pub(crate) struct Inner {
     policy: Policy,
-    signaller: Arc<dyn Signaller>,
+    seams: Seams,
+    journal: Journal,
     stats: Arc<Stats>,
     ledger: FiringLedger,
     ledger_path: PathBuf,
@@ -110,25 +128,59 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Engine {
-    /// Creates the engine; the firing ledger is loaded from `state_dir`.
+    /// Creates the engine; the firing ledger and the journal live in `state_dir`.
     pub fn new(
         policy: Policy,
-        signaller: Arc<dyn Signaller>,
+        seams: Seams,
         stats: Arc<Stats>,
         state_dir: &std::path::Path,
-    ) -> Engine {
+    ) -> Result<Engine, EngineError> {
         let ledger_path = ledger_store::ledger_path(state_dir);
         let ledger = ledger_store::load(&ledger_path);
-        Engine {
+        let journal_dir = state_dir.join("journal");
+        let journal = Journal::open(&journal_dir).map_err(|err| EngineError::Journal {
+            path: journal_dir.display().to_string(),
+            reason: err.to_string(),
+        })?;
+        Ok(Engine {
             inner: Arc::new(Inner {
                 policy,
-                signaller,
+                seams,
+                journal,
                 stats,
                 ledger,
                 ledger_path,
                 state: Mutex::new(State::default()),
                 next_fault_id: AtomicU64::new(1),
             }),
+        })
+    }
+
+    /// Start-up: every fault a previous run left in the journal is recovered at once if its
+    /// deadline passed, or resumed to be recovered at its deadline (or when Synchronize
+    /// reports its container gone). Call before connecting to the runtime.
+    pub fn replay_journal(&self) {
+        let (entries, errors) = self.inner.journal.load();
+        for err in errors {
+            tracing::error!(error = %err, "unreadable journal entry set aside");
+        }
+        if !entries.is_empty() {
+            tracing::info!(
+                faults = entries.len(),
+                "journal of a previous run found; recovering"
+            );
+        }
+        let mut state = lock(&self.inner.state);
+        for entry in entries {
+            let (stop, stop_rx) = watch::channel(false);
+            let id = self.inner.next_fault_id.fetch_add(1, Ordering::Relaxed);
+            let container_id = entry.container_id.clone();
+            let task = tokio::spawn(journal_ops::resume(self.inner.clone(), entry, id, stop_rx));
+            state
+                .armed
+                .entry(container_id)
+                .or_default()
+                .push(ArmedFault { id, stop, task });
         }
     }
 
@@ -321,6 +373,30 @@ impl Engine {
                         }
                     })
                 }
+                FaultSpec::Freeze(_) => {
+                    let effect = effects::freeze::FreezeEffect {
+                        hold: timing.duration,
+                    };
+                    tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
+                }
+                FaultSpec::Stress(stress) => {
+                    let effect = effects::stress::StressEffect {
+                        stress: *stress,
+                        hold: timing
+                            .duration
+                            .unwrap_or(std::time::Duration::from_secs(60)),
+                        memory_limit: container.memory_limit,
+                    };
+                    tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
+                }
+                FaultSpec::Oom(oom) => {
+                    let effect = effects::oom::OomEffect {
+                        oom: *oom,
+                        hold: timing.duration,
+                        memory_limit: container.memory_limit,
+                    };
+                    tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
+                }
                 _ => continue,
             };
             armed.push(ArmedFault { id, stop, task });
@@ -393,7 +469,7 @@ impl Engine {
                     fault.key,
                     value,
                     format!(
-                        "fault '{}' is valid but not supported by this build of nri-chaos (supported: kill)",
+                        "fault '{}' is valid but not supported by this build of nri-chaos (supported: kill, freeze, stress, oom)",
                         fault.kind.as_str()
                     ),
                 ));
@@ -445,7 +521,7 @@ impl Inner {
     }
 
     pub(crate) fn signaller(&self) -> &dyn Signaller {
-        self.signaller.as_ref()
+        self.seams.signaller.as_ref()
     }
 
     pub(crate) fn stats(&self) -> &Stats {

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use injector::faults::kill::Signal;
+use injector::seams::cgroup::{CgroupFs, RecordingFreezer};
+use injector::seams::procfs::FakeProcesses;
 use injector::seams::signal::RecordingSignaller;
 use injector::Policy;
 
@@ -39,7 +41,15 @@ fn container(id: &str, name: &str, pid: u32) -> ContainerInfo {
 
 fn engine(policy: Policy, dir: &std::path::Path) -> (Engine, Arc<RecordingSignaller>) {
     let signaller = Arc::new(RecordingSignaller::new());
-    let engine = Engine::new(policy, signaller.clone(), Arc::new(Stats::default()), dir);
+    let seams = Seams {
+        signaller: signaller.clone(),
+        freezer: Arc::new(RecordingFreezer::new()),
+        procs: Arc::new(FakeProcesses::default()),
+        cgroups: CgroupFs::new(dir.join("cgroup")),
+        proc_root: dir.join("proc"),
+        worker_exe: "/bin/false".into(),
+    };
+    let engine = Engine::new(policy, seams, Arc::new(Stats::default()), dir).unwrap();
     (engine, signaller)
 }
 

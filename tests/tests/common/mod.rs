@@ -52,6 +52,17 @@ impl ChaosNode {
             .collect()
     }
 
+    /// Starts nri-chaos again on the same node and state dir (after a stop or a SIGKILL).
+    pub async fn restart_plugin(&mut self, config: &str) -> Result<()> {
+        let _ = self.plugin.kill();
+        self.plugin = self.node.start_plugin(&plugin_binary(), config)?;
+        self.plugin
+            .wait_log_contains("nri-chaos starting", Duration::from_secs(10))
+            .await
+            .context("nri-chaos did not start again")?;
+        Ok(())
+    }
+
     pub async fn shutdown(self) -> Result<()> {
         let ChaosNode { node, plugin } = self;
         let status = plugin.stop().await?;

@@ -1,3 +1,6 @@
 //! One effect per fault kind, each applying one firing through the injector's seams.
 
+pub(super) mod freeze;
 pub(super) mod kill;
+pub(super) mod oom;
+pub(super) mod stress;

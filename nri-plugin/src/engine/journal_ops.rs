@@ -1,0 +1,119 @@
+//! The engine's use of the durable journal: every fault with a side effect to undo is
+//! recorded before the side effect and cleared after its recovery; at start, what a previous
+//! run left is recovered (deadline passed) or resumed (its remaining time).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use injector::journal::{kill_if_same, now_unix_ms, recover_entry};
+use injector::{FaultKind, JournalEntry, Recovery};
+use tokio::sync::watch;
+
+use super::runner::{stopped, Target};
+use super::Inner;
+
+/// A journal entry for `target`, holding until `hold` from now (None: until stopped).
+pub(super) fn entry(
+    target: &Target,
+    kind: FaultKind,
+    hold: Option<Duration>,
+    recovery: Recovery,
+) -> JournalEntry {
+    let now = now_unix_ms();
+    JournalEntry {
+        id: injector::journal::new_fault_id(),
+        pod: target.pod.clone(),
+        pod_uid: target.pod_uid.clone(),
+        container_id: target.container_id.clone(),
+        container_name: target.container.clone(),
+        kind,
+        applied_at_unix_ms: now,
+        deadline_unix_ms: hold.map(|hold| now.saturating_add(hold.as_millis() as u64)),
+        recovery,
+    }
+}
+
+impl Inner {
+    /// Records `entry` before its side effect. A fault that cannot be journaled is not
+    /// applied: its recovery could not be guaranteed.
+    pub(super) fn journal_record(&self, entry: &JournalEntry) -> Result<(), String> {
+        self.journal
+            .record(entry)
+            .map_err(|err| format!("cannot journal the fault, so it is not applied: {err}"))
+    }
+
+    /// Clears `id` after its recovery.
+    pub(super) fn journal_clear(&self, id: &str) {
+        if let Err(err) = self.journal.clear(id) {
+            tracing::error!(fault_id = id, error = %err, "clearing a recovered fault from the journal");
+        }
+    }
+
+    /// Runs the recovery an entry describes (blocking: call on a blocking thread), then
+    /// clears it. A failed recovery stays in the journal for the next start to retry.
+    pub(super) fn recover_journaled(&self, entry: &JournalEntry) -> bool {
+        let seams = &self.seams;
+        let stop = |pid: u32, start_time: u64| {
+            kill_if_same(
+                seams.signaller.as_ref(),
+                seams.procs.as_ref(),
+                pid,
+                start_time,
+            )
+            .map(|_| ())
+        };
+        match recover_entry(entry, seams.freezer.as_ref(), seams.procs.as_ref(), &stop) {
+            Ok(()) => {
+                self.journal_clear(&entry.id);
+                true
+            }
+            Err(err) => {
+                tracing::error!(fault_id = %entry.id, pod = %entry.pod, container = %entry.container_name, fault = entry.kind.as_str(), error = %err, "recovery failed; kept in the journal for the next start");
+                false
+            }
+        }
+    }
+}
+
+/// Recovers `entry` on a blocking thread.
+pub(super) async fn recover_blocking(engine: &Arc<Inner>, entry: JournalEntry) -> bool {
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || engine.recover_journaled(&entry))
+        .await
+        .unwrap_or(false)
+}
+
+/// A fault found in the journal at start: recovered at its deadline, or at once if that
+/// passed, or when its container is reported gone (stop signal).
+pub(super) async fn resume(
+    engine: Arc<Inner>,
+    entry: JournalEntry,
+    fault_id: u64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let now = now_unix_ms();
+    let remaining = entry
+        .deadline_unix_ms
+        .map(|deadline| Duration::from_millis(deadline.saturating_sub(now)));
+    match remaining {
+        Some(remaining) if !remaining.is_zero() => {
+            tracing::info!(fault_id = %entry.id, pod = %entry.pod, container = %entry.container_name, fault = entry.kind.as_str(), remaining_ms = remaining.as_millis() as u64, "resumed from the journal; recovery at its deadline");
+            tokio::select! {
+                _ = tokio::time::sleep(remaining) => {}
+                _ = stopped(&mut stop) => {}
+            }
+        }
+        Some(_) => {}
+        None => {
+            tracing::info!(fault_id = %entry.id, pod = %entry.pod, container = %entry.container_name, fault = entry.kind.as_str(), "resumed from the journal; recovery when the container stops");
+            stopped(&mut stop).await;
+        }
+    }
+    let id = entry.id.clone();
+    let (pod, container, kind) = (entry.pod.clone(), entry.container_name.clone(), entry.kind);
+    let container_id = entry.container_id.clone();
+    if recover_blocking(&engine, entry).await {
+        tracing::info!(fault_id = %id, pod = %pod, container = %container, fault = kind.as_str(), "recovered from the journal");
+    }
+    engine.disarm(&container_id, fault_id);
+}
