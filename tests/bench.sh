@@ -9,4 +9,6 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 bash tests/scripts/fetch-runtime.sh >/dev/null
 cargo build --quiet --locked --release -p nri-chaos-plugin -p nri-chaos-tests --bins
-NRI_CHAOS_BIN="$PWD/target/release/nri-chaos" exec target/release/nri-chaos-bench "$@"
+export NRI_CHAOS_BIN="$PWD/target/release/nri-chaos"
+target/release/nri-chaos-bench "$@"
+target/release/nri-chaos-bench-faults "${2:-2}"

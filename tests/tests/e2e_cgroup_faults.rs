@@ -424,7 +424,64 @@ async fn crash_in_a_stress_leaves_no_stressor(version: ContainerdVersion) -> Res
     node.shutdown().await
 }
 
+/// SIGTERM to nri-chaos recovers everything before it exits: a 60 s freeze is thawed, a
+/// stressor is gone, the journal is empty.
+async fn sigterm_recovers_every_fault_before_exit(version: ContainerdVersion) -> Result<()> {
+    let node = ChaosNode::start(version, "").await?;
+    let cri = node.node.cri().await?;
+    let pod = cri
+        .run_pod(
+            &PodSpec::new("term")
+                .annotation("freeze.nri-chaos.io/container.frozen", "{duration: 60s}")
+                .annotation(
+                    "stress.nri-chaos.io/container.busy",
+                    "{cpu: {workers: 1, load: 20}, duration: 60s}",
+                ),
+        )
+        .await?;
+    let frozen = cri
+        .run_container(&pod, &ContainerSpec::new("frozen", COUNTER))
+        .await?;
+    let busy = cri
+        .run_container(&pod, &ContainerSpec::new("busy", SLEEPER))
+        .await?;
+    let start = Instant::now();
+    let mut ready = false;
+    while start.elapsed() < Duration::from_secs(5) {
+        if freezer_state(&pod, &frozen)? == "FROZEN" && cgroup_pids(&pod, &busy)?.len() == 2 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ensure!(ready, "freeze and stress were not both applied");
+    let ChaosNode { node, plugin } = node;
+    let stopping = Instant::now();
+    let exit = plugin.stop().await?;
+    println!(
+        "{version}: SIGTERM -> exit {exit} after {} ms",
+        stopping.elapsed().as_millis()
+    );
+    ensure!(exit.success(), "nri-chaos exited with {exit}");
+    ensure!(
+        freezer_state(&pod, &frozen)? == "THAWED",
+        "still frozen after SIGTERM"
+    );
+    ensure!(
+        cgroup_pids(&pod, &busy)?.len() == 1,
+        "stressor left after SIGTERM"
+    );
+    let journal = node.dir().join("nri-chaos-state/journal");
+    let left: Vec<_> = std::fs::read_dir(&journal)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    ensure!(left.is_empty(), "journal not empty after SIGTERM: {left:?}");
+    node.shutdown().await
+}
+
 on_both_containerd_versions!(
+    sigterm_recovers_every_fault_before_exit,
     freeze_holds_the_window_then_thaws,
     stress_cpu_holds_half_a_cpu_in_the_container_cgroup,
     stress_cpu_obeys_the_container_quota,
