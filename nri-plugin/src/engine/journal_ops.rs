@@ -9,7 +9,7 @@ use injector::journal::{kill_if_same, now_unix_ms, recover_entry};
 use injector::{FaultKind, JournalEntry, Recovery};
 use tokio::sync::watch;
 
-use super::runner::{stopped, Target};
+use super::runner::{stopped, Holding, Target};
 use super::Inner;
 
 /// A journal entry for `target`, holding until `hold` from now (None: until stopped).
@@ -116,4 +116,27 @@ pub(super) async fn resume(
         tracing::info!(fault_id = %id, pod = %pod, container = %container, fault = kind.as_str(), "recovered from the journal");
     }
     engine.disarm(&container_id, fault_id);
+}
+
+/// A holding fault whose whole recovery is its journal entry (thaw, restore scores): run it
+/// at the end, clear the entry, log `done`.
+pub(super) struct Journaled {
+    pub journaled: JournalEntry,
+    pub done: &'static str,
+}
+
+impl Holding for Journaled {
+    fn recover(
+        self: Box<Self>,
+        engine: &Arc<Inner>,
+        target: &Target,
+    ) -> futures_core::future::BoxFuture<'static, ()> {
+        let (engine, target) = (engine.clone(), target.clone());
+        Box::pin(async move {
+            let kind = self.journaled.kind;
+            if recover_blocking(&engine, self.journaled).await {
+                tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), "{}", self.done);
+            }
+        })
+    }
 }

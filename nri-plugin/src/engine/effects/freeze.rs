@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use futures_core::future::BoxFuture;
 use injector::faults::freeze::FreezeFault;
 use injector::seams::cgroup::{resolve_from_proc, ContainerCgroup};
-use injector::{FaultKind, JournalEntry, Recovery};
+use injector::{FaultKind, Recovery};
 
-use crate::engine::journal_ops::{entry, recover_blocking};
+use crate::engine::journal_ops::{entry, Journaled};
 use crate::engine::runner::{Effect, FireError, FiringInfo, Holding, Target};
 use crate::engine::Inner;
 
@@ -68,7 +67,10 @@ impl Effect for FreezeEffect {
                         lateness_us = firing.lateness.as_micros() as u64,
                         "frozen"
                     );
-                    Ok(Some(Box::new(Frozen { journaled }) as Box<dyn Holding>))
+                    Ok(Some(Box::new(Journaled {
+                        journaled,
+                        done: "thawed",
+                    }) as Box<dyn Holding>))
                 }
                 Err(err) => {
                     // The freezer thaws on a failed freeze; make sure and clear the record.
@@ -79,21 +81,5 @@ impl Effect for FreezeEffect {
         })
         .await
         .map_err(|err| FireError::Failed(format!("freeze task: {err}")))?
-    }
-}
-
-/// A frozen container, to thaw.
-struct Frozen {
-    journaled: JournalEntry,
-}
-
-impl Holding for Frozen {
-    fn recover(self: Box<Self>, engine: &Arc<Inner>, target: &Target) -> BoxFuture<'static, ()> {
-        let (engine, target) = (engine.clone(), target.clone());
-        Box::pin(async move {
-            if recover_blocking(&engine, self.journaled).await {
-                tracing::info!(pod = %target.pod, container = %target.container, fault = "freeze", "thawed");
-            }
-        })
     }
 }

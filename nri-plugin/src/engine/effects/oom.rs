@@ -6,14 +6,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_core::future::BoxFuture;
 use injector::faults::oom::{oom_kill_plan, raise_scores, OomFault, SavedScore};
 use injector::journal::now_unix_ms;
 use injector::seams::cgroup::{resolve_from_proc, ContainerCgroup};
 use injector::stressor::{oom_fill_spec, StressorSet};
 use injector::{FaultKind, JournalEntry, ProcessId, Recovery};
 
-use crate::engine::journal_ops::{entry, recover_blocking};
+use crate::engine::journal_ops::{entry, Journaled};
 use crate::engine::runner::{Effect, FireError, FiringInfo, Holding, Target};
 use crate::engine::Inner;
 
@@ -157,25 +156,9 @@ impl Effect for OomEffect {
             };
             let journaled = raise(&engine_c, &target_c, &cgroup, i32::from(score), hold)?;
             tracing::info!(pod = %target_c.pod, container = %target_c.container, fault = "oom", score, ordinal = firing.ordinal, "oom_score_adj raised");
-            Ok(Some(Box::new(Raised { journaled }) as Box<dyn Holding>))
+            Ok(Some(Box::new(Journaled { journaled, done: "oom_score_adj restored" }) as Box<dyn Holding>))
         })
         .await
         .map_err(|err| FireError::Failed(format!("oom task: {err}")))?
-    }
-}
-
-/// Raised scores, to restore.
-struct Raised {
-    journaled: JournalEntry,
-}
-
-impl Holding for Raised {
-    fn recover(self: Box<Self>, engine: &Arc<Inner>, target: &Target) -> BoxFuture<'static, ()> {
-        let (engine, target) = (engine.clone(), target.clone());
-        Box::pin(async move {
-            if recover_blocking(&engine, self.journaled).await {
-                tracing::info!(pod = %target.pod, container = %target.container, fault = "oom", "oom_score_adj restored");
-            }
-        })
     }
 }
