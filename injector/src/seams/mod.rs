@@ -4,9 +4,12 @@
 //! - [`signal`]: signals by pidfd ([`signal::Signaller`]).
 //! - [`cgroup`]: a container's cgroups, their accounting and the freezer
 //!   ([`cgroup::Freezer`]).
+//! - [`netlink`]: a NETLINK_ROUTE socket inside a pod's network namespace: links and root
+//!   qdiscs, and the netem qdisc's options ([`netlink::RouteSocket`]).
 //! - [`procfs`]: OOM scores and process identity (PID + start time)
 //!   ([`procfs::ProcessTable`]).
 
 pub mod cgroup;
+pub mod netlink;
 pub mod procfs;
 pub mod signal;

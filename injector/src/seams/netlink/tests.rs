@@ -1,0 +1,131 @@
+//! The netlink seam against the real kernel, inside a private network namespace of a child
+//! process (`unshare -n sleep`): nothing of the host's network is touched.
+
+use std::process::{Child, Command};
+
+use super::*;
+
+struct PrivateNetns {
+    child: Child,
+}
+
+impl PrivateNetns {
+    fn new() -> PrivateNetns {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(
+            euid, 0,
+            "the netlink kernel tests need root (a private network namespace)"
+        );
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "60"])
+            .spawn()
+            .expect("unshare --net sleep");
+        // Dropping it kills and reaps the child, whatever happens next.
+        let netns = PrivateNetns { child };
+        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+        for _ in 0..200 {
+            if std::fs::read_link(netns.path())
+                .map(|l| l != own)
+                .unwrap_or(false)
+            {
+                return netns;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("child never entered its own network namespace");
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/net", self.child.id()))
+    }
+}
+
+impl Drop for PrivateNetns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn lists_links_and_swaps_root_qdiscs_inside_a_namespace() {
+    let netns = PrivateNetns::new();
+    let mut socket = RouteSocket::open_in_netns(&netns.path()).unwrap();
+    let links = socket.links().unwrap();
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(links[0].name, "lo");
+    assert!(links[0].loopback);
+    let lo = links[0].index;
+
+    let before = socket.root_qdisc(lo).unwrap();
+    assert!(
+        before.as_ref().is_none_or(RootQdisc::is_default),
+        "{before:?}"
+    );
+
+    // pfifo (always built in) exercises the same RTM_NEWQDISC path netem takes.
+    socket
+        .replace_root_qdisc(lo, "pfifo", NRI_CHAOS_HANDLE, &100u32.to_ne_bytes())
+        .unwrap();
+    let installed = socket.root_qdisc(lo).unwrap().unwrap();
+    assert_eq!(installed.kind, "pfifo");
+    assert!(installed.is_ours());
+    assert_eq!(&installed.options[..4], &100u32.to_ne_bytes());
+
+    socket.delete_root_qdisc(lo).unwrap();
+    let after = socket.root_qdisc(lo).unwrap();
+    assert!(
+        after.as_ref().is_none_or(RootQdisc::is_default),
+        "{after:?}"
+    );
+    // Deleting again is fine.
+    socket.delete_root_qdisc(lo).unwrap();
+
+    // The host's own namespace was never touched.
+    let mut host = RouteSocket::open_current().unwrap();
+    assert!(!host.links().unwrap().is_empty());
+}
+
+#[test]
+fn netem_is_installed_or_reported_unavailable_with_the_reason() {
+    let netns = PrivateNetns::new();
+    let mut socket = RouteSocket::open_in_netns(&netns.path()).unwrap();
+    let lo = socket.links().unwrap()[0].index;
+    let fault = crate::faults::netem::NetemFault {
+        delay: Some(std::time::Duration::from_millis(100)),
+        ..Default::default()
+    };
+    let options = netem_options::netem_options(&fault);
+    match socket.replace_root_qdisc(lo, "netem", NRI_CHAOS_HANDLE, &options) {
+        Ok(()) => {
+            let installed = socket.root_qdisc(lo).unwrap().unwrap();
+            assert_eq!(installed.kind, "netem");
+            println!("sch_netem available: netem installed on lo");
+            socket.delete_root_qdisc(lo).unwrap();
+        }
+        Err(err @ NetlinkError::QdiscUnavailable { .. }) => {
+            assert!(err.to_string().contains("sch_netem"), "{err}");
+            println!("this kernel has no sch_netem: {err}");
+        }
+        Err(other) => panic!("unexpected: {other}"),
+    }
+}
+
+#[test]
+fn a_missing_namespace_is_named_in_the_error() {
+    let err = RouteSocket::open_in_netns(Path::new("/proc/0/ns/net")).unwrap_err();
+    assert!(err.to_string().contains("/proc/0/ns/net"), "{err}");
+}
+
+#[test]
+fn attributes_parse_and_stop_at_garbage() {
+    let mut buf = Vec::new();
+    netem_options::push_attr(&mut buf, TCA_KIND, b"netem\0");
+    netem_options::push_attr(&mut buf, TCA_OPTIONS, &[1, 2, 3]);
+    buf.extend_from_slice(&[0xff, 0xff, 0, 0]); // a length past the end
+    let attrs = attributes(&buf);
+    assert_eq!(attrs.len(), 2);
+    assert_eq!(c_string(attrs[0].1), "netem");
+    assert_eq!(attrs[1].1, &[1, 2, 3]);
+}
