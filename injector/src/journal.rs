@@ -96,6 +96,14 @@ pub enum JournalError {
         /// The error.
         source: Box<OomError>,
     },
+    /// Removing a netem qdisc failed during recovery.
+    #[error("fault {id}: removing netem: {source}")]
+    RemoveNetem {
+        /// The fault id.
+        id: String,
+        /// The error.
+        source: Box<crate::seams::netlink::NetlinkError>,
+    },
 }
 
 fn io_err(op: &'static str, path: &Path, source: io::Error) -> JournalError {
@@ -134,6 +142,14 @@ pub enum Recovery {
     RestoreOomScores {
         /// The previous scores.
         saved: Vec<SavedScore>,
+    },
+    /// Remove the netem qdiscs nri-chaos installed in this namespace, putting back what was
+    /// there before (`netem`).
+    RemoveNetem {
+        /// The pod's network namespace (CNI bind mount or `/proc/<pid>/ns/net`).
+        netns: PathBuf,
+        /// The shaped interfaces.
+        interfaces: Vec<crate::seams::netlink::ShapedInterface>,
     },
 }
 

@@ -98,5 +98,15 @@ pub fn recover_entry(
             tracing::info!(fault = %id, pod = %entry.pod, container = %entry.container_name, restored = report.restored.len(), skipped = report.skipped.len(), denied = report.denied.len(), "recovered: oom scores");
             Ok(())
         }
+        Recovery::RemoveNetem { netns, interfaces } => {
+            crate::seams::netlink::remove_netem(netns, interfaces).map_err(|source| {
+                JournalError::RemoveNetem {
+                    id: id.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+            tracing::info!(fault = %id, pod = %entry.pod, netns = %netns.display(), interfaces = interfaces.len(), "recovered: netem removed");
+            Ok(())
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod netem_options;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 const NETLINK_ROUTE: i32 = 0;
@@ -114,6 +115,138 @@ impl RootQdisc {
     pub fn is_default(&self) -> bool {
         self.handle == 0
     }
+}
+
+/// A root qdisc saved before nri-chaos replaced it, to put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedQdisc {
+    /// Its kind.
+    pub kind: String,
+    /// Its handle.
+    pub handle: u32,
+    /// Its TCA_OPTIONS payload.
+    pub options: Vec<u8>,
+}
+
+/// An interface nri-chaos shaped, and what its root qdisc was before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShapedInterface {
+    /// Interface index in the pod's namespace.
+    pub index: i32,
+    /// Interface name.
+    pub name: String,
+    /// The root qdisc that was there, when it was not a kernel default.
+    pub saved: Option<SavedQdisc>,
+}
+
+/// Undoes [`install_netem`]: on each interface whose root qdisc is still ours, puts the saved
+/// qdisc back, or deletes ours so the kernel default returns. A namespace that no longer
+/// exists (the pod is gone, and its qdiscs with it) is done.
+pub fn remove_netem(netns: &Path, interfaces: &[ShapedInterface]) -> Result<(), NetlinkError> {
+    let mut socket = match RouteSocket::open_in_netns(netns) {
+        Ok(socket) => socket,
+        Err(NetlinkError::Namespace { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(());
+        }
+        Err(err) => return Err(err),
+    };
+    for shaped in interfaces {
+        let still_ours = socket
+            .root_qdisc(shaped.index)?
+            .is_some_and(|q| q.is_ours());
+        if !still_ours {
+            continue;
+        }
+        match &shaped.saved {
+            Some(saved) => socket.replace_root_qdisc(
+                shaped.index,
+                &saved.kind,
+                saved.handle,
+                &saved.options,
+            )?,
+            None => socket.delete_root_qdisc(shaped.index)?,
+        }
+    }
+    Ok(())
+}
+
+/// The interfaces `fault` applies to in the namespace `socket` is bound to: the one named by
+/// `interface`, or every non-loopback interface.
+pub fn target_links(
+    socket: &mut RouteSocket,
+    interface: Option<&str>,
+) -> Result<Vec<Link>, NetlinkError> {
+    let links = socket.links()?;
+    match interface {
+        Some(name) => {
+            let found: Vec<Link> = links.iter().filter(|l| l.name == name).cloned().collect();
+            if found.is_empty() {
+                let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+                return Err(NetlinkError::Malformed {
+                    op: "find interface",
+                    detail: format!(
+                        "no interface '{name}' in the pod's network namespace (it has: {})",
+                        names.join(", ")
+                    ),
+                });
+            }
+            Ok(found)
+        }
+        None => Ok(links.into_iter().filter(|l| !l.loopback).collect()),
+    }
+}
+
+/// Installs netem with `options` as the root qdisc of each of `links`, saving non-default
+/// root qdiscs first. On a failure, what was already installed is undone before returning.
+pub fn install_netem(
+    socket: &mut RouteSocket,
+    links: &[Link],
+    options: &[u8],
+) -> Result<Vec<ShapedInterface>, NetlinkError> {
+    install_root_qdisc(socket, links, "netem", options)
+}
+
+/// [`install_netem`] for any qdisc kind (the same path, testable on kernels without netem).
+pub fn install_root_qdisc(
+    socket: &mut RouteSocket,
+    links: &[Link],
+    kind: &str,
+    options: &[u8],
+) -> Result<Vec<ShapedInterface>, NetlinkError> {
+    let mut shaped = Vec::new();
+    for link in links {
+        let saved = socket
+            .root_qdisc(link.index)?
+            .filter(|q| !q.is_default() && !q.is_ours())
+            .map(|q| SavedQdisc {
+                kind: q.kind,
+                handle: q.handle,
+                options: q.options,
+            });
+        if let Err(err) = socket.replace_root_qdisc(link.index, kind, NRI_CHAOS_HANDLE, options) {
+            for done in &shaped {
+                undo_one(socket, done);
+            }
+            return Err(err);
+        }
+        shaped.push(ShapedInterface {
+            index: link.index,
+            name: link.name.clone(),
+            saved,
+        });
+    }
+    Ok(shaped)
+}
+
+fn undo_one(socket: &mut RouteSocket, shaped: &ShapedInterface) {
+    let _ = match &shaped.saved {
+        Some(saved) => {
+            socket.replace_root_qdisc(shaped.index, &saved.kind, saved.handle, &saved.options)
+        }
+        None => socket.delete_root_qdisc(shaped.index),
+    };
 }
 
 /// A NETLINK_ROUTE socket.

@@ -129,3 +129,45 @@ fn attributes_parse_and_stop_at_garbage() {
     assert_eq!(c_string(attrs[0].1), "netem");
     assert_eq!(attrs[1].1, &[1, 2, 3]);
 }
+
+#[test]
+fn a_foreign_root_qdisc_is_saved_and_put_back() {
+    let netns = PrivateNetns::new();
+    let mut socket = RouteSocket::open_in_netns(&netns.path()).unwrap();
+    let lo = socket.links().unwrap();
+    // Someone else's root qdisc (bfifo, limit 4096 bytes, handle 1:).
+    socket
+        .replace_root_qdisc(lo[0].index, "bfifo", 0x0001_0000, &4096u32.to_ne_bytes())
+        .unwrap();
+    let shaped = install_root_qdisc(&mut socket, &lo, "pfifo", &10u32.to_ne_bytes()).unwrap();
+    assert_eq!(
+        shaped[0].saved.as_ref().map(|s| s.kind.as_str()),
+        Some("bfifo")
+    );
+    assert!(socket.root_qdisc(lo[0].index).unwrap().unwrap().is_ours());
+
+    remove_netem(&netns.path(), &shaped).unwrap();
+    let back = socket.root_qdisc(lo[0].index).unwrap().unwrap();
+    assert_eq!((back.kind.as_str(), back.handle), ("bfifo", 0x0001_0000));
+    assert_eq!(&back.options[..4], &4096u32.to_ne_bytes());
+
+    // The namespace gone: nothing left to remove.
+    let path = netns.path();
+    drop(netns);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    remove_netem(&path, &shaped).unwrap();
+}
+
+#[test]
+fn a_named_interface_that_is_missing_is_reported_with_what_exists() {
+    let netns = PrivateNetns::new();
+    let mut socket = RouteSocket::open_in_netns(&netns.path()).unwrap();
+    let err = target_links(&mut socket, Some("eth0"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no interface 'eth0'") && err.contains("lo"),
+        "{err}"
+    );
+    assert!(target_links(&mut socket, None).unwrap().is_empty());
+}
