@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["protos/nri.proto"];
+    let protos = ["protos/nri.proto", "protos/control.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }
@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .run()?;
     // The generated files open with inner attributes (`#![allow(..)]`), which `include!` cannot
     // take; lib.rs sets the equivalent allowances on the enclosing modules instead.
-    for generated in ["nri.rs", "nri_ttrpc.rs"] {
+    for generated in ["nri.rs", "nri_ttrpc.rs", "control.rs", "control_ttrpc.rs"] {
         let path = out_dir.join(generated);
         let text = std::fs::read_to_string(&path)?;
         let kept: Vec<&str> = text

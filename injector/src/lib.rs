@@ -13,10 +13,13 @@
 //! - [`seams`]: kernel seams behind narrow traits, with recording fakes (signals, cgroups and
 //!   the freezer, procfs).
 //! - [`journal`]: the durable journal of active faults and the recovery each entry describes.
+//! - [`hookplan`]: the plan the OCI hook `nri-chaos-hook` executes (OCI annotation
+//!   `nri-chaos.io/plan`) and the hook points.
 
 pub mod annotations;
 pub mod faults;
 pub mod fields;
+pub mod hookplan;
 pub mod journal;
 pub mod plan;
 pub mod policy;

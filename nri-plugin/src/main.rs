@@ -1,6 +1,9 @@
 //! `nri-chaos`: the containerd NRI plugin that injects the faults pods ask for in annotations.
 
+mod control;
+mod ctl;
 mod engine;
+mod metrics;
 mod service;
 mod stats;
 mod supervisor;
@@ -39,6 +42,8 @@ struct Cli {
 enum Command {
     /// Run the plugin: register with containerd over NRI and inject annotated faults.
     Run(RunArgs),
+    /// Operator CLI over the control socket of a running `nri-chaos run` (root only).
+    Ctl(ctl::CtlArgs),
     /// Internal: a stressor process started by `nri-chaos run` (not for direct use).
     #[command(hide = true, name = "stress-worker")]
     StressWorker {
@@ -65,6 +70,26 @@ struct RunArgs {
     /// Plugin index (two digits; plugins are called in ascending order).
     #[arg(long, default_value = "50", value_parser = parse_index)]
     plugin_index: String,
+    /// The OCI hook binary injected into containers with start faults (the policy's
+    /// `hook_path` wins).
+    #[arg(long, default_value = engine::hooks::DEFAULT_HOOK_PATH)]
+    hook_path: String,
+    /// Prometheus endpoint (`GET /metrics`), `IP:port` or `off`. Overrides the policy's
+    /// `metrics_address`; default 127.0.0.1:9464.
+    #[arg(long)]
+    metrics_address: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "plain")]
+    log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One human-readable line per event (`key=value` fields).
+    Plain,
+    /// One JSON object per event (`timestamp`, `level`, `fields`, `target`).
+    Json,
 }
 
 fn parse_index(value: &str) -> Result<String, String> {
@@ -95,7 +120,10 @@ fn load_policy(config: Option<&Path>) -> anyhow::Result<Policy> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let policy = load_policy(args.config.as_deref())?;
+    let mut policy = load_policy(args.config.as_deref())?;
+    policy
+        .hook_path
+        .get_or_insert_with(|| args.hook_path.clone());
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating state dir {}", args.state_dir.display()))?;
     let stats = Arc::new(Stats::default());
@@ -108,6 +136,51 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         domain = %engine.policy().domain,
         "nri-chaos starting"
     );
+    let runtime_info = Arc::new(Mutex::new(RuntimeInfo::default()));
+    let metrics_text = args
+        .metrics_address
+        .clone()
+        .or_else(|| engine.policy().metrics_address.clone())
+        .unwrap_or_else(|| metrics::DEFAULT_ADDRESS.to_string());
+    let metrics_address = metrics::parse_address(&metrics_text)?;
+    let metrics_task = match metrics_address {
+        None => {
+            tracing::info!("metrics endpoint off");
+            None
+        }
+        // The endpoint is an aid: a port in use must not stop fault injection and recovery.
+        Some(address) => match metrics::bind(address).await {
+            Ok(listener) => {
+                let bound = listener.local_addr().unwrap_or(address);
+                tracing::info!(address = %bound, "metrics listening on http://{bound}/metrics");
+                let engine = engine.clone();
+                Some(tokio::spawn(metrics::serve(listener, move || {
+                    engine.metrics().render()
+                })))
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "metrics endpoint not started; nri-chaos runs without it");
+                None
+            }
+        },
+    };
+    let control_path = engine
+        .policy()
+        .control_socket
+        .as_ref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| args.state_dir.join(control::SOCKET_NAME));
+    let control = control::serve(
+        &control_path,
+        control::ControlService {
+            engine: engine.clone(),
+            runtime: runtime_info.clone(),
+            started: std::time::Instant::now(),
+            socket: control_path.display().to_string(),
+            metrics_address: metrics_text,
+        },
+    )
+    .await?;
     let supervisor = Supervisor {
         socket: args.nri_socket,
         registration: Registration {
@@ -116,7 +189,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         engine: engine.clone(),
         stats: stats.clone(),
-        runtime: Arc::new(Mutex::new(RuntimeInfo::default())),
+        runtime: runtime_info,
     };
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -128,6 +201,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
     }
     supervised.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    control.stop().await;
     engine.shutdown(std::time::Duration::from_secs(10)).await;
     for summary in stats.summaries() {
         tracing::info!(target: "nri_chaos::stats", "latency {summary}");
@@ -144,14 +221,24 @@ fn main() -> ExitCode {
         let code = injector::stressor::worker_main(args);
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
-    tracing_subscriber::fmt()
+    let log_format = match &cli.command {
+        Command::Run(args) => args.log_format,
+        _ => LogFormat::Plain,
+    };
+    if let Command::Ctl(args) = cli.command {
+        return ctl_main(args);
+    }
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+        .with_ansi(false);
+    match log_format {
+        LogFormat::Plain => subscriber.init(),
+        LogFormat::Json => subscriber.json().flatten_event(true).init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -165,7 +252,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
-        Command::StressWorker { .. } => Ok(()),
+        Command::StressWorker { .. } | Command::Ctl(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -173,6 +260,30 @@ fn main() -> ExitCode {
             tracing::error!("{err:#}");
             eprintln!("nri-chaos: {err:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `nri-chaos ctl`: no logging, a small current-thread runtime; exit 1 with the reason.
+fn ctl_main(args: ctl::CtlArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("nri-chaos ctl: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(ctl::run(args)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("nri-chaos ctl: {err}");
+            ExitCode::from(1)
         }
     }
 }

@@ -14,8 +14,10 @@ use nri_chaos_proto::nri::{
 use nri_chaos_proto::nri_ttrpc::Plugin;
 use ttrpc::r#async::TtrpcContext;
 
+use crate::engine::hooks::HookAdjustment;
 use crate::engine::{ContainerInfo, Engine, EngineError, PodInfo};
 use crate::stats::Stats;
+use injector::hookplan::HookPoint;
 
 /// The events nri-chaos subscribes to (bit `1 << (event - 1)`); all within what NRI 0.6.1
 /// accepts (0x7FF).
@@ -42,6 +44,8 @@ pub struct RuntimeInfo {
     pub name: String,
     /// e.g. `1.7.24`.
     pub version: String,
+    /// The NRI protocol generation Configure revealed (for `ctl status`).
+    pub protocol: String,
 }
 
 /// The Plugin service of one session.
@@ -69,6 +73,7 @@ impl NriPlugin {
         let result = work();
         let elapsed = start.elapsed();
         self.stats.record(name, elapsed);
+        self.engine.metrics().handler(name, elapsed);
         tracing::debug!(
             event = name,
             handler_ns = elapsed.as_nanos() as u64,
@@ -83,6 +88,36 @@ fn engine_error_to_ttrpc(err: EngineError) -> ttrpc::Error {
         ttrpc::Code::FAILED_PRECONDITION,
         err.to_string(),
     ))
+}
+
+/// The engine's hook adjustment as NRI's ContainerAdjustment (annotations 2, hooks 5).
+pub fn adjustment_to_nri(adjustment: HookAdjustment) -> nri_chaos_proto::nri::ContainerAdjustment {
+    use nri_chaos_proto::nri::{Hook, Hooks, OptionalInt};
+    let mut hooks = Hooks::default();
+    for hook in adjustment.hooks {
+        let entry = Hook {
+            path: hook.path,
+            args: hook.args,
+            timeout: Some(OptionalInt {
+                value: hook.timeout_secs,
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        match hook.point {
+            HookPoint::CreateRuntime => hooks.create_runtime.push(entry),
+            HookPoint::CreateContainer => hooks.create_container.push(entry),
+            HookPoint::StartContainer => hooks.start_container.push(entry),
+            HookPoint::Poststart => hooks.poststart.push(entry),
+            HookPoint::Poststop => hooks.poststop.push(entry),
+        }
+    }
+    nri_chaos_proto::nri::ContainerAdjustment {
+        annotations: adjustment.annotations.into_iter().collect(),
+        hooks: Some(hooks).into(),
+        ..Default::default()
+    }
 }
 
 /// Converts NRI's pod to the engine's.
@@ -139,6 +174,11 @@ impl Plugin for NriPlugin {
             *runtime = RuntimeInfo {
                 name: req.runtime_name.clone(),
                 version: req.runtime_version.clone(),
+                protocol: if req.request_timeout != 0 || req.registration_timeout != 0 {
+                    "v0.7+ (Configure carried registration/request timeouts)".to_string()
+                } else {
+                    "v0.6 or older (Configure carried no timeouts)".to_string()
+                },
             };
         }
         Ok(ConfigureResponse {
@@ -196,12 +236,16 @@ impl Plugin for NriPlugin {
             tracing::warn!("CreateContainer without pod or container; ignored");
             return Ok(CreateContainerResponse::default());
         };
-        self.timed("handler.create_container", || {
-            self.engine
-                .create_container(pod_info(pod), container_info(container))
+        let adjustment = self
+            .timed("handler.create_container", || {
+                self.engine
+                    .create_container(pod_info(pod), container_info(container))
+            })
+            .map_err(engine_error_to_ttrpc)?;
+        Ok(CreateContainerResponse {
+            adjust: adjustment.map(adjustment_to_nri).into(),
+            ..Default::default()
         })
-        .map_err(engine_error_to_ttrpc)?;
-        Ok(CreateContainerResponse::default())
     }
 
     async fn update_container(

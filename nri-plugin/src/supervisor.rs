@@ -52,8 +52,10 @@ impl Supervisor {
                             sessions += 1;
                             reported_waiting = false;
                             backoff = BACKOFF_START;
+                            self.engine.metrics().nri_registered();
                             tracing::info!(socket = %self.socket.display(), name = %self.registration.name, index = %self.registration.index, reconnects = sessions - 1, "registered with the runtime");
                             let reason = session.closed().await;
+                            self.engine.metrics().nri_lost();
                             let runtime =
                                 self.runtime.lock().map(|r| r.clone()).unwrap_or_default();
                             tracing::warn!(reason = %reason, runtime = %runtime.name, version = %runtime.version, "NRI connection lost; reconnecting");

@@ -20,6 +20,7 @@ pub mod plugin;
 pub mod runtime;
 pub mod timeline;
 mod util;
+pub mod vm;
 
 pub use cri::{ContainerSpec, ContainerState, ContainerStatus, Cri, ExecOutput, Pod, PodSpec};
 pub use images::{BUSYBOX_IMAGE, PAUSE_IMAGE};

@@ -173,32 +173,51 @@ fn mix(state: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// CPU worker: per [`CPU_PERIOD`], spins `load_percent`% of it and sleeps the rest.
+/// CPU time this thread has used (CLOCK_THREAD_CPUTIME_ID).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
+/// CPU worker: per [`CPU_PERIOD`], spins until it has used `load_percent`% of the period in
+/// CPU time (not wall time, so time spent preempted by other work does not count as load),
+/// or the period ends, then sleeps the rest.
 fn spin(load_percent: u8) -> ! {
     let busy = CPU_PERIOD * u32::from(load_percent.min(100)) / 100;
     let mut state = u64::from(std::process::id());
     let mut period_start = Instant::now();
     loop {
-        let busy_until = period_start + busy;
+        let period_end = period_start + CPU_PERIOD;
+        let cpu_start = thread_cpu_time();
         loop {
             for _ in 0..SPIN_BATCH {
                 state = mix(state);
             }
             state = black_box(state);
-            if Instant::now() >= busy_until {
+            if thread_cpu_time().saturating_sub(cpu_start) >= busy || Instant::now() >= period_end {
                 break;
             }
         }
-        let next = period_start + CPU_PERIOD;
         let now = Instant::now();
-        if next > now {
-            thread::sleep(next - now);
-            period_start = next;
-        } else if now - next > CPU_PERIOD {
+        if period_end > now {
+            thread::sleep(period_end - now);
+            period_start = period_end;
+        } else if now - period_end > CPU_PERIOD {
             // Far behind (throttled or stopped): start afresh rather than catching up.
             period_start = now;
         } else {
-            period_start = next;
+            period_start = period_end;
         }
     }
 }

@@ -6,6 +6,8 @@
 //! the plugin shuts down, a stop signal makes each task recover what it holds and end.
 
 mod effects;
+pub mod hooks;
+pub mod introspect;
 mod journal_ops;
 pub mod ledger_store;
 pub mod model;
@@ -54,6 +56,20 @@ pub enum EngineError {
     },
 }
 
+/// Why `ctl inject` armed nothing.
+#[derive(Debug, Error)]
+pub enum InjectError {
+    /// The target is not `namespace/pod[/container]`.
+    #[error("target '{0}' is not namespace/pod or namespace/pod/container")]
+    Target(String),
+    /// No running container matches.
+    #[error("no running container matches '{0}' (nri-chaos knows the pods containerd reported over NRI; check namespace, pod and container names)")]
+    NotFound(String),
+    /// The fault value does not parse or the policy refuses it.
+    #[error("{0}")]
+    Rejected(String),
+}
+
 /// Fault kinds this build executes. The others are parsed and validated, then reported as
 /// not supported so that nothing is silently ignored.
 const EXECUTABLE: &[FaultKind] = &[
@@ -61,6 +77,8 @@ const EXECUTABLE: &[FaultKind] = &[
     FaultKind::Freeze,
     FaultKind::Stress,
     FaultKind::Oom,
+    // Executed by the OCI hook (see `hooks`); refused when the hook binary is missing.
+    FaultKind::Start,
 ];
 
 /// A container's validated faults, kept from CreateContainer to its start.
@@ -76,6 +94,8 @@ struct State {
     pods: HashMap<String, PodInfo>,
     plans: HashMap<String, Planned>,
     armed: HashMap<String, Vec<ArmedFault>>,
+    /// Started containers with a PID, by id (targets of `ctl inject`).
+    containers: HashMap<String, ContainerInfo>,
 }
 
 /// A fault task and its stop signal.
@@ -102,6 +122,8 @@ pub(crate) struct Inner {
     ledger_path: PathBuf,
     state: Mutex<State>,
     next_fault_id: AtomicU64,
+    /// What the operator sees (`ctl list`, metrics).
+    registry: introspect::Registry,
 }
 
 impl std::fmt::Debug for Inner {
@@ -152,6 +174,7 @@ impl Engine {
                 ledger_path,
                 state: Mutex::new(State::default()),
                 next_fault_id: AtomicU64::new(1),
+                registry: introspect::Registry::default(),
             }),
         })
     }
@@ -189,6 +212,147 @@ impl Engine {
         &self.inner.policy
     }
 
+    /// What the operator sees: faults, rejections, metrics.
+    pub fn registry(&self) -> &introspect::Registry {
+        &self.inner.registry
+    }
+
+    /// The Prometheus figures.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        self.inner.registry.metrics()
+    }
+
+    /// `ctl recover`: stops fault `id` (or every fault) now and waits (bounded by `grace`)
+    /// for each to run its recovery. Returns the faults' records after recovery; an unknown
+    /// or already ended id gives an empty list.
+    pub async fn recover(
+        &self,
+        id: Option<u64>,
+        grace: std::time::Duration,
+    ) -> Vec<introspect::FaultRecord> {
+        let faults: Vec<ArmedFault> = {
+            let mut state = lock(&self.inner.state);
+            let mut taken = Vec::new();
+            for faults in state.armed.values_mut() {
+                let (stop, keep): (Vec<ArmedFault>, Vec<ArmedFault>) = std::mem::take(faults)
+                    .into_iter()
+                    .partition(|fault| id.is_none_or(|id| fault.id == id));
+                *faults = keep;
+                taken.extend(stop);
+            }
+            state.armed.retain(|_, faults| !faults.is_empty());
+            taken
+        };
+        faults.iter().for_each(ArmedFault::stop);
+        let ids: Vec<u64> = faults.iter().map(|fault| fault.id).collect();
+        let all = async {
+            for fault in faults {
+                let _ = fault.task.await;
+            }
+        };
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::error!(
+                grace_ms = grace.as_millis() as u64,
+                "ctl recover: some faults did not finish recovering in time"
+            );
+        }
+        for id in &ids {
+            tracing::info!(fault_id = id, "recovered on operator request");
+        }
+        ids.into_iter()
+            .filter_map(|id| self.inner.registry.get(id))
+            .collect()
+    }
+
+    /// `ctl inject`: arms fault `kind` with annotation `value` on the running containers of
+    /// `target` (`namespace/pod` for every container, `namespace/pod/container` for one),
+    /// through the same grammar and policy as an annotation; `after` counts from now. Its
+    /// `count` is its own (not shared with the pod's annotations).
+    pub fn inject(
+        &self,
+        target: &str,
+        kind: FaultKind,
+        value: &str,
+    ) -> Result<Vec<introspect::FaultRecord>, InjectError> {
+        let mut parts = target.splitn(3, '/');
+        let (Some(namespace), Some(pod_name)) = (parts.next(), parts.next()) else {
+            return Err(InjectError::Target(target.to_string()));
+        };
+        let container_name = parts.next();
+        if namespace.is_empty() || pod_name.is_empty() || container_name == Some("") {
+            return Err(InjectError::Target(target.to_string()));
+        }
+        let targets: Vec<(PodInfo, ContainerInfo)> = {
+            let state = lock(&self.inner.state);
+            let mut found: Vec<(PodInfo, ContainerInfo)> = state
+                .containers
+                .values()
+                .filter(|c| container_name.is_none_or(|name| c.name == name))
+                .filter_map(|c| {
+                    let pod = state.pods.get(&c.pod_sandbox_id)?;
+                    (pod.namespace == namespace && pod.name == pod_name)
+                        .then(|| (pod.clone(), c.clone()))
+                })
+                .collect();
+            found.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+            found
+        };
+        if targets.is_empty() {
+            return Err(InjectError::NotFound(target.to_string()));
+        }
+        let mut armed = Vec::new();
+        for (pod, container) in targets {
+            let key = format!(
+                "{}.{}/container.{}",
+                kind.as_str(),
+                self.inner.policy.domain,
+                container.name
+            );
+            let synthetic = PodInfo {
+                annotations: HashMap::from([(key.clone(), value.to_string())]),
+                ..pod.clone()
+            };
+            let (faults, rejections) = self.plan(&synthetic, &container);
+            if let Some(rejection) = rejections.first() {
+                return Err(InjectError::Rejected(rejection.reason.clone()));
+            }
+            let started = Instant::now();
+            let target = runner::Target {
+                fault_id: 0,
+                pod: pod.display_name(),
+                // Injected faults count their own firings, apart from the annotations'.
+                pod_uid: format!("{}#ctl", pod.uid),
+                container: container.name.clone(),
+                container_id: container.id.clone(),
+                pid: container.pid,
+                started,
+            };
+            let mut new = Vec::new();
+            for fault in &faults {
+                if let Some(fault) = self.arm(fault, &target, container.memory_limit, value, "ctl")
+                {
+                    tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), fault_id = fault.id, value = %value, "fault injected on operator request");
+                    armed.push(fault.id);
+                    new.push(fault);
+                }
+            }
+            lock(&self.inner.state)
+                .armed
+                .entry(container.id.clone())
+                .or_default()
+                .extend(new);
+        }
+        Ok(armed
+            .into_iter()
+            .filter_map(|id| self.inner.registry.get(id))
+            .collect())
+    }
+
+    /// Faults with a task (armed or holding).
+    pub fn active_faults(&self) -> usize {
+        lock(&self.inner.state).armed.values().map(Vec::len).sum()
+    }
+
     /// Replaces the engine's view with the runtime's (after every (re)connect).
     /// Containers armed before that are gone now are disarmed; running annotated containers
     /// the engine never saw start are armed with their schedule measured from now.
@@ -221,6 +385,11 @@ impl Engine {
                     }
                 }
             }
+            state.containers = containers
+                .iter()
+                .filter(|c| c.running && c.pid != 0)
+                .map(|c| (c.id.clone(), c.clone()))
+                .collect();
             let known_uids: Vec<String> = state.pods.values().map(|p| p.uid.clone()).collect();
             self.inner.ledger.retain_pods(&known_uids);
         }
@@ -244,6 +413,7 @@ impl Engine {
     pub fn pod_removed(&self, pod_id: &str) {
         let mut state = lock(&self.inner.state);
         state.pods.remove(pod_id);
+        state.containers.retain(|_, c| c.pod_sandbox_id != pod_id);
         let ids: Vec<String> = state
             .plans
             .iter()
@@ -260,11 +430,12 @@ impl Engine {
 
     /// CreateContainer: validates the pod's annotations for this container.
     /// With `strict = true`, any rejection refuses the container with every reason.
+    /// Returns the adjustment that hands hook-executed faults (`start`) to the OCI hook.
     pub fn create_container(
         &self,
         pod: PodInfo,
         container: ContainerInfo,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Option<hooks::HookAdjustment>, EngineError> {
         let (faults, rejections) = self.plan(&pod, &container);
         self.report_rejections(&pod, &container, &rejections);
         if self.inner.policy.strict && !rejections.is_empty() {
@@ -279,6 +450,7 @@ impl Engine {
                 reasons,
             });
         }
+        let adjustment = hooks::adjustment(&self.inner, &pod, &container.name, &faults);
         let mut state = lock(&self.inner.state);
         state
             .pods
@@ -297,14 +469,19 @@ impl Engine {
                 },
             );
         }
-        Ok(())
+        Ok(adjustment)
     }
 
     /// PostStartContainer: arms the container's planned faults, measured from now.
     pub fn container_started(&self, pod: PodInfo, container: ContainerInfo) {
         let started = Instant::now();
         let planned = {
-            let state = lock(&self.inner.state);
+            let mut state = lock(&self.inner.state);
+            if container.pid != 0 {
+                state
+                    .containers
+                    .insert(container.id.clone(), container.clone());
+            }
             state.plans.get(&container.id).cloned()
         };
         let planned = match planned {
@@ -351,65 +528,97 @@ impl Engine {
                 tracing::info!(pod = %target.pod, container = %target.container, fault = fault.kind.as_str(), "count spent; not armed");
                 continue;
             }
-            let (stop, stop_rx) = watch::channel(false);
-            let engine = self.inner.clone();
-            let id = self.inner.next_fault_id.fetch_add(1, Ordering::Relaxed);
-            let target = runner::Target {
-                fault_id: id,
-                ..target.clone()
-            };
-            let timing = fault.timing;
-            let task = match &fault.spec {
-                FaultSpec::Kill(kill) => {
-                    let kill = *kill;
-                    tokio::spawn(async move {
-                        match effects::kill::KillEffect::arm(&engine, kill, target.pid) {
-                            Ok(effect) => {
-                                runner::run(engine, target, timing, effect, stop_rx).await
-                            }
-                            Err(err) => {
-                                tracing::warn!(pod = %target.pod, container = %target.container, pid = target.pid, error = %err, "kill: cannot take a handle on the container's init process; fault dropped");
-                            }
-                        }
-                    })
-                }
-                FaultSpec::Freeze(_) => {
-                    let effect = effects::freeze::FreezeEffect {
-                        hold: timing.duration,
-                    };
-                    tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
-                }
-                FaultSpec::Stress(stress) => {
-                    let effect = effects::stress::StressEffect {
-                        stress: *stress,
-                        hold: timing
-                            .duration
-                            .unwrap_or(std::time::Duration::from_secs(60)),
-                        memory_limit: container.memory_limit,
-                    };
-                    tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
-                }
-                FaultSpec::Oom(oom) => {
-                    let effect = effects::oom::OomEffect {
-                        oom: *oom,
-                        hold: timing.duration,
-                        memory_limit: container.memory_limit,
-                    };
-                    tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
-                }
-                _ => continue,
-            };
-            armed.push(ArmedFault { id, stop, task });
+            let value = planned
+                .pod
+                .annotations
+                .get(&fault.key)
+                .map(String::as_str)
+                .unwrap_or_default();
+            if let Some(fault) = self.arm(fault, &target, container.memory_limit, value, &fault.key)
+            {
+                armed.push(fault);
+            }
         }
         if !armed.is_empty() {
             lock(&self.inner.state).armed.insert(container.id, armed);
         }
     }
 
+    /// Spawns the task of one fault on `target` (its schedule measured from
+    /// `target.started`) and records it in the registry.
+    fn arm(
+        &self,
+        fault: &FaultRequest,
+        target: &runner::Target,
+        memory_limit: Option<u64>,
+        value: &str,
+        source: &str,
+    ) -> Option<ArmedFault> {
+        let (stop, stop_rx) = watch::channel(false);
+        let engine = self.inner.clone();
+        let id = self.inner.next_fault_id.fetch_add(1, Ordering::Relaxed);
+        let target = runner::Target {
+            fault_id: id,
+            ..target.clone()
+        };
+        self.inner.registry.armed(introspect::NewFault {
+            id,
+            pod: &target.pod,
+            container: &target.container,
+            container_id: &target.container_id,
+            kind: fault.kind,
+            value,
+            source,
+            holds: !matches!(fault.spec, FaultSpec::Kill(_)),
+        });
+        let timing = fault.timing;
+        let task = match &fault.spec {
+            FaultSpec::Kill(kill) => {
+                let kill = *kill;
+                tokio::spawn(async move {
+                    match effects::kill::KillEffect::arm(&engine, kill, target.pid) {
+                        Ok(effect) => runner::run(engine, target, timing, effect, stop_rx).await,
+                        Err(err) => {
+                            engine.registry.failed(target.fault_id, &err.to_string());
+                            tracing::warn!(pod = %target.pod, container = %target.container, pid = target.pid, error = %err, "kill: cannot take a handle on the container's init process; fault dropped");
+                        }
+                    }
+                })
+            }
+            FaultSpec::Freeze(_) => {
+                let effect = effects::freeze::FreezeEffect {
+                    hold: timing.duration,
+                };
+                tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
+            }
+            FaultSpec::Stress(stress) => {
+                let effect = effects::stress::StressEffect {
+                    stress: *stress,
+                    hold: timing
+                        .duration
+                        .unwrap_or(std::time::Duration::from_secs(60)),
+                    memory_limit,
+                };
+                tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
+            }
+            FaultSpec::Oom(oom) => {
+                let effect = effects::oom::OomEffect {
+                    oom: *oom,
+                    hold: timing.duration,
+                    memory_limit,
+                };
+                tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
+            }
+            _ => return None,
+        };
+        Some(ArmedFault { id, stop, task })
+    }
+
     /// StopContainer / RemoveContainer: ends every fault of the container.
     pub fn container_gone(&self, container_id: &str) {
         let mut state = lock(&self.inner.state);
         state.plans.remove(container_id);
+        state.containers.remove(container_id);
         if let Some(faults) = state.armed.remove(container_id) {
             faults.iter().for_each(ArmedFault::stop);
         }
@@ -461,7 +670,19 @@ impl Engine {
         let mut rejections = plan.rejections;
         let mut faults = Vec::new();
         for fault in plan.faults {
-            if EXECUTABLE.contains(&fault.kind) {
+            let hook_problem = if hooks::needs_hook_binary(&fault) {
+                hooks::hook_unusable(self.inner.hook_path())
+            } else {
+                None
+            };
+            if let Some(reason) = hook_problem {
+                let value = pod.annotations.get(&fault.key).cloned().unwrap_or_default();
+                rejections.push(Rejection::new(
+                    fault.key,
+                    value,
+                    format!("fault '{}' is executed by the OCI hook: {reason} (install it, or set hook_path in the policy or --hook-path)", fault.kind.as_str()),
+                ));
+            } else if EXECUTABLE.contains(&fault.kind) {
                 faults.push(fault);
             } else {
                 let value = pod.annotations.get(&fault.key).cloned().unwrap_or_default();
@@ -469,7 +690,7 @@ impl Engine {
                     fault.key,
                     value,
                     format!(
-                        "fault '{}' is valid but not supported by this build of nri-chaos (supported: kill, freeze, stress, oom)",
+                        "fault '{}' is valid but not supported by this build of nri-chaos (supported: kill, freeze, stress, oom, start)",
                         fault.kind.as_str()
                     ),
                 ));
@@ -484,6 +705,12 @@ impl Engine {
         container: &ContainerInfo,
         rejections: &[Rejection],
     ) {
+        self.inner.registry.rejected(
+            &pod.display_name(),
+            &container.name,
+            &container.id,
+            rejections,
+        );
         for rejection in rejections {
             tracing::warn!(
                 pod = %pod.display_name(),

@@ -95,6 +95,7 @@ pub(super) async fn run<E: Effect>(
     while let Some(firing) = schedule.firing(index, &mut rng) {
         index = index.saturating_add(1);
         let planned = target.started + firing.offset;
+        engine.registry.planned(target.fault_id, planned);
         tokio::select! {
             _ = tokio::time::sleep_until(planned.into()) => {}
             _ = stopped(&mut stop) => break,
@@ -115,8 +116,9 @@ pub(super) async fn run<E: Effect>(
             lateness,
         };
         match effect.fire(&engine, &target, info).await {
-            Ok(None) => {}
+            Ok(None) => engine.registry.applied(target.fault_id, lateness),
             Ok(Some(holding)) => {
+                engine.registry.applied(target.fault_id, lateness);
                 let hold = timing.duration.unwrap_or(Duration::MAX);
                 let until = Instant::now().checked_add(hold);
                 let stopped_early = tokio::select! {
@@ -124,6 +126,7 @@ pub(super) async fn run<E: Effect>(
                     _ = stopped(&mut stop) => true,
                 };
                 holding.recover(&engine, &target).await;
+                engine.registry.recovered(target.fault_id);
                 if stopped_early {
                     break;
                 }
@@ -135,6 +138,7 @@ pub(super) async fn run<E: Effect>(
             }
             Err(FireError::Failed(reason)) => {
                 engine.release_firing(&key);
+                engine.registry.failed(target.fault_id, &reason);
                 tracing::error!(pod = %target.pod, container = %target.container, fault = kind.as_str(), reason = %reason, "fault could not be applied; container unaffected");
                 break;
             }
@@ -143,6 +147,7 @@ pub(super) async fn run<E: Effect>(
             break;
         }
     }
+    engine.registry.ended(target.fault_id);
     engine.disarm(&target.container_id, target.fault_id);
 }
 

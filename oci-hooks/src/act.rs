@@ -1,0 +1,327 @@
+//! What the hook does at each hook point, over narrow seams (sleep, the process table,
+//! randomness) so every path is unit-tested with fakes.
+//!
+//! At `createRuntime` (runc create: the init process and namespaces exist, the app has not
+//! started), in this order: `oom` raises the init process's `oom_score_adj` (inherited by the
+//! app); `start.delay` sleeps; `start.fail` prints the reason and exits with the requested
+//! code, which makes runc fail the create and the CRI call report it. Every other hook point
+//! has nothing to do today and exits 0.
+
+use std::time::Duration;
+
+use injector::faults::oom::raise_scores;
+use injector::hookplan::{hook_point, HookPoint};
+use injector::seams::procfs::ProcessTable;
+use injector::units::format_duration;
+use injector::FaultSpec;
+
+use crate::resolve::{HookFault, Resolved, Source};
+
+/// Time kept free before the hook's own OCI `timeout`, so a clamped delay still exits first.
+pub const TIMEOUT_RESERVE: Duration = Duration::from_secs(1);
+
+/// What the hook needs from the outside world.
+pub trait HookEnv {
+    /// Blocks for `d`.
+    fn sleep(&self, d: Duration);
+    /// The process table (procfs).
+    fn procs(&self) -> &dyn ProcessTable;
+    /// A uniform draw in `[0, 1)` (standalone `probability`).
+    fn draw(&self) -> f64;
+}
+
+/// The hook's result: an exit code and the lines for stderr.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// 0, or the `start.fail` exit code.
+    pub exit_code: u8,
+    /// Lines for stderr (runc shows them when the hook fails).
+    pub messages: Vec<String>,
+}
+
+fn origin(fault: &HookFault) -> String {
+    format!(
+        "{} fault from annotation {}: {:?}",
+        fault.request.kind, fault.request.key, fault.value
+    )
+}
+
+/// Executes the faults of `resolved` that belong to `point` for the container whose init
+/// process is `pid`. `own_timeout` is the hook's OCI `timeout`, when known: a delay never runs
+/// past it.
+pub fn act(
+    point: HookPoint,
+    pid: Option<u32>,
+    resolved: &Resolved,
+    own_timeout: Option<Duration>,
+    env: &dyn HookEnv,
+) -> Outcome {
+    let mut out = Outcome::default();
+    for warning in &resolved.warnings {
+        out.messages.push(format!(
+            "nri-chaos: warning: {warning}; the container starts unharmed"
+        ));
+    }
+    let mine: Vec<&HookFault> = resolved
+        .faults
+        .iter()
+        .filter(|f| hook_point(&f.request) == Some(point))
+        .filter(|f| {
+            // The plugin already drew `probability`; standalone, the hook draws it.
+            let p = f.request.timing.probability;
+            let acts = resolved.source == Source::Plugin || p >= 1.0 || env.draw() < p;
+            if !acts {
+                out.messages.push(format!(
+                    "nri-chaos: {}: probability draw says not this time",
+                    origin(f)
+                ));
+            }
+            acts
+        })
+        .collect();
+    // Scores first: they must be in place before anything can run in the container.
+    for fault in &mine {
+        let FaultSpec::Oom(oom) = &fault.request.spec else {
+            continue;
+        };
+        let Some(score) = oom.score else { continue };
+        let Some(pid) = pid else {
+            out.messages.push(format!(
+                "nri-chaos: warning: {}: the OCI state has no pid; oom_score_adj not set",
+                origin(fault)
+            ));
+            continue;
+        };
+        if let Err(err) = raise_scores(env.procs(), &[pid], i32::from(score)) {
+            out.messages.push(format!(
+                "nri-chaos: warning: {}: {err}; the container starts with its own score",
+                origin(fault)
+            ));
+        }
+    }
+    for fault in &mine {
+        let FaultSpec::Start(start) = &fault.request.spec else {
+            continue;
+        };
+        if let Some(delay) = start.delay {
+            let limit = own_timeout.map(|t| t.saturating_sub(TIMEOUT_RESERVE));
+            let delay = match limit {
+                Some(limit) if delay > limit => {
+                    out.messages.push(format!(
+                        "nri-chaos: warning: {}: delay {} shortened to {} to end before this hook's timeout",
+                        origin(fault),
+                        format_duration(delay),
+                        format_duration(limit)
+                    ));
+                    limit
+                }
+                _ => delay,
+            };
+            env.sleep(delay);
+        }
+        if let Some(code) = start.fail_exit_code {
+            out.messages.push(format!(
+                "nri-chaos: {}: failing the container start with exit code {code}",
+                origin(fault)
+            ));
+            out.exit_code = code;
+            return out;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use injector::seams::procfs::FakeProcesses;
+
+    use super::*;
+    use crate::resolve::resolve;
+
+    struct Fake {
+        slept: RefCell<Vec<Duration>>,
+        procs: FakeProcesses,
+        draw: f64,
+    }
+
+    impl Fake {
+        fn new() -> Fake {
+            let procs = FakeProcesses::new();
+            procs.add(4242, 1000, 0);
+            Fake {
+                slept: RefCell::new(Vec::new()),
+                procs,
+                draw: 0.5,
+            }
+        }
+    }
+
+    impl HookEnv for Fake {
+        fn sleep(&self, d: Duration) {
+            self.slept.borrow_mut().push(d);
+        }
+        fn procs(&self) -> &dyn ProcessTable {
+            &self.procs
+        }
+        fn draw(&self) -> f64 {
+            self.draw
+        }
+    }
+
+    fn standalone(pairs: &[(&str, &str)]) -> Resolved {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        resolve(&map).unwrap()
+    }
+
+    fn plugin(faults: &[(&str, &str, &str)]) -> Resolved {
+        let list: Vec<String> = faults
+            .iter()
+            .map(|(kind, key, value)| {
+                format!(r#"{{"kind":"{kind}","key":"{key}","value":"{value}"}}"#)
+            })
+            .collect();
+        let plan = format!(r#"{{"version":1,"faults":[{}]}}"#, list.join(","));
+        standalone(&[(injector::hookplan::PLAN_ANNOTATION, plan.as_str())])
+    }
+
+    #[test]
+    fn create_runtime_delays_the_start() {
+        let env = Fake::new();
+        let r = plugin(&[("start", "start.nri-chaos.io/container.app", "{delay: 3s}")]);
+        let out = act(HookPoint::CreateRuntime, Some(4242), &r, None, &env);
+        assert_eq!(out, Outcome::default());
+        assert_eq!(*env.slept.borrow(), vec![Duration::from_secs(3)]);
+    }
+
+    #[test]
+    fn create_runtime_fails_the_start_naming_the_annotation() {
+        let env = Fake::new();
+        let r = plugin(&[(
+            "start",
+            "start.nri-chaos.io/container.app",
+            "{fail: {exit_code: 3}}",
+        )]);
+        let out = act(HookPoint::CreateRuntime, Some(4242), &r, None, &env);
+        assert_eq!(out.exit_code, 3);
+        assert_eq!(
+            out.messages,
+            vec![
+                "nri-chaos: start fault from annotation start.nri-chaos.io/container.app: \"{fail: {exit_code: 3}}\": failing the container start with exit code 3"
+            ]
+        );
+        assert!(env.slept.borrow().is_empty());
+    }
+
+    #[test]
+    fn delay_then_fail() {
+        let env = Fake::new();
+        let r = standalone(&[("start.nri-chaos.io", "{delay: 250ms, fail: {}}")]);
+        let out = act(HookPoint::CreateRuntime, Some(4242), &r, None, &env);
+        assert_eq!(out.exit_code, 1);
+        assert_eq!(*env.slept.borrow(), vec![Duration::from_millis(250)]);
+    }
+
+    #[test]
+    fn delay_is_clamped_to_the_hook_timeout() {
+        let env = Fake::new();
+        let r = standalone(&[("start.nri-chaos.io", "{delay: 1m}")]);
+        let out = act(
+            HookPoint::CreateRuntime,
+            Some(4242),
+            &r,
+            Some(Duration::from_secs(10)),
+            &env,
+        );
+        assert_eq!(out.exit_code, 0);
+        assert_eq!(*env.slept.borrow(), vec![Duration::from_secs(9)]);
+        assert!(
+            out.messages[0].contains("delay 1m shortened to 9s"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn oom_score_is_raised_before_the_app_runs() {
+        let env = Fake::new();
+        let r = plugin(&[("oom", "oom.nri-chaos.io/pod", "{score: 700}")]);
+        let out = act(HookPoint::CreateRuntime, Some(4242), &r, None, &env);
+        assert_eq!(out, Outcome::default());
+        assert_eq!(env.procs.score(4242), Some(700));
+    }
+
+    #[test]
+    fn oom_score_problems_warn_but_never_fail_the_start() {
+        let env = Fake::new();
+        env.procs.add(4243, 1000, 900);
+        let r = plugin(&[("oom", "oom.nri-chaos.io/pod", "{score: 700}")]);
+        let out = act(HookPoint::CreateRuntime, Some(4243), &r, None, &env);
+        assert_eq!(out.exit_code, 0);
+        assert!(out.messages[0].contains("refusing to set 700"), "{out:?}");
+        assert_eq!(env.procs.score(4243), Some(900));
+        let out = act(HookPoint::CreateRuntime, None, &r, None, &env);
+        assert_eq!(out.exit_code, 0);
+        assert!(out.messages[0].contains("no pid"), "{out:?}");
+    }
+
+    #[test]
+    fn other_hook_points_do_nothing() {
+        let r = plugin(&[
+            ("start", "start.nri-chaos.io", "{delay: 1s, fail: {}}"),
+            ("oom", "oom.nri-chaos.io", "{score: 500}"),
+        ]);
+        for point in [
+            HookPoint::CreateContainer,
+            HookPoint::StartContainer,
+            HookPoint::Poststart,
+            HookPoint::Poststop,
+        ] {
+            let env = Fake::new();
+            let out = act(point, Some(4242), &r, None, &env);
+            assert_eq!(out, Outcome::default(), "{point}");
+            assert!(env.slept.borrow().is_empty());
+            assert!(env.procs.writes().is_empty());
+        }
+    }
+
+    #[test]
+    fn standalone_draws_probability_the_plugin_does_not() {
+        let mut env = Fake::new();
+        env.draw = 0.9;
+        let r = standalone(&[("start.nri-chaos.io", "{fail: {}, probability: 50%}")]);
+        let out = act(HookPoint::CreateRuntime, Some(4242), &r, None, &env);
+        assert_eq!(out.exit_code, 0);
+        assert!(out.messages[0].contains("not this time"), "{out:?}");
+        env.draw = 0.1;
+        assert_eq!(
+            act(HookPoint::CreateRuntime, Some(4242), &r, None, &env).exit_code,
+            1
+        );
+        // The plugin already drew: its plan acts whatever the hook would draw.
+        env.draw = 0.9;
+        let r = plugin(&[(
+            "start",
+            "start.nri-chaos.io",
+            "{fail: {}, probability: 50%}",
+        )]);
+        assert_eq!(
+            act(HookPoint::CreateRuntime, Some(4242), &r, None, &env).exit_code,
+            1
+        );
+    }
+
+    #[test]
+    fn standalone_warnings_are_printed_and_the_start_proceeds() {
+        let env = Fake::new();
+        let r = standalone(&[("start.nri-chaos.io", "{fail: {exit_code: 300}}")]);
+        let out = act(HookPoint::CreateRuntime, Some(4242), &r, None, &env);
+        assert_eq!(out.exit_code, 0);
+        assert_eq!(out.messages.len(), 1);
+        assert!(out.messages[0].starts_with("nri-chaos: warning: annotation start.nri-chaos.io:"));
+    }
+}
