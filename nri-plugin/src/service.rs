@@ -138,6 +138,11 @@ pub fn pod_info(pod: &PodSandbox) -> PodInfo {
         uid: pod.uid.clone(),
         annotations: pod.annotations.clone(),
         host_network,
+        netns: namespaces
+            .iter()
+            .find(|ns| ns.type_ == "network" && !ns.path.is_empty())
+            .map(|ns| ns.path.clone()),
+        pid: pod.pid,
     }
 }
 

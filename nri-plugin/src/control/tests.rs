@@ -42,6 +42,8 @@ fn pod() -> PodInfo {
         uid: "uid-1".into(),
         annotations: HashMap::new(),
         host_network: false,
+        netns: None,
+        pid: 0,
     }
 }
 

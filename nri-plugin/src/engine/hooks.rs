@@ -193,6 +193,8 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<HashMap<_, _>>(),
             host_network: false,
+            netns: None,
+            pid: 0,
         }
     }
 

@@ -73,6 +73,7 @@ pub enum InjectError {
 /// Fault kinds this build executes. The others are parsed and validated, then reported as
 /// not supported so that nothing is silently ignored.
 const EXECUTABLE: &[FaultKind] = &[
+    FaultKind::Netem,
     FaultKind::Kill,
     FaultKind::Freeze,
     FaultKind::Stress,
@@ -325,6 +326,7 @@ impl Engine {
                 container: container.name.clone(),
                 container_id: container.id.clone(),
                 pid: container.pid,
+                netns: pod.netns_path(),
                 started,
             };
             let mut new = Vec::new();
@@ -413,6 +415,9 @@ impl Engine {
     pub fn pod_removed(&self, pod_id: &str) {
         let mut state = lock(&self.inner.state);
         state.pods.remove(pod_id);
+        if let Some(faults) = state.armed.remove(pod_id) {
+            faults.iter().for_each(ArmedFault::stop);
+        }
         state.containers.retain(|_, c| c.pod_sandbox_id != pod_id);
         let ids: Vec<String> = state
             .plans
@@ -451,6 +456,12 @@ impl Engine {
             });
         }
         let adjustment = hooks::adjustment(&self.inner, &pod, &container.name, &faults);
+        let (pod_scoped, faults): (Vec<FaultRequest>, Vec<FaultRequest>) = faults
+            .into_iter()
+            .partition(|fault| fault.kind == FaultKind::Netem);
+        if let Some(netem) = pod_scoped.first() {
+            self.arm_pod_fault(&pod, netem);
+        }
         let mut state = lock(&self.inner.state);
         state
             .pods
@@ -470,6 +481,46 @@ impl Engine {
             );
         }
         Ok(adjustment)
+    }
+
+    /// Arms a pod-scoped fault (netem: the network namespace is the pod's) once per pod
+    /// sandbox, its schedule measured from the creation of the pod's first container — the
+    /// earliest moment the plugin sees the pod's network namespace before any app runs. It
+    /// ends when the pod sandbox is removed.
+    fn arm_pod_fault(&self, pod: &PodInfo, fault: &FaultRequest) {
+        if lock(&self.inner.state).armed.contains_key(&pod.id) {
+            return;
+        }
+        let key = injector::LedgerKey::new(pod.uid.clone(), String::new(), fault.kind);
+        if fault
+            .timing
+            .count
+            .is_some_and(|limit| self.inner.ledger.count(&key) >= limit)
+        {
+            tracing::info!(pod = %pod.display_name(), fault = fault.kind.as_str(), "count spent; not armed");
+            return;
+        }
+        let target = runner::Target {
+            fault_id: 0,
+            pod: pod.display_name(),
+            pod_uid: pod.uid.clone(),
+            container: String::new(),
+            container_id: pod.id.clone(),
+            pid: pod.pid,
+            netns: pod.netns_path(),
+            started: Instant::now(),
+        };
+        let value = pod
+            .annotations
+            .get(&fault.key)
+            .map(String::as_str)
+            .unwrap_or_default();
+        tracing::info!(pod = %pod.display_name(), fault = fault.kind.as_str(), key = %fault.key, "pod fault planned");
+        if let Some(armed) = self.arm(fault, &target, None, value, &fault.key) {
+            lock(&self.inner.state)
+                .armed
+                .insert(pod.id.clone(), vec![armed]);
+        }
     }
 
     /// PostStartContainer: arms the container's planned faults, measured from now.
@@ -511,6 +562,7 @@ impl Engine {
             container: planned.container_name.clone(),
             container_id: container.id.clone(),
             pid: container.pid,
+            netns: planned.pod.netns_path(),
             started,
         };
         let mut armed = Vec::new();
@@ -606,6 +658,21 @@ impl Engine {
                     oom: *oom,
                     hold: timing.duration,
                     memory_limit,
+                };
+                tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
+            }
+            FaultSpec::Netem(netem) => {
+                let Some(netns) = target.netns.clone() else {
+                    self.inner
+                        .registry
+                        .failed(id, "the pod has no network namespace to shape");
+                    tracing::warn!(pod = %target.pod, fault = "netem", "the pod has no network namespace path; netem not applied");
+                    return None;
+                };
+                let effect = effects::netem::NetemEffect {
+                    netem: netem.clone(),
+                    netns,
+                    hold: timing.duration,
                 };
                 tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
             }

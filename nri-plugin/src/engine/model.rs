@@ -17,6 +17,10 @@ pub struct PodInfo {
     pub annotations: HashMap<String, String>,
     /// The pod shares the node's network namespace.
     pub host_network: bool,
+    /// The pod's network namespace path (CNI bind mount), when NRI reports it.
+    pub netns: Option<String>,
+    /// The sandbox's PID (0 when NRI does not report it).
+    pub pid: u32,
 }
 
 /// A container as the engine needs it.
@@ -37,6 +41,15 @@ pub struct ContainerInfo {
 }
 
 impl PodInfo {
+    /// The pod's network namespace: the path NRI reports, else `/proc/<sandbox pid>/ns/net`.
+    pub fn netns_path(&self) -> Option<std::path::PathBuf> {
+        match (&self.netns, self.pid) {
+            (Some(path), _) if !path.is_empty() => Some(path.into()),
+            (_, pid) if pid != 0 => Some(format!("/proc/{pid}/ns/net").into()),
+            _ => None,
+        }
+    }
+
     /// `namespace/name` for logs.
     pub fn display_name(&self) -> String {
         format!("{}/{}", self.namespace, self.name)

@@ -20,6 +20,8 @@ pub(super) struct Target {
     pub container: String,
     pub container_id: String,
     pub pid: u32,
+    /// The pod's network namespace (pod-scoped faults: netem).
+    pub netns: Option<std::path::PathBuf>,
     pub started: Instant,
 }
 

@@ -25,6 +25,8 @@ fn pod(annotation: Option<(&str, &str)>) -> PodInfo {
         uid: "uid-1".into(),
         annotations,
         host_network: false,
+        netns: None,
+        pid: 0,
     }
 }
 

@@ -2,5 +2,6 @@
 
 pub(super) mod freeze;
 pub(super) mod kill;
+pub(super) mod netem;
 pub(super) mod oom;
 pub(super) mod stress;
