@@ -33,7 +33,7 @@ cargo test --workspace --exclude nri-chaos-tests --locked --lib --bins --tests 2
 
 step "end-to-end tests (real containerd 1.7 and 2.x)"
 # Timing-sensitive e2e tests share 2 cores; two at a time keeps their clocks honest.
-cargo test -p nri-chaos-tests --locked --lib --bins --tests -- --test-threads=2 2>&1 | tee -a "$results"
+cargo test -p nri-chaos-tests --locked --lib --bins --tests -- --test-threads=2 --nocapture 2>&1 | tee -a "$results"
 
 step "done"
 # One closing line over every test binary above.

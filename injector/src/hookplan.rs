@@ -140,6 +140,9 @@ pub fn hook_point(fault: &FaultRequest) -> Option<HookPoint> {
         {
             Some(HookPoint::CreateRuntime)
         }
+        // netem from the first instant: installed at createRuntime, when the container's
+        // network namespace (the pod's) exists and the app has not sent a packet.
+        FaultSpec::Netem(_) if fault.timing.after.is_zero() => Some(HookPoint::CreateRuntime),
         _ => None,
     }
 }

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use injector::faults::netem::NetemFault;
 use injector::faults::oom::raise_scores;
 use injector::hookplan::{hook_point, HookPoint};
 use injector::seams::procfs::ProcessTable;
@@ -28,6 +29,9 @@ pub trait HookEnv {
     fn procs(&self) -> &dyn ProcessTable;
     /// A uniform draw in `[0, 1)` (standalone `probability`).
     fn draw(&self) -> f64;
+    /// Makes sure `netem` is the root qdisc of the target interfaces in the network
+    /// namespace of process `pid`; returns what was done, for the log.
+    fn ensure_netem(&self, pid: u32, netem: &NetemFault) -> Result<String, String>;
 }
 
 /// The hook's result: an exit code and the lines for stderr.
@@ -99,6 +103,26 @@ pub fn act(
             ));
         }
     }
+    // netem before the app's first packet; a kernel without sch_netem leaves the container
+    // unharmed (the plugin reports it too).
+    for fault in &mine {
+        let FaultSpec::Netem(netem) = &fault.request.spec else {
+            continue;
+        };
+        let Some(pid) = pid else {
+            out.messages.push(format!(
+                "nri-chaos: warning: {}: the OCI state has no pid; netem not installed",
+                origin(fault)
+            ));
+            continue;
+        };
+        if let Err(err) = env.ensure_netem(pid, netem) {
+            out.messages.push(format!(
+                "nri-chaos: warning: {}: {err}; the container starts without it",
+                origin(fault)
+            ));
+        }
+    }
     for fault in &mine {
         let FaultSpec::Start(start) = &fault.request.spec else {
             continue;
@@ -145,6 +169,7 @@ mod tests {
         slept: RefCell<Vec<Duration>>,
         procs: FakeProcesses,
         draw: f64,
+        netem: RefCell<Vec<(u32, NetemFault)>>,
     }
 
     impl Fake {
@@ -155,6 +180,7 @@ mod tests {
                 slept: RefCell::new(Vec::new()),
                 procs,
                 draw: 0.5,
+                netem: RefCell::new(Vec::new()),
             }
         }
     }
@@ -168,6 +194,10 @@ mod tests {
         }
         fn draw(&self) -> f64 {
             self.draw
+        }
+        fn ensure_netem(&self, pid: u32, netem: &NetemFault) -> Result<String, String> {
+            self.netem.borrow_mut().push((pid, netem.clone()));
+            Ok("installed".into())
         }
     }
 
@@ -323,5 +353,23 @@ mod tests {
         assert_eq!(out.exit_code, 0);
         assert_eq!(out.messages.len(), 1);
         assert!(out.messages[0].starts_with("nri-chaos: warning: annotation start.nri-chaos.io:"));
+    }
+
+    #[test]
+    fn netem_after_zero_is_installed_at_create_runtime() {
+        let env = Fake::new();
+        let resolved = standalone(&[("netem.nri-chaos.io/pod", "{delay: 100ms}")]);
+        let out = act(HookPoint::CreateRuntime, Some(4242), &resolved, None, &env);
+        assert_eq!(out.exit_code, 0, "{out:?}");
+        let calls = env.netem.borrow();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].0, 4242);
+        assert_eq!(calls[0].1.delay, Some(Duration::from_millis(100)));
+        drop(calls);
+        // Not at other points, and not when it starts later.
+        let later = standalone(&[("netem.nri-chaos.io/pod", "{delay: 100ms, after: 5s}")]);
+        act(HookPoint::CreateRuntime, Some(4242), &later, None, &env);
+        act(HookPoint::Poststop, Some(4242), &resolved, None, &env);
+        assert_eq!(env.netem.borrow().len(), 1);
     }
 }

@@ -13,6 +13,10 @@ struct Host {
     rng: std::cell::RefCell<SplitMix64>,
 }
 
+use injector::faults::netem::NetemFault;
+use injector::seams::netlink::netem_options::netem_options;
+use injector::seams::netlink::{install_netem, target_links, RouteSocket};
+
 impl HookEnv for Host {
     fn sleep(&self, d: Duration) {
         std::thread::sleep(d);
@@ -24,6 +28,30 @@ impl HookEnv for Host {
 
     fn draw(&self) -> f64 {
         self.rng.borrow_mut().next_f64()
+    }
+
+    fn ensure_netem(&self, pid: u32, netem: &NetemFault) -> Result<String, String> {
+        let netns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
+        let mut socket = RouteSocket::open_in_netns(&netns).map_err(|e| e.to_string())?;
+        let links =
+            target_links(&mut socket, netem.interface.as_deref()).map_err(|e| e.to_string())?;
+        let mut pending = Vec::new();
+        for link in links {
+            let ours = socket
+                .root_qdisc(link.index)
+                .map_err(|e| e.to_string())?
+                .is_some_and(|q| q.is_ours());
+            if !ours {
+                pending.push(link);
+            }
+        }
+        if pending.is_empty() {
+            return Ok("already installed".into());
+        }
+        let shaped = install_netem(&mut socket, &pending, &netem_options(netem))
+            .map_err(|e| e.to_string())?;
+        let names: Vec<&str> = shaped.iter().map(|s| s.name.as_str()).collect();
+        Ok(format!("installed on {}", names.join(",")))
     }
 }
 

@@ -4,47 +4,18 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
-use common::ChaosNode;
-use nri_chaos_tests::{
-    plugin_binary, ContainerSpec, ContainerState, ContainerdVersion, Cri, Pod, PodSpec,
-};
+use common::{hook_binary, oci_spec, ChaosNode};
+use nri_chaos_tests::{ContainerSpec, ContainerState, ContainerdVersion, Cri, Pod, PodSpec};
 
 const SLEEPER: &[&str] = &["sleep", "3600"];
 const START_KEY: &str = "start.nri-chaos.io/container.app";
 
-/// `nri-chaos-hook`: `$NRI_CHAOS_HOOK_BIN`, else next to the plugin binary (same target dir).
-fn hook_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("NRI_CHAOS_HOOK_BIN").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let plugin = plugin_binary();
-    let hook = plugin.with_file_name("nri-chaos-hook");
-    assert!(
-        hook.is_file(),
-        "the OCI hook binary was not found at {} (next to the plugin {}); build it with cargo build -p nri-chaos-oci-hooks or set NRI_CHAOS_HOOK_BIN",
-        hook.display(),
-        plugin.display()
-    );
-    hook
-}
-
 fn config() -> String {
-    format!("hook_path = \"{}\"\n", hook_binary().display())
-}
-
-/// The OCI spec containerd handed to runc for a started container.
-fn oci_spec(node: &ChaosNode, id: &str) -> Result<String> {
-    let path = node
-        .node
-        .dir()
-        .join("state/io.containerd.runtime.v2.task/k8s.io")
-        .join(id)
-        .join("config.json");
-    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    common::hook_config()
 }
 
 /// CreateContainer + StartContainer of `app` in `pod`; returns (id, seconds).

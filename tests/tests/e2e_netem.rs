@@ -73,4 +73,34 @@ async fn netem_is_applied_or_reported_unsupported_and_the_pod_runs(
     node.shutdown().await
 }
 
-on_both_containerd_versions!(netem_is_applied_or_reported_unsupported_and_the_pod_runs);
+/// netem with `after: 0` also goes through the OCI hook at createRuntime (before the app's
+/// first packet): the plugin injects the hook, the hook reaches the container's network
+/// namespace, and on this kernel reports sch_netem missing without failing the start.
+async fn netem_at_start_goes_through_the_hook(version: ContainerdVersion) -> Result<()> {
+    let node = ChaosNode::start(version, &common::hook_config()).await?;
+    let cri = node.node.cri().await?;
+    let pod = cri
+        .run_pod(
+            &PodSpec::new("first-packet").annotation("netem.nri-chaos.io/pod", "{delay: 100ms}"),
+        )
+        .await?;
+    let id = cri
+        .run_container(&pod, &ContainerSpec::new("app", SLEEPER))
+        .await?;
+    let spec = common::oci_spec(&node, &id)?;
+    ensure!(
+        spec.contains("createRuntime") && spec.contains("nri-chaos-hook"),
+        "no createRuntime hook in the OCI spec: {spec}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(
+        cri.container_status(&id).await?.state == ContainerState::Running,
+        "the hook failed the start"
+    );
+    node.shutdown().await
+}
+
+on_both_containerd_versions!(
+    netem_is_applied_or_reported_unsupported_and_the_pod_runs,
+    netem_at_start_goes_through_the_hook,
+);

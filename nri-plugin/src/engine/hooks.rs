@@ -92,8 +92,15 @@ pub(crate) fn adjustment(
             // `start` was refused earlier in that case; `oom` is then applied after start.
             continue;
         }
-        let key = LedgerKey::new(pod.uid.clone(), container_name.to_string(), fault.kind);
-        if fault.kind == FaultKind::Oom {
+        // netem is pod scoped: its firings are counted per pod, by the plugin's own netem
+        // fault, which also removes it; the hook only makes sure it is there first.
+        let owner = if fault.kind == FaultKind::Netem {
+            String::new()
+        } else {
+            container_name.to_string()
+        };
+        let key = LedgerKey::new(pod.uid.clone(), owner, fault.kind);
+        if matches!(fault.kind, FaultKind::Oom | FaultKind::Netem) {
             // The engine applies (and counts) it at start as well; the hook only makes it
             // early. Left to the engine when the count is spent or a draw must decide.
             let spent = fault

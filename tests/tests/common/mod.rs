@@ -4,6 +4,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+
 use nri_chaos_tests::{plugin_binary, ContainerdVersion, Node, PluginProcess};
 
 /// The end-to-end suite drives a real containerd: it needs root. Fail loudly otherwise.
@@ -111,4 +113,36 @@ macro_rules! on_both_containerd_versions {
             )*
         }
     };
+}
+
+/// `nri-chaos-hook`: `$NRI_CHAOS_HOOK_BIN`, else next to the plugin binary (same target dir).
+pub fn hook_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("NRI_CHAOS_HOOK_BIN").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let plugin = plugin_binary();
+    let hook = plugin.with_file_name("nri-chaos-hook");
+    assert!(
+        hook.is_file(),
+        "the OCI hook binary was not found at {} (next to the plugin {}); build it with cargo build -p nri-chaos-oci-hooks or set NRI_CHAOS_HOOK_BIN",
+        hook.display(),
+        plugin.display()
+    );
+    hook
+}
+
+/// A plugin config that points at the built hook binary.
+pub fn hook_config() -> String {
+    format!("hook_path = \"{}\"\n", hook_binary().display())
+}
+
+/// The OCI spec containerd handed to runc for a started container.
+pub fn oci_spec(node: &ChaosNode, id: &str) -> Result<String> {
+    let path = node
+        .node
+        .dir()
+        .join("state/io.containerd.runtime.v2.task/k8s.io")
+        .join(id)
+        .join("config.json");
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
