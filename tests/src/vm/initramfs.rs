@@ -205,6 +205,36 @@ impl Initramfs {
     /// The archive, with `/init` running `suite` between the sentinels
     /// [`super::SUITE_START`] and [`super::SUITE_EXIT`]` rc=<code>`.
     pub fn finish(mut self, suite: &str) -> Vec<u8> {
+        let init = self.init_script(suite, "");
+        self.cpio.file("init", 0o755, init.as_bytes());
+        self.cpio.finish()
+    }
+
+    /// Like [`Initramfs::finish`], but `/init` first copies the whole tree onto a tmpfs and
+    /// `switch_root`s into it, where `/init2` runs the suite: runc cannot `pivot_root` out of
+    /// an initramfs root, so a container node needs this. `env` lines (`export K=V`) are put
+    /// before the suite.
+    pub fn finish_switch_root(mut self, suite: &str, env: &str) -> Vec<u8> {
+        let stage1 = "#!/bin/sh\n\
+             export PATH=/usr/sbin:/usr/bin:/sbin:/bin\n\
+             mkdir -p /newroot\n\
+             mount -t tmpfs -o size=1600m,mode=0755 tmpfs /newroot\n\
+             for d in /*; do\n\
+             \x20 case $d in\n\
+             \x20   /newroot) ;;\n\
+             \x20   /proc|/sys|/dev|/run|/tmp|/mnt) mkdir -p /newroot$d ;;\n\
+             \x20   *) cp -a $d /newroot/ || echo 'ASSERT initramfs_copy fail cp '$d ;;\n\
+             \x20 esac\n\
+             done\n\
+             exec switch_root /newroot /init2\n";
+        self.cpio.dir("newroot", 0o755);
+        let init = self.init_script(suite, env);
+        self.cpio.file("init2", 0o755, init.as_bytes());
+        self.cpio.file("init", 0o755, stage1.as_bytes());
+        self.cpio.finish()
+    }
+
+    fn init_script(&self, suite: &str, env: &str) -> String {
         let mut init = String::from(
             "#!/bin/sh\n\
              export PATH=/usr/sbin:/usr/bin:/sbin:/bin\n\
@@ -221,6 +251,7 @@ impl Initramfs {
                 "insmod /modules/{m}.ko || echo 'ASSERT insmod_{m} fail insmod failed'\n"
             ));
         }
+        init.push_str(env);
         init.push_str(&format!(
             "echo {start}\n\
              {suite}\n\
@@ -229,8 +260,7 @@ impl Initramfs {
             start = super::SUITE_START,
             exit = super::SUITE_EXIT,
         ));
-        self.cpio.file("init", 0o755, init.as_bytes());
-        self.cpio.finish()
+        init
     }
 }
 
