@@ -17,46 +17,9 @@ if [[ -f "$stamp" ]]; then
     exit 0
 fi
 
-mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-mirror=${mirror:-http://deb.debian.org/debian}
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-
-apt_dir="$cache/apt"
-mkdir -p "$apt_dir"/{lists/partial,cache/archives/partial,etc/preferences.d,etc/apt.conf.d}
-sources="$apt_dir/etc/sources.list"
-for suite in bookworm trixie sid; do
-    echo "deb [signed-by=$keyring] $mirror $suite main"
-done >"$sources"
-touch "$apt_dir/status"
-
-apt_opts=(
-    -o "Dir::Etc::SourceList=$sources"
-    -o "Dir::Etc::SourceParts=-"
-    -o "Dir::Etc::Preferences=$apt_dir/etc/preferences"
-    -o "Dir::Etc::PreferencesParts=$apt_dir/etc/preferences.d"
-    -o "Dir::State::Lists=$apt_dir/lists"
-    -o "Dir::State::status=$apt_dir/status"
-    -o "Dir::Cache=$apt_dir/cache"
-    -o "APT::Default-Release="
-    -o "Debug::NoLocking=1"
-    -o "Acquire::Retries=3"
-    # The cache dir is root's; apt's _apt sandbox user cannot write there (and warns).
-    -o "APT::Sandbox::User=root"
-)
-
-echo "apt-get update (private lists: bookworm, trixie, sid) ..."
-apt-get "${apt_opts[@]}" -q update >"$apt_dir/update.log" 2>&1 || {
-    cat "$apt_dir/update.log" >&2
-    echo "fetch-runtime: apt-get update failed (mirror $mirror)" >&2
-    exit 1
-}
-
-# version_in SUITE PACKAGE -> the candidate version of PACKAGE in SUITE
-version_in() {
-    local suite=$1 pkg=$2
-    apt-cache "${apt_opts[@]}" madison "$pkg" 2>/dev/null |
-        awk -F'|' -v s="$suite" '$3 ~ " "s"/" {gsub(/ /, "", $2); print $2; exit}'
-}
+# shellcheck source=private-apt.sh
+. "$(dirname "$0")/private-apt.sh"
+update_lists fetch-runtime
 
 download() { # NAME=VERSION into DEST dir, unpack into UNPACK dir
     local spec=$1 unpack=$2 dl="$apt_dir/debs"

@@ -21,56 +21,16 @@ if [[ -f "$stamp" ]]; then
     exit 0
 fi
 
-mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-mirror=${mirror:-http://deb.debian.org/debian}
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-
 # The same private apt tree as fetch-runtime.sh (same sources, so the lists are shared).
-apt_dir="$cache/apt"
-mkdir -p "$apt_dir"/{lists/partial,cache/archives/partial,etc/preferences.d,etc/apt.conf.d}
-sources="$apt_dir/etc/sources.list"
-if [[ ! -f "$sources" ]]; then
-    for suite in bookworm trixie sid; do
-        echo "deb [signed-by=$keyring] $mirror $suite main"
-    done >"$sources"
-fi
-touch "$apt_dir/status"
-
-apt_opts=(
-    -o "Dir::Etc::SourceList=$sources"
-    -o "Dir::Etc::SourceParts=-"
-    -o "Dir::Etc::Preferences=$apt_dir/etc/preferences"
-    -o "Dir::Etc::PreferencesParts=$apt_dir/etc/preferences.d"
-    -o "Dir::State::Lists=$apt_dir/lists"
-    -o "Dir::State::status=$apt_dir/status"
-    -o "Dir::Cache=$apt_dir/cache"
-    -o "APT::Default-Release="
-    -o "Debug::NoLocking=1"
-    -o "Acquire::Retries=3"
-    -o "APT::Sandbox::User=root"
-)
-
-update_lists() {
-    echo "apt-get update (private lists) ..." >&2
-    apt-get "${apt_opts[@]}" -q update >"$apt_dir/update.log" 2>&1 || {
-        cat "$apt_dir/update.log" >&2
-        echo "fetch-vm: apt-get update failed (mirror $mirror)" >&2
-        exit 1
-    }
-}
+# shellcheck source=private-apt.sh
+. "$(dirname "$0")/private-apt.sh"
 # Reuse fetch-runtime.sh's lists when present; they are refreshed if a download fails (a
 # version that left the mirror).
 lists_fresh=0
 if ! ls "$apt_dir"/lists/*_dists_bookworm_main_binary-amd64_Packages* >/dev/null 2>&1; then
-    update_lists
+    update_lists fetch-vm
     lists_fresh=1
 fi
-
-version_in() { # SUITE PACKAGE -> candidate version in SUITE
-    local suite=$1 pkg=$2
-    apt-cache "${apt_opts[@]}" madison "$pkg" 2>/dev/null |
-        awk -F'|' -v s="$suite" '$3 ~ " "s"/" {gsub(/ /, "", $2); print $2; exit}'
-}
 
 root="$cache/vm.partial/root"
 rm -rf "$cache/vm.partial"
@@ -85,7 +45,7 @@ fetch() { # PACKAGE (bookworm) -> unpacked into $root; echoes NAME=VERSION
     if ! (cd "$dl" && apt-get "${apt_opts[@]}" -q download "$pkg=$ver" >/dev/null); then
         [[ $lists_fresh == 0 ]] || { echo "fetch-vm: cannot download $pkg=$ver" >&2; exit 1; }
         echo "fetch-vm: download of $pkg=$ver failed: refreshing the lists, retrying" >&2
-        update_lists
+        update_lists fetch-vm
         ver=$(version_in bookworm "$pkg")
         (cd "$dl" && apt-get "${apt_opts[@]}" -q download "$pkg=$ver" >/dev/null) ||
             { echo "fetch-vm: cannot download $pkg=$ver" >&2; exit 1; }

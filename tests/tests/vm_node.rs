@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use nri_chaos_tests::vm::initramfs::Initramfs;
-use nri_chaos_tests::vm::{boot, Console, VmCache};
+use nri_chaos_tests::vm::{boot_and_check, VmCache};
 use nri_chaos_tests::{plugin_binary, require_root, ContainerdVersion, Runtime};
 
 const NODE_SUITE: &str = env!("CARGO_BIN_EXE_nri-chaos-vm-node");
@@ -153,65 +153,23 @@ fn vm_node_netem_first_packet_freeze_stress_on_cgroup_v2() -> Result<()> {
         t.elapsed().as_secs_f64()
     );
     let log = work.join("console.log");
-    let run = boot(&cache, &initrd, BOOT_TIMEOUT, &log)?;
-    let console = Console::parse(&run.console);
-    for line in run.console.lines() {
-        if line.contains("RESULT ") || line.contains("ASSERT ") || line.contains("INFO ") {
-            eprintln!("vm| {line}");
-        }
-    }
-    eprintln!(
-        "VM wall time: {:.1} s (qemu start to poweroff); boot to suite start: {}; \
-         suite: {} s; console: {}",
-        run.wall.as_secs_f64(),
-        run.boot_to_suite
-            .map_or("?".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
-        console
-            .figure("suite", "wall_s")
-            .unwrap_or_else(|| "?".into()),
-        log.display()
-    );
-    let lines: Vec<&str> = run.console.lines().collect();
-    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-    anyhow::ensure!(
-        !run.timed_out,
-        "the VM did not power off within {BOOT_TIMEOUT:?}; console tail:\n{tail}"
-    );
-    anyhow::ensure!(
-        console.started,
-        "the VM never started the node suite; console tail:\n{tail}"
-    );
-    let failed: Vec<String> = console
-        .asserts
-        .iter()
-        .filter(|a| !a.ok)
-        .map(|a| format!("{}: {}", a.name, a.detail))
-        .collect();
-    anyhow::ensure!(
-        failed.is_empty(),
-        "VM node assertions failed:\n  {}",
-        failed.join("\n  ")
-    );
-    anyhow::ensure!(
-        console.exit_code == Some(0),
-        "the VM node suite exited {:?}; console tail:\n{tail}",
-        console.exit_code
-    );
-    for name in [
-        "plugin_registered",
-        "netem_pod_tc_delay_100ms",
-        "netem_pod_tc_all_params",
-        "first_packet_rtt_ge_100ms",
-        "netem_pod_rtt_100ms",
-        "freeze_pod_events_frozen_1",
-        "stress_pod_cpu_load_50pct",
-        "netem_pod_removed_after_duration",
-    ] {
-        anyhow::ensure!(
-            console.asserts.iter().any(|a| a.name == name),
-            "the VM node suite never checked {name}"
-        );
-    }
+    let console = boot_and_check(
+        &cache,
+        &initrd,
+        BOOT_TIMEOUT,
+        &log,
+        "VM node suite",
+        &[
+            "plugin_registered",
+            "netem_pod_tc_delay_100ms",
+            "netem_pod_tc_all_params",
+            "first_packet_rtt_ge_100ms",
+            "netem_pod_rtt_100ms",
+            "freeze_pod_events_frozen_1",
+            "stress_pod_cpu_load_50pct",
+            "netem_pod_removed_after_duration",
+        ],
+    )?;
     eprintln!(
         "{} assertions ok; total test time {:.1} s",
         console.asserts.len(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use nri_chaos_tests::require_root;
 use nri_chaos_tests::vm::initramfs::Initramfs;
-use nri_chaos_tests::vm::{boot, Console, VmCache};
+use nri_chaos_tests::vm::{boot_and_check, VmCache};
 
 const SUITE: &str = env!("CARGO_BIN_EXE_nri-chaos-vm-suite");
 /// Hard limit for one boot (the suite takes about a minute under TCG).
@@ -82,59 +82,6 @@ fn vm_tier_netem_and_cgroup_v2() -> Result<()> {
         t.elapsed().as_secs_f64()
     );
 
-    let log = work.join("console.log");
-    let run = boot(&cache, &initrd, BOOT_TIMEOUT, &log)?;
-    let console = Console::parse(&run.console);
-    for line in run.console.lines() {
-        if line.contains("RESULT ") || line.contains("ASSERT ") || line.contains("INFO ") {
-            eprintln!("vm| {line}");
-        }
-    }
-    eprintln!(
-        "VM wall time: {:.1} s (qemu start to poweroff); boot to suite start: {}; \
-         suite: {} s; console: {}",
-        run.wall.as_secs_f64(),
-        run.boot_to_suite
-            .map_or("?".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
-        console
-            .figure("suite", "wall_s")
-            .unwrap_or_else(|| "?".into()),
-        log.display()
-    );
-    let tail: String = run
-        .console
-        .lines()
-        .rev()
-        .take(40)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
-    anyhow::ensure!(
-        !run.timed_out,
-        "the VM did not power off within {BOOT_TIMEOUT:?}; console tail:\n{tail}"
-    );
-    anyhow::ensure!(
-        console.started,
-        "the VM never started the suite; console tail:\n{tail}"
-    );
-    let failed: Vec<String> = console
-        .asserts
-        .iter()
-        .filter(|a| !a.ok)
-        .map(|a| format!("{}: {}", a.name, a.detail))
-        .collect();
-    anyhow::ensure!(
-        failed.is_empty(),
-        "VM suite assertions failed:\n  {}",
-        failed.join("\n  ")
-    );
-    anyhow::ensure!(
-        console.exit_code == Some(0),
-        "the VM suite exited {:?} (no failed ASSERT line: it died?); console tail:\n{tail}",
-        console.exit_code
-    );
     let expected: &[&str] = if scenarios.trim().is_empty() {
         &[
             "netem_tc_delay_jitter",
@@ -148,12 +95,8 @@ fn vm_tier_netem_and_cgroup_v2() -> Result<()> {
     } else {
         &[]
     };
-    for name in expected {
-        anyhow::ensure!(
-            console.asserts.iter().any(|a| a.name == *name),
-            "the VM suite never checked {name}"
-        );
-    }
+    let log = work.join("console.log");
+    let console = boot_and_check(&cache, &initrd, BOOT_TIMEOUT, &log, "VM suite", expected)?;
     eprintln!(
         "{} assertions ok; total test time {:.1} s",
         console.asserts.len(),

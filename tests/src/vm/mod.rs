@@ -103,6 +103,70 @@ impl VmCache {
     }
 }
 
+/// Boots `initrd` (see [`boot`]), echoes the suite's `RESULT`/`ASSERT`/`INFO` lines and the
+/// VM wall time, then checks the run: qemu powered off in time, the suite started, every
+/// `ASSERT` is ok, the suite exited 0, and every name of `expected` was asserted.
+pub fn boot_and_check(
+    cache: &VmCache,
+    initrd: &Path,
+    timeout: Duration,
+    console_log: &Path,
+    suite: &str,
+    expected: &[&str],
+) -> Result<Console> {
+    let run = boot(cache, initrd, timeout, console_log)?;
+    let console = Console::parse(&run.console);
+    for line in run.console.lines() {
+        if line.contains("RESULT ") || line.contains("ASSERT ") || line.contains("INFO ") {
+            eprintln!("vm| {line}");
+        }
+    }
+    eprintln!(
+        "VM wall time: {:.1} s (qemu start to poweroff); boot to suite start: {}; \
+         suite: {} s; console: {}",
+        run.wall.as_secs_f64(),
+        run.boot_to_suite
+            .map_or("?".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+        console
+            .figure("suite", "wall_s")
+            .unwrap_or_else(|| "?".into()),
+        console_log.display()
+    );
+    let lines: Vec<&str> = run.console.lines().collect();
+    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+    anyhow::ensure!(
+        !run.timed_out,
+        "the VM did not power off within {timeout:?}; console tail:\n{tail}"
+    );
+    anyhow::ensure!(
+        console.started,
+        "the VM never started the {suite}; console tail:\n{tail}"
+    );
+    let failed: Vec<String> = console
+        .asserts
+        .iter()
+        .filter(|a| !a.ok)
+        .map(|a| format!("{}: {}", a.name, a.detail))
+        .collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{suite} assertions failed:\n  {}",
+        failed.join("\n  ")
+    );
+    anyhow::ensure!(
+        console.exit_code == Some(0),
+        "the {suite} exited {:?} (no failed ASSERT line: it died?); console tail:\n{tail}",
+        console.exit_code
+    );
+    for name in expected {
+        anyhow::ensure!(
+            console.asserts.iter().any(|a| a.name == *name),
+            "the {suite} never checked {name}"
+        );
+    }
+    Ok(console)
+}
+
 /// What a boot produced.
 #[derive(Debug, Clone)]
 pub struct VmRun {
