@@ -81,14 +81,15 @@ pub(crate) fn adjustment(
     faults: &[FaultRequest],
 ) -> Option<HookAdjustment> {
     let path = inner.hook_path();
-    let hook_usable = hook_unusable(path).is_none();
+    // Checked once, and only for containers that have a hook fault: most have none.
+    let mut hook_usable: Option<bool> = None;
     let mut rng = SplitMix64::new(seed());
     let mut chosen: Vec<&FaultRequest> = Vec::new();
     for fault in faults {
         let Some(HookPoint::CreateRuntime) = hook_point(fault) else {
             continue;
         };
-        if !hook_usable {
+        if !*hook_usable.get_or_insert_with(|| hook_unusable(path).is_none()) {
             // `start` was refused earlier in that case; `oom` is then applied after start.
             continue;
         }
