@@ -24,6 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use nri_chaos_tests::vm::AssertSuite;
 use nri_chaos_tests::{
     plugin_binary, ContainerSpec, ContainerdVersion, Cri, Node, PluginProcess, Pod, PodSpec,
 };
@@ -31,25 +32,6 @@ use nri_chaos_tests::{
 const SLEEPER: &[&str] = &["sleep", "3600"];
 const NETEM: &str = "{delay: 100ms, duration: 20s}";
 const NETEM_DURATION: Duration = Duration::from_secs(20);
-
-#[derive(Debug, Default)]
-struct Suite {
-    failed: usize,
-    passed: usize,
-}
-
-impl Suite {
-    fn check(&mut self, name: &str, ok: bool, detail: impl AsRef<str>) -> bool {
-        let detail = detail.as_ref().replace('\n', " | ");
-        println!("ASSERT {name} {} {detail}", if ok { "ok" } else { "fail" });
-        if ok {
-            self.passed += 1;
-        } else {
-            self.failed += 1;
-        }
-        ok
-    }
-}
 
 fn main() {
     let started = Instant::now();
@@ -64,7 +46,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut suite = Suite::default();
+    let mut suite = AssertSuite::default();
     if let Err(e) = rt.block_on(run(&mut suite)) {
         suite.check("vm_node_suite", false, format!("{e:#}"));
     }
@@ -81,7 +63,7 @@ fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
 
-async fn run(s: &mut Suite) -> Result<()> {
+async fn run(s: &mut AssertSuite) -> Result<()> {
     let t = Instant::now();
     let node = Node::start(ContainerdVersion::V17).await?;
     let (runtime, _) = node.cri().await?.version().await?;
@@ -133,7 +115,12 @@ async fn run(s: &mut Suite) -> Result<()> {
     outcome
 }
 
-async fn scenarios(s: &mut Suite, node: &Node, cri: &Cri, plugin: &PluginProcess) -> Result<()> {
+async fn scenarios(
+    s: &mut AssertSuite,
+    node: &Node,
+    cri: &Cri,
+    plugin: &PluginProcess,
+) -> Result<()> {
     let t0 = Instant::now();
     // The peer pod: no faults, just an address on the bridge.
     let peer_pod = cri.run_pod(&PodSpec::new("peer")).await?;
@@ -250,7 +237,7 @@ fn tc_show(pid: u32) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-async fn netem_pod_case(s: &mut Suite, cri: &Cri, app: &str) -> Result<()> {
+async fn netem_pod_case(s: &mut AssertSuite, cri: &Cri, app: &str) -> Result<()> {
     let pid = cri.container_pid(app).await?.context("app has no pid")?;
     // The plugin installs the qdisc asynchronously after CreateContainer: poll for it.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -290,7 +277,7 @@ fn day_secs(line: &str) -> Option<f64> {
 
 /// `{delay: 100ms, jitter: 10ms, loss: 20%, rate: 1mbit}` on a real pod: `tc` in the pod netns
 /// shows exactly those parameters.
-async fn netem_params_case(s: &mut Suite, cri: &Cri) -> Result<()> {
+async fn netem_params_case(s: &mut AssertSuite, cri: &Cri) -> Result<()> {
     let pod = cri
         .run_pod(&PodSpec::new("params").annotation(
             "netem.nri-chaos.io/pod",
@@ -347,7 +334,7 @@ fn ping_avg(out: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-async fn first_packet_case(s: &mut Suite, pod: &Pod) -> Result<()> {
+async fn first_packet_case(s: &mut AssertSuite, pod: &Pod) -> Result<()> {
     let log_path = pod.container_log("app", 0);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut log = String::new();
@@ -418,7 +405,7 @@ async fn sleep_until(start: Instant, at: Duration) {
 
 /// `{after: 2s, duration: 5s}` on a counter: cgroup.events says frozen 1 and the counter
 /// stands still in the window; thawed (frozen 0) and counting after it.
-async fn freeze_case(s: &mut Suite, cri: &Cri) -> Result<()> {
+async fn freeze_case(s: &mut AssertSuite, cri: &Cri) -> Result<()> {
     let pod = cri
         .run_pod(&PodSpec::new("frozen").annotation(
             "freeze.nri-chaos.io/container.app",
@@ -487,7 +474,7 @@ async fn freeze_case(s: &mut Suite, cri: &Cri) -> Result<()> {
 
 /// `{cpu: {workers: 1, load: 50}, duration: 10s}`: the container cgroup's usage_usec grows by
 /// 50% +/- 10% of one CPU over the window, and the stressor is gone after it.
-async fn stress_case(s: &mut Suite, cri: &Cri) -> Result<()> {
+async fn stress_case(s: &mut AssertSuite, cri: &Cri) -> Result<()> {
     let pod = cri
         .run_pod(&PodSpec::new("cpu").annotation(
             "stress.nri-chaos.io/container.app",

@@ -31,6 +31,7 @@ use injector::stressor::{
     cpu_specs, memory_specs, spawn_placed, worker_main, StressorSet, WORKER_SUBCOMMAND,
 };
 use injector::Size;
+use nri_chaos_tests::vm::AssertSuite;
 
 const NS_A: &str = "nrichaos-a";
 const NS_B: &str = "nrichaos-b";
@@ -40,25 +41,6 @@ const ADDR_A: &str = "10.250.0.1";
 const ADDR_B: &str = "10.250.0.2";
 const MIB: u64 = 1 << 20;
 
-#[derive(Debug, Default)]
-struct Suite {
-    failed: usize,
-    passed: usize,
-}
-
-impl Suite {
-    fn check(&mut self, name: &str, ok: bool, detail: impl AsRef<str>) -> bool {
-        let detail = detail.as_ref().replace('\n', " | ");
-        println!("ASSERT {name} {} {detail}", if ok { "ok" } else { "fail" });
-        if ok {
-            self.passed += 1;
-        } else {
-            self.failed += 1;
-        }
-        ok
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(WORKER_SUBCOMMAND) {
@@ -67,7 +49,7 @@ fn main() {
     let wanted: Vec<&str> = args[1..].iter().map(String::as_str).collect();
     let runs = |name: &str| wanted.is_empty() || wanted.contains(&name);
     let started = Instant::now();
-    let mut suite = Suite::default();
+    let mut suite = AssertSuite::default();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let controllers =
         std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
@@ -76,7 +58,7 @@ fn main() {
         release.trim(),
         controllers.trim().replace(' ', ",")
     );
-    type Scenario = fn(&mut Suite) -> Result<()>;
+    type Scenario = fn(&mut AssertSuite) -> Result<()>;
     let scenarios: [(&str, Scenario); 3] = [
         ("netem", netem_scenario),
         ("figures", figures_scenario),
@@ -258,7 +240,7 @@ fn mean(v: &[f64]) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // (a) netem on a veth pair
 
-fn netem_scenario(s: &mut Suite) -> Result<()> {
+fn netem_scenario(s: &mut AssertSuite) -> Result<()> {
     setup_veth_pair()?;
     let ns = netns_path(NS_A);
     // Warm up (ARP), then the baseline.
@@ -374,7 +356,7 @@ fn netem_scenario(s: &mut Suite) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // (b) figures: in-process netlink vs nsenter + tc
 
-fn figures_scenario(s: &mut Suite) -> Result<()> {
+fn figures_scenario(s: &mut AssertSuite) -> Result<()> {
     if !netns_path(NS_A).exists() {
         setup_veth_pair()?;
     }
@@ -511,7 +493,7 @@ fn unix_ms_in(d: Duration) -> u64 {
         .as_millis() as u64
 }
 
-fn cgroup_scenario(s: &mut Suite) -> Result<()> {
+fn cgroup_scenario(s: &mut AssertSuite) -> Result<()> {
     let root = Path::new("/sys/fs/cgroup");
     std::fs::write(root.join("cgroup.subtree_control"), "+cpu +memory")
         .context("enabling +cpu +memory in /sys/fs/cgroup/cgroup.subtree_control")?;
@@ -527,7 +509,7 @@ fn cgroup_scenario(s: &mut Suite) -> Result<()> {
     Ok(())
 }
 
-fn freeze_case(s: &mut Suite, fs: &CgroupFs) -> Result<()> {
+fn freeze_case(s: &mut AssertSuite, fs: &CgroupFs) -> Result<()> {
     let cgroup = TestCgroup::new("nri-chaos-freeze")?;
     let mut cmd = Command::new("sh");
     cmd.args(["-c", "while :; do :; done"]).stdin(Stdio::null());
@@ -601,7 +583,7 @@ fn freeze_case(s: &mut Suite, fs: &CgroupFs) -> Result<()> {
     Ok(())
 }
 
-fn cpu_stress_case(s: &mut Suite, fs: &CgroupFs) -> Result<()> {
+fn cpu_stress_case(s: &mut AssertSuite, fs: &CgroupFs) -> Result<()> {
     let cgroup = TestCgroup::new("nri-chaos-cpu")?;
     let exe = std::env::current_exe().context("the suite's own path")?;
     let specs = cpu_specs(
@@ -640,7 +622,7 @@ fn cpu_stress_case(s: &mut Suite, fs: &CgroupFs) -> Result<()> {
     Ok(())
 }
 
-fn memory_stress_case(s: &mut Suite, fs: &CgroupFs) -> Result<()> {
+fn memory_stress_case(s: &mut AssertSuite, fs: &CgroupFs) -> Result<()> {
     let cgroup = TestCgroup::new("nri-chaos-mem")?;
     let exe = std::env::current_exe().context("the suite's own path")?;
     let before: u64 = cgroup.read("memory.current").trim().parse().unwrap_or(0);

@@ -167,6 +167,30 @@ pub fn boot_and_check(
     Ok(console)
 }
 
+/// The in-VM side of the console protocol: prints `ASSERT <name> ok|fail <detail>` lines
+/// (one line each) and counts them.
+#[derive(Debug, Default)]
+pub struct AssertSuite {
+    /// Failed checks so far.
+    pub failed: usize,
+    /// Passed checks so far.
+    pub passed: usize,
+}
+
+impl AssertSuite {
+    /// Prints one `ASSERT` line; returns `ok`.
+    pub fn check(&mut self, name: &str, ok: bool, detail: impl AsRef<str>) -> bool {
+        let detail = detail.as_ref().replace('\n', " | ");
+        println!("ASSERT {name} {} {detail}", if ok { "ok" } else { "fail" });
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+        }
+        ok
+    }
+}
+
 /// What a boot produced.
 #[derive(Debug, Clone)]
 pub struct VmRun {
