@@ -243,6 +243,11 @@ pub struct Journal {
 
 const SUFFIX: &str = ".json";
 
+/// The fault id of an entry's file name; None for temp files and other names.
+fn entry_stem(name: &str) -> Option<&str> {
+    name.strip_suffix(SUFFIX).filter(|_| !name.starts_with('.'))
+}
+
 impl Journal {
     /// Opens (creating it with mode 0700) the journal directory, and removes temp files left
     /// by an interrupted [`Journal::record`].
@@ -285,6 +290,13 @@ impl Journal {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// How many entries the journal holds (names only, nothing is read).
+    pub fn count(&self) -> usize {
+        self.names()
+            .map(|names| names.iter().filter_map(|n| entry_stem(n)).count())
+            .unwrap_or(0)
     }
 
     fn sync_dir(&self) -> Result<(), JournalError> {
@@ -350,12 +362,9 @@ impl Journal {
             Err(e) => return (entries, vec![e]),
         };
         for name in names {
-            let Some(stem) = name.strip_suffix(SUFFIX) else {
+            let Some(stem) = entry_stem(&name) else {
                 continue;
             };
-            if name.starts_with('.') {
-                continue;
-            }
             let path = self.dir.join(&name);
             let parsed = fs::read(&path)
                 .map_err(|e| e.to_string())

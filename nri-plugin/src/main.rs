@@ -5,7 +5,6 @@ mod ctl;
 mod engine;
 mod metrics;
 mod service;
-mod stats;
 mod supervisor;
 mod transport;
 
@@ -19,7 +18,6 @@ use injector::Policy;
 
 use crate::engine::{Engine, Seams};
 use crate::service::RuntimeInfo;
-use crate::stats::Stats;
 use crate::supervisor::Supervisor;
 use crate::transport::session::Registration;
 
@@ -126,8 +124,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .get_or_insert_with(|| args.hook_path.clone());
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating state dir {}", args.state_dir.display()))?;
-    let stats = Arc::new(Stats::default());
-    let engine = Engine::new(policy, Seams::host(), stats.clone(), &args.state_dir)?;
+    let engine = Engine::new(policy, Seams::host(), &args.state_dir)?;
     engine.replay_journal();
     tracing::info!(
         socket = %args.nri_socket.display(),
@@ -143,10 +140,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .or_else(|| engine.policy().metrics_address.clone())
         .unwrap_or_else(|| metrics::DEFAULT_ADDRESS.to_string());
     let metrics_address = metrics::parse_address(&metrics_text)?;
-    let metrics_task = match metrics_address {
+    let (metrics_task, metrics_shown) = match metrics_address {
         None => {
             tracing::info!("metrics endpoint off");
-            None
+            (None, metrics_text)
         }
         // The endpoint is an aid: a port in use must not stop fault injection and recovery.
         Some(address) => match metrics::bind(address).await {
@@ -154,13 +151,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 let bound = listener.local_addr().unwrap_or(address);
                 tracing::info!(address = %bound, "metrics listening on http://{bound}/metrics");
                 let engine = engine.clone();
-                Some(tokio::spawn(metrics::serve(listener, move || {
-                    engine.metrics().render()
-                })))
+                let task = tokio::spawn(metrics::serve(
+                    listener,
+                    metrics::Limits::DEFAULT,
+                    move || engine.metrics_text(),
+                ));
+                (Some(task), bound.to_string())
             }
             Err(err) => {
                 tracing::error!(error = %err, "metrics endpoint not started; nri-chaos runs without it");
-                None
+                (None, format!("{metrics_text} (not listening)"))
             }
         },
     };
@@ -177,7 +177,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             runtime: runtime_info.clone(),
             started: std::time::Instant::now(),
             socket: control_path.display().to_string(),
-            metrics_address: metrics_text,
+            metrics_address: metrics_shown,
         },
     )
     .await?;
@@ -188,7 +188,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             index: args.plugin_index,
         },
         engine: engine.clone(),
-        stats: stats.clone(),
         runtime: runtime_info,
     };
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -206,9 +205,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     control.stop().await;
     engine.shutdown(std::time::Duration::from_secs(10)).await;
-    for summary in stats.summaries() {
-        tracing::info!(target: "nri_chaos::stats", "latency {summary}");
-    }
     tracing::info!("nri-chaos stopped");
     Ok(())
 }

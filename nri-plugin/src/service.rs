@@ -16,7 +16,6 @@ use ttrpc::r#async::TtrpcContext;
 
 use crate::engine::hooks::HookAdjustment;
 use crate::engine::{ContainerInfo, Engine, EngineError, PodInfo};
-use crate::stats::Stats;
 use injector::hookplan::HookPoint;
 
 /// The events nri-chaos subscribes to (bit `1 << (event - 1)`); all within what NRI 0.6.1
@@ -52,17 +51,15 @@ pub struct RuntimeInfo {
 #[derive(Debug)]
 pub struct NriPlugin {
     engine: Engine,
-    stats: Arc<Stats>,
     runtime: Arc<Mutex<RuntimeInfo>>,
     pending_sync: Mutex<Option<SynchronizeRequest>>,
 }
 
 impl NriPlugin {
     /// A service for one session; `runtime` is filled at Configure.
-    pub fn new(engine: Engine, stats: Arc<Stats>, runtime: Arc<Mutex<RuntimeInfo>>) -> NriPlugin {
+    pub fn new(engine: Engine, runtime: Arc<Mutex<RuntimeInfo>>) -> NriPlugin {
         NriPlugin {
             engine,
-            stats,
             runtime,
             pending_sync: Mutex::new(None),
         }
@@ -72,7 +69,6 @@ impl NriPlugin {
         let start = Instant::now();
         let result = work();
         let elapsed = start.elapsed();
-        self.stats.record(name, elapsed);
         self.engine.metrics().handler(name, elapsed);
         tracing::debug!(
             event = name,

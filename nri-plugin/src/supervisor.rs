@@ -10,7 +10,6 @@ use tokio::net::UnixStream;
 
 use crate::engine::Engine;
 use crate::service::{NriPlugin, RuntimeInfo};
-use crate::stats::Stats;
 use crate::transport::session::{Registration, Session};
 
 /// First retry delay after a failed connect or a lost session.
@@ -27,8 +26,6 @@ pub struct Supervisor {
     pub registration: Registration,
     /// The fault engine (outlives sessions).
     pub engine: Engine,
-    /// Latency figures.
-    pub stats: Arc<Stats>,
     /// Runtime name/version of the current session.
     pub runtime: Arc<Mutex<RuntimeInfo>>,
 }
@@ -42,11 +39,8 @@ impl Supervisor {
         loop {
             match UnixStream::connect(&self.socket).await {
                 Ok(stream) => {
-                    let plugin = Arc::new(NriPlugin::new(
-                        self.engine.clone(),
-                        self.stats.clone(),
-                        self.runtime.clone(),
-                    ));
+                    let plugin =
+                        Arc::new(NriPlugin::new(self.engine.clone(), self.runtime.clone()));
                     match Session::establish(stream, plugin, &self.registration).await {
                         Ok(mut session) => {
                             sessions += 1;

@@ -109,9 +109,11 @@ fn update_replaces_and_clear_removes() {
     j.update(&e).unwrap();
     assert_eq!(files(t.path()), ["f-1.json"], "no temp file left behind");
     assert_eq!(j.load().0, vec![e]);
+    assert_eq!(j.count(), 1);
     j.clear("f-1").unwrap();
     j.clear("f-1").unwrap();
     assert!(files(t.path()).is_empty());
+    assert_eq!(j.count(), 0);
     for bad in ["", "../etc/passwd", ".hidden", "a b"] {
         let err = j.clear(bad).unwrap_err();
         assert!(
@@ -133,6 +135,7 @@ fn temp_files_are_ignored_at_load_and_removed_at_open() {
     let (loaded, errors) = j.load();
     assert_eq!(loaded.len(), 1);
     assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(j.count(), 1, "temp files and other names are not entries");
     Journal::open(t.path()).unwrap();
     assert_eq!(files(t.path()), ["README", "ok-1.json"]);
 }

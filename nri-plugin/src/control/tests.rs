@@ -18,7 +18,6 @@ use ttrpc::r#async::Client;
 use super::*;
 use crate::engine::{ContainerInfo, Engine, PodInfo, Seams};
 use crate::service::RuntimeInfo;
-use crate::stats::Stats;
 
 fn engine(dir: &Path) -> (Engine, Arc<RecordingSignaller>) {
     let signaller = Arc::new(RecordingSignaller::new());
@@ -30,7 +29,7 @@ fn engine(dir: &Path) -> (Engine, Arc<RecordingSignaller>) {
         proc_root: dir.join("proc"),
         worker_exe: "/bin/false".into(),
     };
-    let engine = Engine::new(Policy::default(), seams, Arc::new(Stats::default()), dir).unwrap();
+    let engine = Engine::new(Policy::default(), seams, dir).unwrap();
     (engine, signaller)
 }
 

@@ -161,7 +161,6 @@ mod tests {
 
     use super::super::{ContainerInfo, Engine, Seams};
     use super::*;
-    use crate::stats::Stats;
 
     fn engine(dir: &Path, hook: Option<&Path>, strict: bool) -> Engine {
         let seams = Seams {
@@ -180,7 +179,7 @@ mod tests {
             ),
             ..Policy::default()
         };
-        Engine::new(policy, seams, Arc::new(Stats::default()), dir).unwrap()
+        Engine::new(policy, seams, dir).unwrap()
     }
 
     fn fake_hook(dir: &Path) -> std::path::PathBuf {

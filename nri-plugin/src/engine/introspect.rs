@@ -377,7 +377,9 @@ mod tests {
             registry.get(1).map(|r| r.state),
             Some(FaultState::Recovered)
         );
-        let text = registry.metrics().render();
+        let text = registry
+            .metrics()
+            .render(&crate::metrics::Observed::default());
         assert!(
             text.contains("nri_chaos_faults_applied_total{kind=\"freeze\"} 1"),
             "{text}"
@@ -427,7 +429,9 @@ mod tests {
         let (_, rejections) = registry.snapshot();
         assert_eq!(rejections.len(), 1);
         assert_eq!(rejections[0].class, RejectionClass::Parse);
-        let text = registry.metrics().render();
+        let text = registry
+            .metrics()
+            .render(&crate::metrics::Observed::default());
         assert!(
             text.contains("nri_chaos_annotation_rejections_total{reason=\"parse\"} 1"),
             "{text}"

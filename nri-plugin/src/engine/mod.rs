@@ -29,7 +29,6 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::stats::Stats;
 pub use model::{ContainerInfo, PodInfo};
 pub use seams::Seams;
 
@@ -103,6 +102,7 @@ struct State {
 #[derive(Debug)]
 struct ArmedFault {
     id: u64,
+    kind: FaultKind,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -118,7 +118,6 @@ pub(crate) struct Inner {
     policy: Policy,
     seams: Seams,
     journal: Journal,
-    stats: Arc<Stats>,
     ledger: FiringLedger,
     ledger_path: PathBuf,
     state: Mutex<State>,
@@ -155,7 +154,6 @@ impl Engine {
     pub fn new(
         policy: Policy,
         seams: Seams,
-        stats: Arc<Stats>,
         state_dir: &std::path::Path,
     ) -> Result<Engine, EngineError> {
         let ledger_path = ledger_store::ledger_path(state_dir);
@@ -170,7 +168,6 @@ impl Engine {
                 policy,
                 seams,
                 journal,
-                stats,
                 ledger,
                 ledger_path,
                 state: Mutex::new(State::default()),
@@ -199,12 +196,18 @@ impl Engine {
             let (stop, stop_rx) = watch::channel(false);
             let id = self.inner.next_fault_id.fetch_add(1, Ordering::Relaxed);
             let container_id = entry.container_id.clone();
+            let kind = entry.kind;
             let task = tokio::spawn(journal_ops::resume(self.inner.clone(), entry, id, stop_rx));
             state
                 .armed
                 .entry(container_id)
                 .or_default()
-                .push(ArmedFault { id, stop, task });
+                .push(ArmedFault {
+                    id,
+                    kind,
+                    stop,
+                    task,
+                });
         }
     }
 
@@ -221,6 +224,26 @@ impl Engine {
     /// The Prometheus figures.
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         self.inner.registry.metrics()
+    }
+
+    /// The /metrics text, with what is read at scrape time: the faults whose task still
+    /// runs (armed, holding, or resumed from the journal) and the journal's entries.
+    pub fn metrics_text(&self) -> String {
+        let mut active: Vec<(FaultKind, i64)> = Vec::new();
+        for fault in lock(&self.inner.state).armed.values().flatten() {
+            if fault.task.is_finished() {
+                continue;
+            }
+            match active.iter_mut().find(|(kind, _)| *kind == fault.kind) {
+                Some((_, count)) => *count += 1,
+                None => active.push((fault.kind, 1)),
+            }
+        }
+        let observed = crate::metrics::Observed {
+            active,
+            journal_entries: i64::try_from(self.inner.journal.count()).unwrap_or(i64::MAX),
+        };
+        self.metrics().render(&observed)
     }
 
     /// `ctl recover`: stops fault `id` (or every fault) now and waits (bounded by `grace`)
@@ -678,7 +701,12 @@ impl Engine {
             }
             _ => return None,
         };
-        Some(ArmedFault { id, stop, task })
+        Some(ArmedFault {
+            id,
+            kind: fault.kind,
+            stop,
+            task,
+        })
     }
 
     /// StopContainer / RemoveContainer: ends every fault of the container.
@@ -816,10 +844,6 @@ impl Inner {
 
     pub(crate) fn signaller(&self) -> &dyn Signaller {
         self.seams.signaller.as_ref()
-    }
-
-    pub(crate) fn stats(&self) -> &Stats {
-        &self.stats
     }
 
     /// A fault task ended by itself: forget it.

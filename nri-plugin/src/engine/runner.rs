@@ -111,7 +111,6 @@ pub(super) async fn run<E: Effect>(
             continue;
         }
         let lateness = Instant::now().saturating_duration_since(planned);
-        engine.stats().record(lateness_series(kind), lateness);
         let info = FiringInfo {
             ordinal,
             offset: firing.offset,
@@ -151,16 +150,4 @@ pub(super) async fn run<E: Effect>(
     }
     engine.registry.ended(target.fault_id);
     engine.disarm(&target.container_id, target.fault_id);
-}
-
-fn lateness_series(kind: FaultKind) -> &'static str {
-    match kind {
-        FaultKind::Kill => "kill.lateness",
-        FaultKind::Freeze => "freeze.lateness",
-        FaultKind::Stress => "stress.lateness",
-        FaultKind::Oom => "oom.lateness",
-        FaultKind::Netem => "netem.lateness",
-        FaultKind::Start => "start.lateness",
-        FaultKind::Exec => "exec.lateness",
-    }
 }

@@ -51,7 +51,7 @@ fn engine(policy: Policy, dir: &std::path::Path) -> (Engine, Arc<RecordingSignal
         proc_root: dir.join("proc"),
         worker_exe: "/bin/false".into(),
     };
-    let engine = Engine::new(policy, seams, Arc::new(Stats::default()), dir).unwrap();
+    let engine = Engine::new(policy, seams, dir).unwrap();
     (engine, signaller)
 }
 

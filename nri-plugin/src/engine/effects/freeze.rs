@@ -55,7 +55,6 @@ impl Effect for FreezeEffect {
                 .map_err(FireError::Failed)?;
             match FreezeFault.apply(engine_c.seams.freezer.as_ref(), &cgroup) {
                 Ok(report) => {
-                    engine_c.stats().record("freeze.latency", report.elapsed);
                     tracing::info!(
                         pod = %target_c.pod,
                         container = %target_c.container,

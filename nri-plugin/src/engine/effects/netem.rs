@@ -82,7 +82,6 @@ impl Effect for NetemEffect {
                 tracing::error!(error = %err, "journaling netem interfaces");
             }
             let names: Vec<&str> = shaped.iter().map(|s| s.name.as_str()).collect();
-            engine_c.stats().record("netem.apply", started.elapsed());
             tracing::info!(
                 pod = %target_c.pod,
                 fault = "netem",
