@@ -1,6 +1,7 @@
 //! End-to-end harness for nri-chaos: a private real containerd node (1.7 and 2.x) with runc,
 //! CNI and locally built images ([`Node`]), a CRI client acting as the kubelet ([`Cri`]), and
-//! the plugin process under test ([`PluginProcess`]).
+//! the plugin process under test ([`PluginProcess`]) with its own metrics address, read back
+//! through [`metrics`].
 //!
 //! Everything needs root. The runtime cache is fetched on first use
 //! (`tests/scripts/fetch-runtime.sh`, see [`Runtime::ensure`]).
@@ -15,6 +16,7 @@
 
 pub mod cri;
 pub mod images;
+pub mod metrics;
 pub mod node;
 pub mod plugin;
 pub mod runtime;

@@ -2,6 +2,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -67,6 +68,26 @@ impl PluginProcess {
             return String::new();
         }
         String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// The address its `/metrics` listens on (the harness gives every plugin its own loopback
+    /// port, see [`crate::Node::start_plugin`]), from its `metrics listening` log line.
+    pub async fn metrics_address(&self) -> Result<SocketAddr> {
+        let line = self
+            .wait_log_contains("metrics listening", Duration::from_secs(10))
+            .await?;
+        let address = line
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("address="))
+            .with_context(|| format!("no address= in {line:?}"))?;
+        address
+            .parse()
+            .with_context(|| format!("metrics address {address:?} in {line:?}"))
+    }
+
+    /// `GET /metrics` of this plugin, parsed.
+    pub async fn metrics(&self) -> Result<crate::metrics::Metrics> {
+        crate::metrics::scrape(self.metrics_address().await?).await
     }
 
     /// Exit status if the process has exited (non-blocking; reaps it).

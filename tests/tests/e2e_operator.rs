@@ -5,24 +5,25 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use common::ChaosNode;
+use injector::FaultKind;
+use nri_chaos_tests::metrics::Metrics;
 use nri_chaos_tests::{
     plugin_binary, workspace_root, ContainerSpec, ContainerState, ContainerdVersion, PodSpec,
     Runtime,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SLEEPER: &[&str] = &["sleep", "3600"];
-/// Metrics on an ephemeral loopback port (tests run in parallel); the log says which.
-const CONFIG: &str = "metrics_address = \"127.0.0.1:0\"\n";
+/// Default policy; the harness gives each plugin its own metrics port.
+const CONFIG: &str = "";
 
 fn socket(node: &ChaosNode) -> PathBuf {
     node.node.dir().join("nri-chaos-state").join("control.sock")
@@ -75,94 +76,39 @@ fn ctl_json(node: &ChaosNode, args: &[&str]) -> Result<serde_json::Value> {
     serde_json::from_str(&text).with_context(|| format!("ctl {args:?} printed no JSON: {text}"))
 }
 
-/// The metrics address nri-chaos logged.
-async fn metrics_address(node: &ChaosNode) -> Result<String> {
-    let line = node
-        .plugin
-        .wait_log_contains("metrics listening", Duration::from_secs(5))
-        .await?;
-    let address = line
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix("address="))
-        .context("no address= in the metrics line")?;
-    Ok(address.to_string())
-}
-
-/// GET /metrics over plain TCP; the body.
-async fn scrape(address: &str) -> Result<String> {
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
-        .await
-        .context("metrics endpoint did not answer")??;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .context("no HTTP head in the metrics response")?;
-    ensure!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    ensure!(head.contains("text/plain; version=0.0.4"), "{head}");
-    Ok(body.to_string())
-}
-
-/// Parses Prometheus text: every sample line must be `name{labels} value` of a family
-/// declared with `# TYPE`; returns sample -> value.
-fn parse_prometheus(text: &str) -> Result<BTreeMap<String, f64>> {
-    let mut families = BTreeMap::new();
-    let mut samples = BTreeMap::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let mut it = rest.split_whitespace();
-            let (Some(name), Some(kind)) = (it.next(), it.next()) else {
-                bail!("bad TYPE line: {line}");
-            };
-            ensure!(
-                ["counter", "gauge", "histogram"].contains(&kind),
-                "unknown type in {line}"
-            );
-            families.insert(name.to_string(), kind.to_string());
-            continue;
-        }
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let (name, value) = line
-            .rsplit_once(' ')
-            .with_context(|| format!("no value in {line}"))?;
-        let value: f64 = value
-            .parse()
-            .with_context(|| format!("bad value in {line}"))?;
-        let base = name.split('{').next().unwrap_or(name);
+/// Every fault kind is listed in each per-kind family, from the one table of kinds.
+fn ensure_every_kind(metrics: &Metrics) -> Result<()> {
+    let kinds: BTreeSet<String> = FaultKind::ALL
+        .iter()
+        .map(|k| k.as_str().to_string())
+        .collect();
+    for family in [
+        "nri_chaos_faults_applied_total",
+        "nri_chaos_faults_recovered_total",
+        "nri_chaos_faults_failed_total",
+        "nri_chaos_faults_active",
+        "nri_chaos_firing_lateness_seconds",
+    ] {
         ensure!(
-            base.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "bad metric name in {line}"
+            metrics.label_values(family, "kind") == kinds,
+            "{family} lists {:?}, FaultKind::ALL is {kinds:?}",
+            metrics.label_values(family, "kind")
         );
-        if name.contains('{') {
-            ensure!(name.ends_with('}'), "unterminated labels in {line}");
-        }
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|suffix| {
-                base.strip_suffix(suffix)
-                    .filter(|f| families.get(*f).is_some_and(|k| k == "histogram"))
-            })
-            .unwrap_or(base);
-        ensure!(
-            families.contains_key(family),
-            "sample of undeclared family: {line}"
-        );
-        samples.insert(name.to_string(), value);
     }
-    Ok(samples)
+    Ok(())
 }
 
-fn sample(samples: &BTreeMap<String, f64>, name: &str) -> Result<f64> {
-    samples
-        .get(name)
-        .copied()
-        .with_context(|| format!("no sample {name}; have {:#?}", samples.keys()))
+/// The families operators look for besides the counters: build, active faults, journal,
+/// resident memory (a running plugin has at least 1 MiB resident).
+fn ensure_admin_families(metrics: &Metrics) -> Result<()> {
+    let version = env!("CARGO_PKG_VERSION");
+    ensure!(metrics.value("nri_chaos_build_info", &[("version", version)])? == 1.0);
+    let rss = metrics.value("process_resident_memory_bytes", &[])?;
+    ensure!(rss > 1024.0 * 1024.0, "resident memory {rss} bytes");
+    for family in ["nri_chaos_faults_active", "nri_chaos_journal_entries"] {
+        ensure!(metrics.families().contains(family), "no {family}");
+    }
+    Ok(())
 }
 
 /// `ctl inject default/web/app '{kill: {}}'` kills a running container that had no
@@ -251,34 +197,27 @@ async fn ctl_inject_kill_list_metrics_and_root_only_socket(
     }
 
     // Metrics match what happened: one kill applied, one parse rejection, nothing failed.
-    let samples = parse_prometheus(&scrape(&metrics_address(&node).await?).await?)?;
-    ensure!(sample(&samples, "nri_chaos_faults_applied_total{kind=\"kill\"}")? == 1.0);
-    ensure!(sample(&samples, "nri_chaos_faults_failed_total{kind=\"kill\"}")? == 0.0);
-    ensure!(
-        sample(
-            &samples,
-            "nri_chaos_annotation_rejections_total{reason=\"parse\"}"
-        )? == 1.0
-    );
-    ensure!(
-        sample(
-            &samples,
-            "nri_chaos_annotation_rejections_total{reason=\"policy\"}"
-        )? == 0.0
-    );
-    ensure!(sample(&samples, "nri_chaos_nri_reconnects_total")? == 0.0);
-    ensure!(
-        sample(
-            &samples,
-            "nri_chaos_firing_lateness_seconds_count{kind=\"kill\"}"
-        )? == 1.0
-    );
-    ensure!(
-        sample(
-            &samples,
-            "nri_chaos_handler_seconds_count{event=\"create_container\"}"
-        )? >= 2.0
-    );
+    let metrics = node.plugin.metrics().await?;
+    let kill = [("kind", "kill")];
+    ensure!(metrics.value("nri_chaos_faults_applied_total", &kill)? == 1.0);
+    ensure!(metrics.value("nri_chaos_faults_failed_total", &kill)? == 0.0);
+    for other in FaultKind::ALL.iter().filter(|k| **k != FaultKind::Kill) {
+        let label = [("kind", other.as_str())];
+        ensure!(metrics.value("nri_chaos_faults_applied_total", &label)? == 0.0);
+    }
+    let rejections = "nri_chaos_annotation_rejections_total";
+    ensure!(metrics.value(rejections, &[("reason", "parse")])? == 1.0);
+    ensure!(metrics.value(rejections, &[("reason", "policy")])? == 0.0);
+    ensure!(metrics.value("nri_chaos_nri_reconnects_total", &[])? == 0.0);
+    ensure!(metrics.value("nri_chaos_nri_connected", &[])? == 1.0);
+    ensure!(metrics.value("nri_chaos_firing_lateness_seconds_count", &kill)? == 1.0);
+    let create = [("event", "create_container")];
+    ensure!(metrics.value("nri_chaos_handler_seconds_count", &create)? >= 2.0);
+    // The kill is done: nothing active, nothing journaled (a kill has nothing to undo).
+    ensure!(metrics.value("nri_chaos_faults_active", &kill)? == 0.0);
+    ensure!(metrics.value("nri_chaos_journal_entries", &[])? == 0.0);
+    ensure_every_kind(&metrics)?;
+    ensure_admin_families(&metrics)?;
 
     // The socket: 0600, root only.
     let mode = std::fs::metadata(socket(&node))?.permissions().mode() & 0o777;
@@ -359,6 +298,12 @@ async fn ctl_recover_all_thaws_a_running_freeze(version: ContainerdVersion) -> R
             .any(|f| f["kind"] == "freeze" && f["state"] == "applied")),
         "{list:#}"
     );
+    // While it holds: one freeze active and journaled.
+    let freeze = [("kind", "freeze")];
+    let metrics = node.plugin.metrics().await?;
+    ensure!(metrics.value("nri_chaos_faults_active", &freeze)? == 1.0);
+    ensure!(metrics.value("nri_chaos_journal_entries", &[])? == 1.0);
+    ensure_every_kind(&metrics)?;
     let started = Instant::now();
     let out = ctl_ok(&node, &["recover", "--all"])?;
     let took = started.elapsed();
@@ -377,14 +322,12 @@ async fn ctl_recover_all_thaws_a_running_freeze(version: ContainerdVersion) -> R
             .any(|f| f["kind"] == "freeze" && f["state"] == "recovered")),
         "{list:#}"
     );
-    let samples = parse_prometheus(&scrape(&metrics_address(&node).await?).await?)?;
-    ensure!(sample(&samples, "nri_chaos_faults_applied_total{kind=\"freeze\"}")? == 1.0);
-    ensure!(
-        sample(
-            &samples,
-            "nri_chaos_faults_recovered_total{kind=\"freeze\"}"
-        )? == 1.0
-    );
+    let metrics = node.plugin.metrics().await?;
+    ensure!(metrics.value("nri_chaos_faults_applied_total", &freeze)? == 1.0);
+    ensure!(metrics.value("nri_chaos_faults_recovered_total", &freeze)? == 1.0);
+    ensure!(metrics.value("nri_chaos_faults_active", &freeze)? == 0.0);
+    ensure!(metrics.value("nri_chaos_journal_entries", &[])? == 0.0);
+    ensure_admin_families(&metrics)?;
     // Nothing left to recover.
     let out = ctl_ok(&node, &["recover", "--all"])?;
     ensure!(out.contains("no active fault"), "{out}");

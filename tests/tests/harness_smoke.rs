@@ -374,7 +374,7 @@ async fn plugin_process_lifecycle() {
         .await
         .expect("args logged");
     let expected = format!(
-        "args: run --nri-socket {} --config {} --state-dir {}",
+        "args: run --nri-socket {} --config {} --state-dir {} --metrics-address 127.0.0.1:0",
         node.nri_socket().display(),
         node.dir().join("nri-chaos.toml").display(),
         node.dir().join("nri-chaos-state").display()

@@ -359,23 +359,28 @@ impl Node {
 
     /// Spawns `<binary> run --nri-socket <node nri sock> --config <file> --state-dir
     /// <node dir>/nri-chaos-state`, stdout+stderr appended to `<node dir>/nri-chaos.log`.
+    /// Unless `config_toml` sets `metrics_address`, the plugin listens for `/metrics` on a
+    /// port of its own (`127.0.0.1:0`, the kernel picks a free one): nodes and tests running
+    /// in parallel never fight over the default port; [`PluginProcess::metrics_address`] reads
+    /// it back.
     pub fn start_plugin(&self, binary: &Path, config_toml: &str) -> Result<PluginProcess> {
         let config = self.dir.join("nri-chaos.toml");
         std::fs::write(&config, config_toml)
             .with_context(|| format!("writing {}", config.display()))?;
         let state = self.dir.join("nri-chaos-state");
         std::fs::create_dir_all(&state)?;
-        PluginProcess::spawn(
-            Command::new(binary)
-                .arg("run")
-                .arg("--nri-socket")
-                .arg(self.nri_socket())
-                .arg("--config")
-                .arg(&config)
-                .arg("--state-dir")
-                .arg(&state),
-            &self.plugin_log(),
-        )
+        let mut cmd = Command::new(binary);
+        cmd.arg("run")
+            .arg("--nri-socket")
+            .arg(self.nri_socket())
+            .arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(&state);
+        if !config_toml.contains("metrics_address") {
+            cmd.args(["--metrics-address", "127.0.0.1:0"]);
+        }
+        PluginProcess::spawn(&mut cmd, &self.plugin_log())
     }
 
     /// Explicit teardown: remove every pod through CRI, stop containerd, end the shims and
