@@ -2,7 +2,8 @@
 //!
 //! - create+start latency of N containers, alternating blocks with nri-chaos registered and
 //!   without it (same node, same pod shape), p50/p99 of both and their ratio;
-//! - the plugin's own handler time per NRI event (p50/p99, from its debug log);
+//! - the plugin's own handler time per NRI event (p50/p99 estimated from the buckets of its
+//!   `nri_chaos_handler_seconds` histograms, scraped from /metrics before each stop);
 //! - kill firing lateness, actual minus planned (p50/p99), over annotated containers;
 //! - resident memory of the idle plugin.
 //!
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use nri_chaos_tests::metrics::{add_buckets, quantile};
 use nri_chaos_tests::timeline::field;
 use nri_chaos_tests::{
     plugin_binary, require_root, ContainerSpec, ContainerdVersion, Cri, Node, NodeEnv,
@@ -35,6 +37,19 @@ fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Handler time buckets by event, summed over every plugin run.
+type HandlerBuckets = BTreeMap<String, Vec<(f64, f64)>>;
+
+/// Adds the plugin's handler histograms (from its /metrics) to `handlers`, then stops it.
+async fn scrape_and_stop(plugin: PluginProcess, handlers: &mut HandlerBuckets) -> Result<()> {
+    let metrics = plugin.metrics().await?;
+    for (event, buckets) in metrics.histograms("nri_chaos_handler_seconds", "event") {
+        add_buckets(handlers.entry(event).or_default(), &buckets);
+    }
+    plugin.stop().await?;
+    Ok(())
 }
 
 async fn start_plugin(node: &Node) -> Result<PluginProcess> {
@@ -80,8 +95,6 @@ async fn main() -> Result<()> {
         Some("1.7") => ContainerdVersion::V17,
         Some(other) => bail!("unknown containerd version '{other}' (1.7 or 2)"),
     };
-    // Handler times come from the plugin's debug lines.
-    std::env::set_var("RUST_LOG", "nri_chaos=debug");
     NodeEnv::print()?;
     let node = Node::start(version).await?;
     let cri = node.cri().await?;
@@ -94,7 +107,7 @@ async fn main() -> Result<()> {
 
     let mut with = Vec::new();
     let mut without = Vec::new();
-    let mut handler_log = String::new();
+    let mut handlers = HandlerBuckets::new();
     let mut idle_rss = None;
     let mut index = 0;
     let mut block = 0;
@@ -107,8 +120,7 @@ async fn main() -> Result<()> {
                 idle_rss = rss_kib(plugin.pid());
             }
             with.extend(timed_block(&cri, &pod, index, count).await?);
-            plugin.stop().await?;
-            handler_log.push_str(&plugin.log());
+            scrape_and_stop(plugin, &mut handlers).await?;
         } else {
             without.extend(timed_block(&cri, &pod, index, count).await?);
         }
@@ -135,26 +147,14 @@ async fn main() -> Result<()> {
         cri.remove_container(&id).await?;
     }
     let busy_rss = rss_kib(plugin.pid());
-    plugin.stop().await?;
     let kill_log = plugin.log();
-    handler_log.push_str(&kill_log);
+    scrape_and_stop(plugin, &mut handlers).await?;
 
     let lateness: Vec<f64> = kill_log
         .lines()
         .filter(|l| l.contains("signal sent"))
         .filter_map(|l| field(l, "lateness_us")?.parse::<f64>().ok())
         .collect();
-    let mut handlers: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for line in handler_log.lines().filter(|l| l.contains(" handled")) {
-        if let (Some(event), Some(ns)) = (field(line, "event"), field(line, "handler_ns")) {
-            if let Ok(ns) = ns.parse::<f64>() {
-                handlers
-                    .entry(event.to_string())
-                    .or_default()
-                    .push(ns / 1000.0);
-            }
-        }
-    }
 
     let (p50_with, p99_with) = (percentile(&with, 0.5), percentile(&with, 0.99));
     let (p50_without, p99_without) = (percentile(&without, 0.5), percentile(&without, 0.99));
@@ -172,13 +172,13 @@ async fn main() -> Result<()> {
         p50_with / p50_without,
         p99_with / p99_without
     );
-    println!("\nplugin handler time per NRI event (us):");
-    for (event, samples) in &handlers {
+    println!("\nplugin handler time per NRI event (us, from the histogram buckets):");
+    for (event, buckets) in &handlers {
+        let count = buckets.last().map_or(0.0, |b| b.1);
         println!(
-            "  {event:<32} n={:<5} p50={:8.1}  p99={:8.1}   (target p99 < 200)",
-            samples.len(),
-            percentile(samples, 0.5),
-            percentile(samples, 0.99)
+            "  {event:<32} n={count:<5} p50={:8.1}  p99={:8.1}   (target p99 < 200)",
+            quantile(0.5, buckets) * 1e6,
+            quantile(0.99, buckets) * 1e6
         );
     }
     println!("\nkill firing lateness, actual - planned (ms):");
