@@ -4,6 +4,8 @@ use prometheus_parse::{Scrape, Value};
 
 use super::*;
 
+type Labels = [(&'static str, &'static str)];
+
 fn parse(text: &str) -> Scrape {
     Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("exposition text parses")
 }
@@ -84,27 +86,25 @@ fn counts_what_happened() {
     assert_eq!(value(&s, "nri_chaos_nri_reconnects_total", &[]), 1.0);
     assert_eq!(value(&s, "nri_chaos_nri_connected", &[]), 1.0);
     let create = [("event", "create_container")];
-    assert_eq!(
-        bucket(&s, "nri_chaos_handler_seconds", &create, 0.00005),
-        1.0
-    );
-    assert_eq!(
-        bucket(&s, "nri_chaos_handler_seconds", &create, 0.000025),
-        0.0
-    );
     assert_eq!(value(&s, "nri_chaos_handler_seconds_count", &create), 1.0);
     assert_eq!(
         value(&s, "nri_chaos_firing_lateness_seconds_count", &kill),
         1.0
     );
-    assert_eq!(
-        bucket(&s, "nri_chaos_firing_lateness_seconds", &kill, 0.001),
-        0.0
-    );
-    assert_eq!(
-        bucket(&s, "nri_chaos_firing_lateness_seconds", &kill, 0.005),
-        1.0
-    );
+    // (histogram, labels, bucket bound, cumulative count)
+    let buckets: [(&str, &Labels, f64, f64); 4] = [
+        ("nri_chaos_handler_seconds", &create, 0.000025, 0.0),
+        ("nri_chaos_handler_seconds", &create, 0.00005, 1.0),
+        ("nri_chaos_firing_lateness_seconds", &kill, 0.001, 0.0),
+        ("nri_chaos_firing_lateness_seconds", &kill, 0.005, 1.0),
+    ];
+    for (name, labels, le, want) in buckets {
+        assert_eq!(
+            bucket(&s, name, labels, le),
+            want,
+            "{name} {labels:?} le={le}"
+        );
+    }
     assert_eq!(metrics.totals(), (2, 1, 0, 1));
     assert!(metrics.nri_connected());
     assert_eq!(metrics.nri_reconnects(), 1);

@@ -39,6 +39,14 @@ fn routes() {
     );
 }
 
+fn limits(connections: usize, read_ms: u64, exchange_ms: u64) -> Limits {
+    Limits {
+        connections,
+        read_timeout: Duration::from_millis(read_ms),
+        exchange_timeout: Duration::from_millis(exchange_ms),
+    }
+}
+
 async fn start(limits: Limits) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -75,11 +83,7 @@ async fn serves_over_tcp_one_request_per_connection() {
 /// read timeout closes them: the next client waits for a slot, then is answered.
 #[tokio::test]
 async fn idle_connections_are_capped_and_closed_at_the_read_timeout() {
-    let limits = Limits {
-        connections: 2,
-        read_timeout: Duration::from_millis(300),
-        exchange_timeout: Duration::from_secs(5),
-    };
+    let limits = limits(2, 300, 5000);
     let (address, task) = start(limits).await;
     let mut idle = Vec::new();
     for _ in 0..limits.connections {
@@ -108,12 +112,7 @@ async fn idle_connections_are_capped_and_closed_at_the_read_timeout() {
 /// A slow client that trickles its request head is cut at the exchange deadline.
 #[tokio::test]
 async fn a_trickling_client_is_cut_at_the_deadline() {
-    let limits = Limits {
-        connections: 1,
-        read_timeout: Duration::from_secs(30),
-        exchange_timeout: Duration::from_millis(300),
-    };
-    let (address, task) = start(limits).await;
+    let (address, task) = start(limits(1, 30_000, 300)).await;
     let mut slow = TcpStream::connect(address).await.unwrap();
     let started = Instant::now();
     let closed = async {
