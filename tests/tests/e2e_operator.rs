@@ -345,6 +345,39 @@ on_both_containerd_versions!(
     ctl_recover_all_thaws_a_running_freeze,
 );
 
+/// The endpoint is an aid: with its port taken nri-chaos logs why, registers and answers
+/// `ctl` without it (`ctl status` says it is not listening); `off` turns it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_port_in_use_or_off_leaves_the_plugin_running() -> Result<()> {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = taken.local_addr()?;
+    let config = format!("metrics_address = \"{address}\"\n");
+    let mut node = ChaosNode::start(ContainerdVersion::V2, &config).await?;
+    node.plugin
+        .wait_log_contains("metrics endpoint not started", Duration::from_secs(5))
+        .await?;
+    let status = ctl_json(&node, &["status"])?;
+    ensure!(status["nri_connected"] == true, "{status:#}");
+    ensure!(
+        status["metrics_address"] == format!("{address} (not listening)"),
+        "{status:#}"
+    );
+    node.restart_plugin("metrics_address = \"off\"\n").await?;
+    node.plugin
+        .wait_log_contains("metrics endpoint off", Duration::from_secs(5))
+        .await?;
+    node.plugin
+        .wait_log_contains("registered with the runtime", Duration::from_secs(15))
+        .await?;
+    ensure!(
+        node.log_lines(&["metrics listening"]).is_empty(),
+        "{}",
+        node.log()
+    );
+    drop(taken);
+    node.shutdown().await
+}
+
 /// `ctl` without a daemon says what to do.
 #[test]
 fn ctl_without_a_daemon_says_how_to_start_it() -> Result<()> {
