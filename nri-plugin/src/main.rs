@@ -8,6 +8,7 @@ mod service;
 mod stats;
 mod supervisor;
 mod transport;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +45,9 @@ enum Command {
     Run(RunArgs),
     /// Operator CLI over the control socket of a running `nri-chaos run` (root only).
     Ctl(ctl::CtlArgs),
+    /// Check fault annotations in Kubernetes manifests (and/or a policy file) offline, with
+    /// the plugin's grammar and policy; exit 1 when anything is bad.
+    Validate(validate::ValidateArgs),
     /// Internal: a stressor process started by `nri-chaos run` (not for direct use).
     #[command(hide = true, name = "stress-worker")]
     StressWorker {
@@ -225,9 +229,19 @@ fn main() -> ExitCode {
         Command::Run(args) => args.log_format,
         _ => LogFormat::Plain,
     };
-    if let Command::Ctl(args) = cli.command {
-        return ctl_main(args);
-    }
+    let cli = match cli.command {
+        Command::Ctl(args) => return ctl_main(args),
+        Command::Validate(args) => {
+            let (text, ok) = validate::run(&args);
+            print!("{text}");
+            return if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
+        }
+        command => Cli { command },
+    };
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -252,7 +266,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
-        Command::StressWorker { .. } | Command::Ctl(_) => Ok(()),
+        Command::StressWorker { .. } | Command::Ctl(_) | Command::Validate(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -276,11 +290,9 @@ fn ctl_main(args: ctl::CtlArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(ctl::run(args)) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
+    let stdout = std::io::stdout();
+    match runtime.block_on(ctl::run(args, &mut stdout.lock())) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("nri-chaos ctl: {err}");
             ExitCode::from(1)

@@ -6,6 +6,7 @@
 //! the plugin shuts down, a stop signal makes each task recover what it holds and end.
 
 mod effects;
+pub mod events;
 pub mod hooks;
 pub mod introspect;
 mod journal_ops;
@@ -73,14 +74,55 @@ pub enum InjectError {
 /// Fault kinds this build executes. The others are parsed and validated, then reported as
 /// not supported so that nothing is silently ignored.
 const EXECUTABLE: &[FaultKind] = &[
-    FaultKind::Netem,
     FaultKind::Kill,
     FaultKind::Freeze,
+    FaultKind::Netem,
     FaultKind::Stress,
     FaultKind::Oom,
     // Executed by the OCI hook (see `hooks`); refused when the hook binary is missing.
     FaultKind::Start,
 ];
+
+/// Why this build does not execute `kind` (the rejection reason), or None when it does.
+/// `nri-chaos validate` reports the same text.
+pub fn unsupported(kind: FaultKind) -> Option<String> {
+    if EXECUTABLE.contains(&kind) {
+        return None;
+    }
+    let supported: Vec<&str> = EXECUTABLE.iter().map(|k| k.as_str()).collect();
+    Some(format!(
+        "fault '{}' is valid but not supported by this build of nri-chaos (supported: {})",
+        kind.as_str(),
+        supported.join(", ")
+    ))
+}
+
+/// What this build does with a container's plan: a fault it does not execute, or that needs
+/// the OCI hook when `hook_problem` says the hook cannot run, becomes a rejection with the
+/// reason. Shared by the engine and `nri-chaos validate` (which has no hook to check).
+pub fn screen(
+    plan: injector::ContainerPlan,
+    annotations: &HashMap<String, String>,
+    hook_problem: impl Fn(&FaultRequest) -> Option<String>,
+) -> (Vec<FaultRequest>, Vec<Rejection>) {
+    let mut rejections = plan.rejections;
+    let mut faults = Vec::new();
+    for fault in plan.faults {
+        let value = || annotations.get(&fault.key).cloned().unwrap_or_default();
+        if let Some(reason) = hook_problem(&fault) {
+            rejections.push(Rejection::new(
+                &fault.key,
+                value(),
+                format!("fault '{}' is executed by the OCI hook: {reason} (install it, or set hook_path in the policy or --hook-path)", fault.kind.as_str()),
+            ));
+        } else if let Some(reason) = unsupported(fault.kind) {
+            rejections.push(Rejection::new(&fault.key, value(), reason));
+        } else {
+            faults.push(fault);
+        }
+    }
+    (faults, rejections)
+}
 
 /// A container's validated faults, kept from CreateContainer to its start.
 #[derive(Debug, Clone)]
@@ -199,6 +241,24 @@ impl Engine {
             let (stop, stop_rx) = watch::channel(false);
             let id = self.inner.next_fault_id.fetch_add(1, Ordering::Relaxed);
             let container_id = entry.container_id.clone();
+            // Visible to `ctl list` and recoverable with `ctl recover ID`.
+            let source = match entry.source.as_str() {
+                "" => journal_ops::JOURNAL_SOURCE.to_string(),
+                key => format!("{key} ({})", journal_ops::JOURNAL_SOURCE),
+            };
+            self.inner.registry.resumed(
+                introspect::NewFault {
+                    id,
+                    pod: &entry.pod,
+                    container: &entry.container_name,
+                    container_id: &entry.container_id,
+                    kind: entry.kind,
+                    value: &entry.value,
+                    source: &source,
+                    holds: true,
+                },
+                entry.applied_at_unix_ms,
+            );
             let task = tokio::spawn(journal_ops::resume(self.inner.clone(), entry, id, stop_rx));
             state
                 .armed
@@ -320,6 +380,8 @@ impl Engine {
             let started = Instant::now();
             let target = runner::Target {
                 fault_id: 0,
+                source: String::new(),
+                value: String::new(),
                 pod: pod.display_name(),
                 // Injected faults count their own firings, apart from the annotations'.
                 pod_uid: format!("{}#ctl", pod.uid),
@@ -458,7 +520,7 @@ impl Engine {
         let adjustment = hooks::adjustment(&self.inner, &pod, &container.name, &faults);
         let (pod_scoped, faults): (Vec<FaultRequest>, Vec<FaultRequest>) = faults
             .into_iter()
-            .partition(|fault| fault.kind == FaultKind::Netem);
+            .partition(|fault| fault.kind.is_pod_scoped());
         if let Some(netem) = pod_scoped.first() {
             self.arm_pod_fault(&pod, netem);
         }
@@ -502,6 +564,8 @@ impl Engine {
         }
         let target = runner::Target {
             fault_id: 0,
+            source: String::new(),
+            value: String::new(),
             pod: pod.display_name(),
             pod_uid: pod.uid.clone(),
             container: String::new(),
@@ -557,6 +621,8 @@ impl Engine {
         }
         let target = runner::Target {
             fault_id: 0,
+            source: String::new(),
+            value: String::new(),
             pod: planned.pod.display_name(),
             pod_uid: planned.pod.uid.clone(),
             container: planned.container_name.clone(),
@@ -611,6 +677,8 @@ impl Engine {
         let id = self.inner.next_fault_id.fetch_add(1, Ordering::Relaxed);
         let target = runner::Target {
             fault_id: id,
+            source: source.to_string(),
+            value: value.to_string(),
             ..target.clone()
         };
         self.inner.registry.armed(introspect::NewFault {
@@ -734,36 +802,14 @@ impl Engine {
             container.memory_limit,
             &self.inner.policy,
         );
-        let mut rejections = plan.rejections;
-        let mut faults = Vec::new();
-        for fault in plan.faults {
-            let hook_problem = if hooks::needs_hook_binary(&fault) {
-                hooks::hook_unusable(self.inner.hook_path())
+        let hook_path = self.inner.hook_path();
+        screen(plan, &pod.annotations, |fault| {
+            if hooks::needs_hook_binary(fault) {
+                hooks::hook_unusable(hook_path)
             } else {
                 None
-            };
-            if let Some(reason) = hook_problem {
-                let value = pod.annotations.get(&fault.key).cloned().unwrap_or_default();
-                rejections.push(Rejection::new(
-                    fault.key,
-                    value,
-                    format!("fault '{}' is executed by the OCI hook: {reason} (install it, or set hook_path in the policy or --hook-path)", fault.kind.as_str()),
-                ));
-            } else if EXECUTABLE.contains(&fault.kind) {
-                faults.push(fault);
-            } else {
-                let value = pod.annotations.get(&fault.key).cloned().unwrap_or_default();
-                rejections.push(Rejection::new(
-                    fault.key,
-                    value,
-                    format!(
-                        "fault '{}' is valid but not supported by this build of nri-chaos (supported: kill, freeze, stress, oom, start)",
-                        fault.kind.as_str()
-                    ),
-                ));
             }
-        }
-        (faults, rejections)
+        })
     }
 
     fn report_rejections(
