@@ -299,3 +299,47 @@ fn ctl_main(args: ctl::CtlArgs) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctl(args: &[&str]) -> ctl::CtlArgs {
+        let mut all = vec!["nri-chaos", "ctl"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all).map(|cli| cli.command) {
+            Ok(Command::Ctl(args)) => args,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ctl_flags_go_before_or_after_the_command() {
+        for args in [
+            &["--json", "list"][..],
+            &["list", "--json"],
+            &["list", "-o", "json"],
+            &["-o", "json", "list"],
+            &["list", "--output", "json"],
+        ] {
+            let parsed = ctl(args);
+            assert!(
+                parsed.json || parsed.output == Some(ctl::Output::Json),
+                "{args:?}"
+            );
+            assert!(matches!(
+                parsed.command,
+                ctl::CtlCommand::List { watch: false }
+            ));
+        }
+        let parsed = ctl(&["recover", "--all", "--socket", "/tmp/x.sock"]);
+        assert_eq!(parsed.socket, PathBuf::from("/tmp/x.sock"));
+        let parsed = ctl(&["--socket", "/tmp/y.sock", "list", "-w"]);
+        assert_eq!(parsed.socket, PathBuf::from("/tmp/y.sock"));
+        assert!(matches!(
+            parsed.command,
+            ctl::CtlCommand::List { watch: true }
+        ));
+        assert!(Cli::try_parse_from(["nri-chaos", "ctl", "list", "-o", "yaml"]).is_err());
+    }
+}
