@@ -170,7 +170,7 @@ async fn a_fault_resumed_from_the_journal_is_listed_and_recoverable() {
         state_file: dir.path().join("freezer.state"),
     };
     let applied = injector::journal::now_unix_ms() - 1_000;
-    let journal = injector::Journal::open(&dir.path().join("journal")).unwrap();
+    let journal = injector::Journal::open(dir.path().join("journal")).unwrap();
     journal
         .record(&injector::JournalEntry {
             id: injector::journal::new_fault_id(),
