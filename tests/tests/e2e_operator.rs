@@ -346,15 +346,16 @@ fn freezer_state(pod: &nri_chaos_tests::Pod, id: &str) -> Result<String> {
         .to_string())
 }
 
-/// `ctl recover --all` ends a running freeze at once: the cgroup is THAWED when it returns.
-async fn ctl_recover_all_thaws_a_running_freeze(version: ContainerdVersion) -> Result<()> {
-    let node = ChaosNode::start(version, CONFIG).await?;
-    let cri = node.node.cri().await?;
+/// Pod `name` with container `app` annotated `freeze: value`, once the kernel reports it
+/// FROZEN; the pod and the container id.
+async fn run_frozen(
+    node: &ChaosNode,
+    cri: &nri_chaos_tests::Cri,
+    name: &str,
+    value: &str,
+) -> Result<(nri_chaos_tests::Pod, String)> {
     let pod = cri
-        .run_pod(&PodSpec::new("frozen").annotation(
-            "freeze.nri-chaos.io/container.app",
-            "{after: 500ms, duration: 1h}",
-        ))
+        .run_pod(&PodSpec::new(name).annotation("freeze.nri-chaos.io/container.app", value))
         .await?;
     let app = cri
         .run_container(&pod, &ContainerSpec::new("app", SLEEPER))
@@ -369,6 +370,14 @@ async fn ctl_recover_all_thaws_a_running_freeze(version: ContainerdVersion) -> R
         freezer_state(&pod, &app),
         node.log()
     );
+    Ok((pod, app))
+}
+
+/// `ctl recover --all` ends a running freeze at once: the cgroup is THAWED when it returns.
+async fn ctl_recover_all_thaws_a_running_freeze(version: ContainerdVersion) -> Result<()> {
+    let node = ChaosNode::start(version, CONFIG).await?;
+    let cri = node.node.cri().await?;
+    let (pod, app) = run_frozen(&node, &cri, "frozen", "{after: 500ms, duration: 1h}").await?;
     let list = ctl_json(&node, &["list"])?;
     ensure!(
         list["faults"].as_array().is_some_and(|f| f
@@ -548,25 +557,7 @@ async fn ctl_lists_and_recovers_a_freeze_resumed_from_the_journal(
 ) -> Result<()> {
     let mut node = ChaosNode::start(version, CONFIG).await?;
     let cri = node.node.cri().await?;
-    let pod = cri
-        .run_pod(
-            &PodSpec::new("resumed")
-                .annotation("freeze.nri-chaos.io/container.app", "{duration: 60s}"),
-        )
-        .await?;
-    let app = cri
-        .run_container(&pod, &ContainerSpec::new("app", SLEEPER))
-        .await?;
-    let frozen = common::eventually(Duration::from_secs(5), || {
-        freezer_state(&pod, &app).is_ok_and(|s| s == "FROZEN")
-    })
-    .await;
-    ensure!(
-        frozen,
-        "never frozen: {:?}\n{}",
-        freezer_state(&pod, &app),
-        node.log()
-    );
+    let (pod, app) = run_frozen(&node, &cri, "resumed", "{duration: 60s}").await?;
     let mut follower = Follower::start(&node, &["events"])?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     node.plugin.kill()?;
@@ -613,7 +604,8 @@ async fn ctl_lists_and_recovers_a_freeze_resumed_from_the_journal(
         "thawed before ctl recover"
     );
 
-    let id = resumed["id"].as_u64().context("id")?.to_string();
+    let id_number = resumed["id"].as_u64().context("id")?;
+    let id = id_number.to_string();
     let out = ctl_ok(&node, &["recover", &id])?;
     let state = freezer_state(&pod, &app)?;
     println!("{version}: ctl recover {id}: {out}freezer.state {state}");
@@ -636,7 +628,7 @@ async fn ctl_lists_and_recovers_a_freeze_resumed_from_the_journal(
     ensure!(
         list["faults"].as_array().is_some_and(|f| f
             .iter()
-            .any(|f| f["id"].to_string() == id && f["state"] == "recovered")),
+            .any(|f| f["id"] == id_number && f["state"] == "recovered")),
         "{list:#}"
     );
     node.shutdown().await
@@ -658,30 +650,28 @@ fn validate_reports_bad_annotations_and_exits_non_zero() -> Result<()> {
     let bad = dir.join("bad.yaml");
     std::fs::write(
         &bad,
-        r#"apiVersion: v1
-kind: Pod
+        r#"kind: Pod
+apiVersion: v1
 metadata:
-  name: web
   annotations:
-    kill.nri-chaos.io/container.app: "{after: 2x}"
-    freeze.nri-chaos.io/container.app: "{duration: 10s}"
     stress.nri-chaos.io/pod: "{cpu: {workers: 2}}"
+    freeze.nri-chaos.io/container.app: "{duration: 10s}"
+    kill.nri-chaos.io/container.app: "{after: 2x}"
+  name: web
 spec:
   containers:
-  - name: app
-    image: busybox
+  - image: busybox
+    name: app
 ---
-apiVersion: apps/v1
 kind: Deployment
-metadata:
-  name: api
-  namespace: shop
+apiVersion: apps/v1
+metadata: {namespace: shop, name: api}
 spec:
   template:
     metadata:
       annotations:
-        netem.nri-chaos.io/pod: "{delay: 100ms}"
         oom.nri-chaos.io/container.api: "{score: 2000}"
+        netem.nri-chaos.io/pod: "{delay: 100ms}"
     spec:
       containers:
       - name: api
@@ -746,27 +736,16 @@ spec:
     );
 
     let policy = dir.join("policy.toml");
+    let (policy_arg, clean_arg) = (policy.display().to_string(), clean.display().to_string());
+    let policy_only = ["--policy", policy_arg.as_str()];
+    let policy_and_clean = ["--policy", policy_arg.as_str(), clean_arg.as_str()];
     std::fs::write(&policy, "allowed_faults = [\"kill\"]\n")?;
-    let out = validate(&["--policy", &policy.display().to_string()], None)?;
+    let out = validate(&policy_only, None)?;
     ensure!(out.status.success(), "policy alone: {}", out.status);
-    let out = validate(
-        &[
-            "--policy",
-            &policy.display().to_string(),
-            &clean.display().to_string(),
-        ],
-        None,
-    )?;
+    let out = validate(&policy_and_clean, None)?;
     ensure!(out.status.success(), "kill allowed: {}", out.status);
     std::fs::write(&policy, "allowed_faults = [\"freeze\"]\n")?;
-    let out = validate(
-        &[
-            "--policy",
-            &policy.display().to_string(),
-            &clean.display().to_string(),
-        ],
-        None,
-    )?;
+    let out = validate(&policy_and_clean, None)?;
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(
         out.status.code() == Some(1),
@@ -774,7 +753,7 @@ spec:
     );
     ensure!(text.contains("policy"), "{text}");
     std::fs::write(&policy, "alowed_faults = [\"kill\"]\n")?;
-    let out = validate(&["--policy", &policy.display().to_string()], None)?;
+    let out = validate(&policy_only, None)?;
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(out.status.code() == Some(1), "bad policy: {text}");
     ensure!(text.contains("alowed_faults"), "{text}");
