@@ -337,4 +337,51 @@ mod tests {
         let json: Value = serde_json::from_str(&faults_json(&[Fault::default()])).unwrap();
         assert!(json[0]["planned"].is_null());
     }
+
+    #[test]
+    fn events_are_one_line_each() {
+        let fault = Fault {
+            id: 3,
+            pod: "default/web".into(),
+            container: "app".into(),
+            kind: "kill".into(),
+            value: "{after: 1s}".into(),
+            source: "kill.nri-chaos.io/container.app".into(),
+            state: "applied".into(),
+            ..Default::default()
+        };
+        let applied = Event {
+            seq: 9,
+            at_unix_ms: 1_700_000_000_000,
+            event: "applied".into(),
+            fault: Some(fault).into(),
+            ..Default::default()
+        };
+        let line = event_line(&applied);
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(line.starts_with("2023-11-14T22:13:20.000Z  applied    3      kill    default/web/app  kill.nri-chaos.io/container.app {after: 1s}"), "{line}");
+        let json: Value = serde_json::from_str(&event_json(&applied)).unwrap();
+        assert_eq!(json["seq"], 9);
+        assert_eq!(json["fault"]["state"], "applied");
+        assert!(json.get("rejection").is_none());
+        let rejected = Event {
+            seq: 10,
+            event: "rejected".into(),
+            rejection: Some(Rejection {
+                pod: "default/web".into(),
+                container: "app".into(),
+                key: "kill.nri-chaos.io".into(),
+                value: "{after: 2x}".into(),
+                reason: "after: \"2x\" is not a duration".into(),
+                class: "parse".into(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        let line = event_line(&rejected);
+        assert!(line.contains("rejected") && line.contains("annotation kill.nri-chaos.io: \"{after: 2x}\": after: \"2x\" is not a duration (parse)"), "{line}");
+        let json: Value = serde_json::from_str(&event_json(&rejected)).unwrap();
+        assert_eq!(json["rejection"]["class"], "parse");
+    }
 }
