@@ -233,8 +233,8 @@ impl Registry {
         self.insert(FaultRecord::new(&fault));
     }
 
-    /// A holding fault a previous run left in the journal, resumed at start: applied at
-    /// `applied_unix_ms`, its source `journal` unless the entry names it.
+    /// A holding fault a previous run left in the journal, resumed at start: `applied` since
+    /// `applied_unix_ms` (no event: nobody follows a daemon that is only starting).
     pub fn resumed(&self, fault: NewFault<'_>, applied_unix_ms: u64) {
         let mut record = FaultRecord::new(&fault);
         record.planned_unix_ms = Some(applied_unix_ms);
@@ -260,7 +260,7 @@ impl Registry {
         }
     }
 
-    /// Changes record `id`; an event of `kind` when the change is one (`Some`).
+    /// Changes record `id`; `change` returns the event the change is, if any.
     fn update(
         &self,
         id: u64,
