@@ -292,7 +292,7 @@ fn ctl_main(args: ctl::CtlArgs) -> ExitCode {
     };
     let stdout = std::io::stdout();
     match runtime.block_on(ctl::run(args, &mut stdout.lock())) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(ctl::CtlError::OutputClosed) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("nri-chaos ctl: {err}");
             ExitCode::from(1)

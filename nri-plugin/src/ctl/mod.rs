@@ -144,6 +144,9 @@ pub enum CtlError {
     /// Writing the output failed (other than a closed pipe).
     #[error("writing the output: {0}")]
     Output(std::io::Error),
+    /// Whoever read the output went away (`ctl events | head`): stop quietly.
+    #[error("the output was closed")]
+    OutputClosed,
 }
 
 async fn connect(path: &Path) -> Result<ControlClient, CtlError> {
@@ -219,11 +222,12 @@ pub fn inject_fault(fault: &str, value: Option<&str>) -> Result<(String, String)
     Ok((kind, text))
 }
 
-/// Writes `text`; a reader that went away (`| head`) is not an error.
+/// Writes `text`; a reader that went away (`| head`) ends the command quietly.
 fn emit(out: &mut dyn Write, text: &str) -> Result<(), CtlError> {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(err) if err.kind() != ErrorKind::BrokenPipe => Err(CtlError::Output(err)),
-        _ => Ok(()),
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == ErrorKind::BrokenPipe => Err(CtlError::OutputClosed),
+        Err(err) => Err(CtlError::Output(err)),
     }
 }
 
