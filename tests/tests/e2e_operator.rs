@@ -423,7 +423,7 @@ async fn ctl_recover_all_thaws_a_running_freeze(version: ContainerdVersion) -> R
     node.shutdown().await
 }
 
-/// `nri-chaos ctl --socket <node socket> events --json` as a child whose stdout lines arrive
+/// `nri-chaos ctl --socket <node socket> <args>` (events) as a child whose stdout lines arrive
 /// on a channel.
 struct Follower {
     child: std::process::Child,
@@ -505,13 +505,14 @@ impl Follower {
     }
 }
 
-/// `ctl events --json` follows firings live: it prints the kill of an annotated pod as it is
+/// `ctl events -o json` follows firings live: it prints the kill of an annotated pod as it is
 /// applied, and exits 0 at Ctrl-C (SIGINT).
 async fn ctl_events_follows_an_applied_kill(version: ContainerdVersion) -> Result<()> {
     let node = ChaosNode::start(version, CONFIG).await?;
     let cri = node.node.cri().await?;
-    let mut follower = Follower::start(&node, &["events", "--json"])?;
-    // Give the follower its first poll before anything happens.
+    // `--all`: what the daemon holds first, so a slow start of the follower misses nothing.
+    let mut follower = Follower::start(&node, &["events", "--all", "-o", "json"])?;
+    // Following before anything happens: the kill below comes through the live feed.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pod = cri
         .run_pod(
