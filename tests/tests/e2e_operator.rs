@@ -715,6 +715,23 @@ spec:
         "the good netem was reported:\n{text}"
     );
 
+    // The same findings as JSON, for CI tools.
+    let out = validate(&["-o", "json", &file], None)?;
+    ensure!(out.status.code() == Some(1), "exit {}", out.status);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let findings = json["findings"].as_array().context("findings")?;
+    ensure!(json["bad"] == 3 && findings.len() == 3, "{json:#}");
+    ensure!(
+        findings.iter().any(|f| f["file"] == file.as_str()
+            && f["object"] == "Deployment shop/api"
+            && f["document"] == 2
+            && f["key"] == "oom.nri-chaos.io/container.api"
+            && f["value"] == "{score: 2000}"
+            && f["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("score: \"2000\" is out of range"))),
+        "{json:#}"
+    );
     let out = validate(&[&clean.display().to_string()], None)?;
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(

@@ -15,6 +15,9 @@ use injector::annotations::named_container;
 use injector::{plan_container, PodRef, Policy, Rejection};
 
 use manifest::PodSpec;
+use serde_json::{json, Value};
+
+use crate::ctl::Output;
 
 /// `nri-chaos validate` arguments.
 #[derive(Debug, clap::Args)]
@@ -27,6 +30,10 @@ pub struct ValidateArgs {
     /// of Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs. `-` reads
     /// standard input.
     pub files: Vec<PathBuf>,
+    /// Output format: lines for people, or one JSON document (findings with file, object,
+    /// document, key, value and reason).
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Output>,
 }
 
 /// How bad a finding is.
@@ -38,14 +45,67 @@ enum Severity {
     Warning,
 }
 
+/// Where a finding is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Place {
+    /// The file (`<stdin>` for `-`), or `policy <file>`.
+    file: String,
+    /// `Kind namespace/name` and its 1-based YAML document, for an object.
+    object: Option<(String, usize)>,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.object {
+            None => f.write_str(&self.file),
+            Some((object, document)) => {
+                write!(f, "{}: {object} (document {document})", self.file)
+            }
+        }
+    }
+}
+
 /// One problem, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Finding {
     severity: Severity,
-    /// `file: Kind namespace/name (document N)`, or `file` / `policy file`.
-    place: String,
-    /// What is wrong, as the plugin words it.
-    message: String,
+    place: Place,
+    /// The annotation (key, value), when the finding is about one.
+    annotation: Option<(String, String)>,
+    /// Why, as the plugin words it.
+    reason: String,
+}
+
+impl Finding {
+    /// The text after the place: `annotation <key>: "<value>": <reason>` for a rejected
+    /// annotation, exactly as the plugin logs it.
+    fn message(&self) -> String {
+        match &self.annotation {
+            Some((key, value)) => Rejection::new(key, value, &self.reason).to_string(),
+            None => self.reason.clone(),
+        }
+    }
+
+    fn json(&self) -> Value {
+        let (object, document) = match &self.place.object {
+            Some((object, document)) => (Some(object.as_str()), Some(*document)),
+            None => (None, None),
+        };
+        let (key, value) = match &self.annotation {
+            Some((key, value)) => (Some(key.as_str()), Some(value.as_str())),
+            None => (None, None),
+        };
+        json!({
+            "severity": match self.severity { Severity::Bad => "bad", Severity::Warning => "warning" },
+            "file": self.place.file,
+            "object": object,
+            "document": document,
+            "key": key,
+            "value": value,
+            "reason": self.reason,
+            "message": self.message(),
+        })
+    }
 }
 
 /// What one run found.
@@ -58,12 +118,28 @@ struct Report {
 }
 
 impl Report {
-    fn bad(&mut self, place: impl Into<String>, message: impl Into<String>) {
+    fn push(
+        &mut self,
+        severity: Severity,
+        place: &Place,
+        annotation: Option<(&str, &str)>,
+        reason: impl Into<String>,
+    ) {
         self.findings.push(Finding {
-            severity: Severity::Bad,
-            place: place.into(),
-            message: message.into(),
+            severity,
+            place: place.clone(),
+            annotation: annotation.map(|(key, value)| (key.to_string(), value.to_string())),
+            reason: reason.into(),
         });
+    }
+
+    /// A problem with a whole file (or the policy).
+    fn bad_file(&mut self, file: &str, reason: impl Into<String>) {
+        let place = Place {
+            file: file.to_string(),
+            object: None,
+        };
+        self.push(Severity::Bad, &place, None, reason);
     }
 
     fn count(&self, severity: Severity) -> usize {
@@ -73,16 +149,28 @@ impl Report {
             .count()
     }
 
-    fn render(&self, policy_only: bool) -> String {
+    fn render(&self, policy_only: bool, json: bool) -> String {
+        let (bad, warnings) = (self.count(Severity::Bad), self.count(Severity::Warning));
+        if json {
+            let value = json!({
+                "ok": bad == 0,
+                "files": self.files,
+                "objects": self.objects,
+                "annotations": self.annotations,
+                "bad": bad,
+                "warnings": warnings,
+                "findings": self.findings.iter().map(Finding::json).collect::<Vec<_>>(),
+            });
+            return format!("{value:#}\n");
+        }
         let mut out = String::new();
         for finding in &self.findings {
             let tag = match finding.severity {
                 Severity::Bad => "",
                 Severity::Warning => "warning: ",
             };
-            let _ = writeln!(out, "{}: {tag}{}", finding.place, finding.message);
+            let _ = writeln!(out, "{}: {tag}{}", finding.place, finding.message());
         }
-        let (bad, warnings) = (self.count(Severity::Bad), self.count(Severity::Warning));
         let verdict = if bad == 0 { "ok" } else { "FAILED" };
         if policy_only {
             let _ = writeln!(out, "{verdict}: policy checked, {bad} problem(s)");
@@ -99,7 +187,7 @@ impl Report {
 
 /// Checks one pod spec: every container gets the plugin's plan (grammar, policy, and what
 /// this build executes); each rejected key is reported once.
-fn check_pod(spec: &PodSpec, policy: &Policy, place: &str, report: &mut Report) {
+fn check_pod(spec: &PodSpec, policy: &Policy, place: &Place, report: &mut Report) {
     report.objects += 1;
     let ours = |key: &str| {
         key.split('/').next().is_some_and(|prefix| {
@@ -110,8 +198,10 @@ fn check_pod(spec: &PodSpec, policy: &Policy, place: &str, report: &mut Report) 
     for (key, found) in &spec.non_string {
         if ours(key) {
             report.annotations += 1;
-            report.bad(
+            report.push(
+                Severity::Bad,
                 place,
+                None,
                 format!("annotation {key}: the value is {found}; Kubernetes annotation values are strings (quote it: '{{...}}')"),
             );
         }
@@ -142,7 +232,8 @@ fn check_pod(spec: &PodSpec, policy: &Policy, place: &str, report: &mut Report) 
         }
     }
     for rejection in rejected.values() {
-        report.bad(place, rejection.to_string());
+        let annotation = (rejection.key.as_str(), rejection.value.as_str());
+        report.push(Severity::Bad, place, Some(annotation), &rejection.reason);
     }
     let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
     let mut keys: Vec<&String> = spec.annotations.keys().collect();
@@ -150,14 +241,16 @@ fn check_pod(spec: &PodSpec, policy: &Policy, place: &str, report: &mut Report) 
     for key in keys {
         if let Some(name) = named_container(key, &policy.domain) {
             if !names.contains(&name) && !rejected.contains_key(key) {
-                report.findings.push(Finding {
-                    severity: Severity::Warning,
-                    place: place.to_string(),
-                    message: format!(
-                        "annotation {key}: no container \"{name}\" in the pod spec (containers: {}); it applies to nothing",
+                let value = spec.annotations.get(key).map_or("", String::as_str);
+                report.push(
+                    Severity::Warning,
+                    place,
+                    Some((key, value)),
+                    format!(
+                        "no container \"{name}\" in the pod spec (containers: {}); it applies to nothing",
                         names.join(", ")
                     ),
-                });
+                );
             }
         }
     }
@@ -185,10 +278,13 @@ fn display(path: &Path) -> String {
 fn check_manifest(name: &str, text: &str, policy: &Policy, report: &mut Report) {
     report.files += 1;
     match manifest::pod_specs(text) {
-        Err(err) => report.bad(name, err.to_string()),
+        Err(err) => report.bad_file(name, err.to_string()),
         Ok(specs) => {
             for spec in specs {
-                let place = format!("{name}: {} (document {})", spec.object, spec.document);
+                let place = Place {
+                    file: name.to_string(),
+                    object: Some((spec.object.clone(), spec.document)),
+                };
                 check_pod(&spec, policy, &place, report);
             }
         }
@@ -197,6 +293,7 @@ fn check_manifest(name: &str, text: &str, policy: &Policy, report: &mut Report) 
 
 /// Runs `nri-chaos validate`: what to print, and whether everything is fine.
 pub fn run(args: &ValidateArgs) -> (String, bool) {
+    let json = args.output == Some(Output::Json);
     let mut report = Report::default();
     let policy = match &args.policy {
         None => Policy::default(),
@@ -207,8 +304,8 @@ pub fn run(args: &ValidateArgs) -> (String, bool) {
             match loaded {
                 Ok(policy) => policy,
                 Err(reason) => {
-                    report.bad(format!("policy {}", display(path)), reason);
-                    return (report.render(true), false);
+                    report.bad_file(&format!("policy {}", display(path)), reason);
+                    return (report.render(true, json), false);
                 }
             }
         }
@@ -221,7 +318,7 @@ pub fn run(args: &ValidateArgs) -> (String, bool) {
                 false,
             );
         }
-        return (report.render(true), true);
+        return (report.render(true, json), true);
     }
     for path in &args.files {
         let name = display(path);
@@ -229,12 +326,12 @@ pub fn run(args: &ValidateArgs) -> (String, bool) {
             Ok(text) => check_manifest(&name, &text, &policy, &mut report),
             Err(err) => {
                 report.files += 1;
-                report.bad(&name, format!("cannot read: {err}"));
+                report.bad_file(&name, format!("cannot read: {err}"));
             }
         }
     }
     let ok = report.count(Severity::Bad) == 0;
-    (report.render(false), ok)
+    (report.render(false, json), ok)
 }
 
 #[cfg(test)]
@@ -267,7 +364,7 @@ spec:
     #[test]
     fn each_bad_annotation_is_reported_with_key_value_and_the_plugins_reason() {
         let report = check(POD, &Policy::default());
-        let text = report.render(false);
+        let text = report.render(false, false);
         let bad: Vec<&Finding> = report
             .findings
             .iter()
@@ -276,7 +373,7 @@ spec:
         assert_eq!(bad.len(), 3, "{text}");
         assert!(bad
             .iter()
-            .all(|f| f.place == "pod.yaml: Pod default/web (document 1)"));
+            .all(|f| f.place.to_string() == "pod.yaml: Pod default/web (document 1)"));
         assert!(text.contains("annotation kill.nri-chaos.io/container.app: \"{after: 2x}\": after: \"2x\" is not a duration"), "{text}");
         assert!(text.contains("annotation exec.nri-chaos.io: \"{fail: 50%}\": fault 'exec' is valid but not supported by this build"), "{text}");
         assert!(
@@ -286,11 +383,32 @@ spec:
         assert_eq!(report.count(Severity::Warning), 1, "{text}");
         assert!(
             text.contains(
-                "warning: annotation freeze.nri-chaos.io/container.db: no container \"db\""
+                "warning: annotation freeze.nri-chaos.io/container.db: \"{duration: 5s}\": no container \"db\""
             ),
             "{text}"
         );
         assert!(text.contains("FAILED: 1 file(s), 1 object(s) with a pod spec, 5 nri-chaos annotation(s): 3 bad, 1 warning(s)"), "{text}");
+        let json: Value = serde_json::from_str(&report.render(false, true)).unwrap();
+        assert_eq!(json["ok"], false);
+        assert_eq!(
+            (json["bad"].as_u64(), json["warnings"].as_u64()),
+            (Some(3), Some(1))
+        );
+        let kill = json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == "kill.nri-chaos.io/container.app")
+            .unwrap();
+        assert_eq!(kill["severity"], "bad");
+        assert_eq!(kill["file"], "pod.yaml");
+        assert_eq!(kill["object"], "Pod default/web");
+        assert_eq!(kill["document"], 1);
+        assert_eq!(kill["value"], "{after: 2x}");
+        assert!(kill["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("after: \"2x\" is not a duration"));
     }
 
     #[test]
@@ -298,21 +416,21 @@ spec:
         let deny = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: kube-system\n  annotations:\n    kill.nri-chaos.io: \"{}\"\nspec:\n  containers: [{name: app}]\n";
         let report = check(deny, &Policy::default());
         assert_eq!(report.count(Severity::Bad), 1);
-        assert!(report.render(false).contains("kube-system"));
+        assert!(report.render(false, false).contains("kube-system"));
         let policy =
             Policy::from_toml_str("allowed_faults = [\"freeze\"]\n[namespaces]\ndeny = []\n")
                 .unwrap();
         let report = check(deny, &policy);
         assert!(
-            report.render(false).contains("policy"),
+            report.render(false, false).contains("policy"),
             "{}",
-            report.render(false)
+            report.render(false, false)
         );
         let clean = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    kill.nri-chaos.io/container.app: \"{after: 1s}\"\nspec:\n  containers: [{name: app}]\n";
         let report = check(clean, &Policy::default());
         assert!(report.findings.is_empty(), "{:?}", report.findings);
         assert!(report
-            .render(false)
+            .render(false, false)
             .starts_with("ok: 1 file(s), 1 object(s)"));
     }
 
@@ -322,24 +440,38 @@ spec:
             format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    oom.nri-chaos.io: \"{{kill: true}}\"\nspec:\n  containers:\n  - name: app\n{limits}")
         };
         let refused = check(&pod(""), &Policy::default());
-        assert_eq!(refused.count(Severity::Bad), 1, "{}", refused.render(false));
+        assert_eq!(
+            refused.count(Severity::Bad),
+            1,
+            "{}",
+            refused.render(false, false)
+        );
         let fine = check(
             &pod("    resources: {limits: {memory: 64Mi}}\n"),
             &Policy::default(),
         );
-        assert_eq!(fine.count(Severity::Bad), 0, "{}", fine.render(false));
+        assert_eq!(
+            fine.count(Severity::Bad),
+            0,
+            "{}",
+            fine.render(false, false)
+        );
     }
 
     #[test]
     fn non_string_values_and_broken_yaml_are_bad() {
         let report = check("kind: Pod\nmetadata:\n  name: p\n  annotations:\n    kill.nri-chaos.io: {after: 1s}\nspec:\n  containers: [{name: a}]\n", &Policy::default());
         assert!(
-            report.render(false).contains("the value is a mapping"),
+            report
+                .render(false, false)
+                .contains("the value is a mapping"),
             "{}",
-            report.render(false)
+            report.render(false, false)
         );
         let report = check("kind: Pod\n  metadata: [", &Policy::default());
-        assert!(report.render(false).contains("pod.yaml: not valid YAML"));
+        assert!(report
+            .render(false, false)
+            .contains("pod.yaml: not valid YAML"));
         assert_eq!(report.count(Severity::Bad), 1);
     }
 
@@ -353,6 +485,7 @@ spec:
         let args = |policy: &Path| ValidateArgs {
             policy: Some(policy.to_path_buf()),
             files: Vec::new(),
+            output: None,
         };
         let (text, ok) = run(&args(&good));
         assert!(ok, "{text}");
