@@ -13,6 +13,7 @@ mod journal_ops;
 pub mod ledger_store;
 pub mod model;
 mod runner;
+mod screen;
 pub mod seams;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use tokio::task::JoinHandle;
 
 use crate::stats::Stats;
 pub use model::{ContainerInfo, PodInfo};
+pub use screen::screen;
 pub use seams::Seams;
 
 /// Errors the engine hands back to the runtime.
@@ -69,59 +71,6 @@ pub enum InjectError {
     /// The fault value does not parse or the policy refuses it.
     #[error("{0}")]
     Rejected(String),
-}
-
-/// Fault kinds this build executes. The others are parsed and validated, then reported as
-/// not supported so that nothing is silently ignored.
-const EXECUTABLE: &[FaultKind] = &[
-    FaultKind::Kill,
-    FaultKind::Freeze,
-    FaultKind::Netem,
-    FaultKind::Stress,
-    FaultKind::Oom,
-    // Executed by the OCI hook (see `hooks`); refused when the hook binary is missing.
-    FaultKind::Start,
-];
-
-/// Why this build does not execute `kind` (the rejection reason), or None when it does.
-/// `nri-chaos validate` reports the same text.
-pub fn unsupported(kind: FaultKind) -> Option<String> {
-    if EXECUTABLE.contains(&kind) {
-        return None;
-    }
-    let supported: Vec<&str> = EXECUTABLE.iter().map(|k| k.as_str()).collect();
-    Some(format!(
-        "fault '{}' is valid but not supported by this build of nri-chaos (supported: {})",
-        kind.as_str(),
-        supported.join(", ")
-    ))
-}
-
-/// What this build does with a container's plan: a fault it does not execute, or that needs
-/// the OCI hook when `hook_problem` says the hook cannot run, becomes a rejection with the
-/// reason. Shared by the engine and `nri-chaos validate` (which has no hook to check).
-pub fn screen(
-    plan: injector::ContainerPlan,
-    annotations: &HashMap<String, String>,
-    hook_problem: impl Fn(&FaultRequest) -> Option<String>,
-) -> (Vec<FaultRequest>, Vec<Rejection>) {
-    let mut rejections = plan.rejections;
-    let mut faults = Vec::new();
-    for fault in plan.faults {
-        let value = || annotations.get(&fault.key).cloned().unwrap_or_default();
-        if let Some(reason) = hook_problem(&fault) {
-            rejections.push(Rejection::new(
-                &fault.key,
-                value(),
-                format!("fault '{}' is executed by the OCI hook: {reason} (install it, or set hook_path in the policy or --hook-path)", fault.kind.as_str()),
-            ));
-        } else if let Some(reason) = unsupported(fault.kind) {
-            rejections.push(Rejection::new(&fault.key, value(), reason));
-        } else {
-            faults.push(fault);
-        }
-    }
-    (faults, rejections)
 }
 
 /// A container's validated faults, kept from CreateContainer to its start.
