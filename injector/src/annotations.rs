@@ -65,6 +65,12 @@ impl FaultKind {
         }
     }
 
+    /// Whether the fault acts on the whole pod (netem: the network namespace is the pod's);
+    /// it is armed once per pod, and its natural key is `<kind>.<domain>/pod`.
+    pub const fn is_pod_scoped(self) -> bool {
+        matches!(self, FaultKind::Netem)
+    }
+
     /// The names of every kind, comma separated, for messages.
     pub fn all_names() -> String {
         let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.as_str()).collect();
@@ -181,6 +187,17 @@ pub(crate) enum KeyMatch {
     Invalid(String),
 }
 
+/// The container a well-formed `<fault>.<domain>/container.<name>` key names, if `key` is one
+/// (`nri-chaos validate` warns when the pod has no such container).
+pub fn named_container<'k>(key: &'k str, domain: &str) -> Option<&'k str> {
+    let (prefix, suffix) = key.split_once('/')?;
+    let fault = prefix.strip_suffix(domain)?.strip_suffix('.')?;
+    FaultKind::from_str(fault).ok()?;
+    suffix
+        .strip_prefix("container.")
+        .filter(|name| !name.is_empty())
+}
+
 /// Classifies `key` for the container `container` under annotation `domain`.
 pub(crate) fn classify_key(key: &str, domain: &str, container: &str) -> KeyMatch {
     let (prefix, suffix) = match key.split_once('/') {
@@ -231,6 +248,19 @@ mod tests {
     use super::*;
 
     const D: &str = "nri-chaos.io";
+
+    #[test]
+    fn named_container_of_a_key() {
+        assert_eq!(
+            named_container("kill.nri-chaos.io/container.app", D),
+            Some("app")
+        );
+        assert_eq!(named_container("kill.nri-chaos.io/pod", D), None);
+        assert_eq!(named_container("kill.nri-chaos.io", D), None);
+        assert_eq!(named_container("kil.nri-chaos.io/container.app", D), None);
+        assert_eq!(named_container("kill.example.com/container.app", D), None);
+        assert_eq!(named_container("kill.nri-chaos.io/container.", D), None);
+    }
 
     #[test]
     fn kinds_round_trip() {

@@ -7,6 +7,7 @@
 //! (`&a` / `*a`), keys that are not plain names, a field given twice, mappings with more than
 //! 32 fields, and any field the fault does not accept (the message lists the accepted ones).
 
+use std::fmt;
 use std::time::Duration;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
@@ -96,6 +97,89 @@ pub enum FieldError {
     /// The combination of fields is refused.
     #[error("{0}")]
     Refused(String),
+}
+
+/// What a field holds: the reader the grammar uses for it, and how `ctl explain` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    /// Kubernetes-style duration ([`Fields::duration`]).
+    Duration,
+    /// A size in bytes, or a share of the memory limit ([`Fields::size`]).
+    Size,
+    /// A fraction or a percentage ([`Fields::probability`]).
+    Probability,
+    /// A tc-style rate ([`Fields::rate`]).
+    Rate,
+    /// An integer in `min..=max` ([`Fields::integer`]).
+    Integer {
+        /// Smallest accepted value.
+        min: u64,
+        /// Largest accepted value.
+        max: u64,
+    },
+    /// A load percentage, 1 to 100.
+    Percent,
+    /// `true` or `false` ([`Fields::boolean`]).
+    Boolean,
+    /// A signal name or number.
+    Signal,
+    /// A network interface name.
+    Interface,
+    /// A nested mapping with these fields.
+    Mapping(&'static [FieldSpec]),
+}
+
+impl fmt::Display for FieldType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldType::Duration => f.write_str("duration (250ms, 30s, 1h30m)"),
+            FieldType::Size => f.write_str("size (256Mi, 1G, bytes, or 50% of the memory limit)"),
+            FieldType::Probability => f.write_str("probability (0.25 or 25%)"),
+            FieldType::Rate => f.write_str("rate (1mbit, 100kbit, 10kbps = bytes/s)"),
+            FieldType::Integer { min, max } => write!(f, "integer ({min} to {max})"),
+            FieldType::Percent => f.write_str("percentage (1 to 100, 80 or 80%)"),
+            FieldType::Boolean => f.write_str("boolean (true or false)"),
+            FieldType::Signal => f.write_str("signal (SIGTERM, TERM, sigterm, or a number)"),
+            FieldType::Interface => f.write_str("interface name (eth0)"),
+            FieldType::Mapping(_) => f.write_str("mapping"),
+        }
+    }
+}
+
+/// One field a fault value accepts: the grammar refuses every field not in its kind's table,
+/// and `nri-chaos ctl explain` prints the same table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSpec {
+    /// The field name.
+    pub name: &'static str,
+    /// What it holds.
+    pub ty: FieldType,
+    /// The default, in words (`-` when there is none).
+    pub default: &'static str,
+    /// What it does.
+    pub help: &'static str,
+}
+
+impl FieldSpec {
+    /// A field of type `ty`.
+    pub const fn new(
+        name: &'static str,
+        ty: FieldType,
+        default: &'static str,
+        help: &'static str,
+    ) -> FieldSpec {
+        FieldSpec {
+            name,
+            ty,
+            default,
+            help,
+        }
+    }
+}
+
+/// The names of `specs`.
+pub(crate) fn names(specs: &[FieldSpec]) -> Vec<&'static str> {
+    specs.iter().map(|spec| spec.name).collect()
 }
 
 /// A parsed YAML node; scalars keep their text.
@@ -289,6 +373,11 @@ impl Fields {
     /// The full name of field `name` for messages.
     pub(crate) fn name(&self, name: &str) -> String {
         format!("{}{name}", self.path)
+    }
+
+    /// Refuses any field outside the table `accepted`, listing the accepted ones.
+    pub(crate) fn only_specs(&self, accepted: &[FieldSpec]) -> Result<(), FieldError> {
+        self.only(&names(accepted))
     }
 
     /// Refuses any field outside `accepted`, listing the accepted ones.

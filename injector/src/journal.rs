@@ -175,6 +175,12 @@ pub struct JournalEntry {
     pub deadline_unix_ms: Option<u64>,
     /// How to undo it.
     pub recovery: Recovery,
+    /// Where it came from: the annotation key, or `ctl` (for `ctl list` after a restart).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    /// The annotation value, as written (for `ctl list` after a restart).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub value: String,
 }
 
 mod kind_name {

@@ -31,7 +31,9 @@ pub mod units;
 
 pub use annotations::{FaultKind, Rejection};
 pub use journal::{Journal, JournalEntry, JournalError, ProcessId, Recovery};
-pub use plan::{plan_container, ContainerPlan, FaultRequest, FaultSpec, PodRef, Timing};
+pub use plan::{
+    plan_container, ContainerPlan, FaultRequest, FaultSpec, KindFields, PodRef, Timing,
+};
 pub use policy::Policy;
 pub use schedule::{Firing, FiringLedger, LedgerKey, Rng, Schedule, SplitMix64};
 pub use units::Size;

@@ -17,9 +17,9 @@ use crate::faults::netem::NetemFault;
 use crate::faults::oom::OomFault;
 use crate::faults::start::StartFault;
 use crate::faults::stress::StressFault;
-use crate::fields::{parse_value, FieldError, Fields};
+use crate::fields::{parse_value, FieldError, FieldSpec, Fields};
 use crate::policy::Policy;
-use crate::timing::{check_refused_timing, timing_fields};
+use crate::timing::{check_refused_timing, duration_required, timing_fields};
 
 pub use crate::timing::Timing;
 
@@ -72,7 +72,7 @@ impl FaultSpec {
     }
 
     /// The fields `kind` accepts besides the timing fields.
-    pub fn fields(kind: FaultKind) -> &'static [&'static str] {
+    pub fn fields(kind: FaultKind) -> &'static [FieldSpec] {
         match kind {
             FaultKind::Kill => KillFault::FIELDS,
             FaultKind::Freeze => FreezeFault::FIELDS,
@@ -81,6 +81,19 @@ impl FaultSpec {
             FaultKind::Oom => OomFault::FIELDS,
             FaultKind::Start => StartFault::FIELDS,
             FaultKind::Exec => ExecFault::FIELDS,
+        }
+    }
+
+    /// An example value for `kind` (`ctl explain`).
+    pub fn example(kind: FaultKind) -> &'static str {
+        match kind {
+            FaultKind::Kill => KillFault::EXAMPLE,
+            FaultKind::Freeze => FreezeFault::EXAMPLE,
+            FaultKind::Netem => NetemFault::EXAMPLE,
+            FaultKind::Stress => StressFault::EXAMPLE,
+            FaultKind::Oom => OomFault::EXAMPLE,
+            FaultKind::Start => StartFault::EXAMPLE,
+            FaultKind::Exec => ExecFault::EXAMPLE,
         }
     }
 
@@ -111,6 +124,34 @@ impl fmt::Display for FaultSpec {
     }
 }
 
+/// What a fault kind accepts, from the tables the grammar reads (`nri-chaos ctl explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindFields {
+    /// The kind.
+    pub kind: FaultKind,
+    /// Its own fields.
+    pub own: &'static [FieldSpec],
+    /// The timing fields it accepts.
+    pub timing: Vec<FieldSpec>,
+    /// `duration` is required.
+    pub duration_required: bool,
+    /// An example value.
+    pub example: &'static str,
+}
+
+impl KindFields {
+    /// The table of `kind`.
+    pub fn of(kind: FaultKind) -> KindFields {
+        KindFields {
+            kind,
+            own: FaultSpec::fields(kind),
+            timing: timing_fields(kind),
+            duration_required: duration_required(kind),
+            example: FaultSpec::example(kind),
+        }
+    }
+}
+
 /// One accepted fault for one container.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultRequest {
@@ -129,11 +170,11 @@ impl FaultRequest {
     /// use this to read back a plan the plugin wrote into OCI annotations.
     pub fn parse(kind: FaultKind, key: &str, value: &str) -> Result<FaultRequest, FieldError> {
         let mut fields = Fields::new("", parse_value(value)?);
-        let mut accepted: Vec<&str> = timing_fields(kind);
+        let mut accepted: Vec<FieldSpec> = timing_fields(kind);
         accepted.extend_from_slice(FaultSpec::fields(kind));
         // Timing fields that do not apply to `kind` are refused with a specific reason first.
         check_refused_timing(kind, &fields)?;
-        fields.only(&accepted)?;
+        fields.only_specs(&accepted)?;
         let timing = Timing::from_fields(kind, &mut fields)?;
         let spec = FaultSpec::from_fields(kind, &mut fields)?;
         Ok(FaultRequest {

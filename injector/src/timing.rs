@@ -21,18 +21,56 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::annotations::FaultKind;
-use crate::fields::{FieldError, Fields};
+use crate::fields::{FieldError, FieldSpec, FieldType, Fields};
 use crate::units::format_duration;
 
-/// Every timing field name.
-pub const TIMING_FIELDS: [&str; 6] = [
-    "after",
-    "duration",
-    "every",
-    "count",
-    "jitter",
-    "probability",
+/// Every timing field (`ctl explain` prints this table).
+pub const TIMING_FIELDS: [FieldSpec; 6] = [
+    FieldSpec::new(
+        "after",
+        FieldType::Duration,
+        "0s",
+        "delay from container start to the first firing",
+    ),
+    FieldSpec::new(
+        "duration",
+        FieldType::Duration,
+        "none: holds until the container stops",
+        "how long each firing holds",
+    ),
+    FieldSpec::new(
+        "every",
+        FieldType::Duration,
+        "no repetition",
+        "repeat period; must be longer than duration",
+    ),
+    FieldSpec::new(
+        "count",
+        FieldType::Integer {
+            min: 1,
+            max: u32::MAX as u64,
+        },
+        "1, or unlimited when every is set",
+        "total firings for this pod and container name, across container and plugin restarts",
+    ),
+    FieldSpec::new(
+        "jitter",
+        FieldType::Duration,
+        "0s",
+        "each firing moves by a uniform random offset in [-jitter, +jitter]",
+    ),
+    FieldSpec::new(
+        "probability",
+        FieldType::Probability,
+        "1",
+        "chance that a firing acts (a failed draw still uses up one of count)",
+    ),
 ];
+
+/// Whether `kind` requires `duration`.
+pub fn duration_required(kind: FaultKind) -> bool {
+    matches!(kind, FaultKind::Freeze | FaultKind::Stress)
+}
 
 /// When and how often a fault fires.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,17 +118,17 @@ fn refused_field(kind: FaultKind, field: &str) -> Option<&'static str> {
 }
 
 /// The timing fields `kind` reads (netem's `jitter` belongs to netem).
-pub(crate) fn timing_fields(kind: FaultKind) -> Vec<&'static str> {
+pub fn timing_fields(kind: FaultKind) -> Vec<FieldSpec> {
     TIMING_FIELDS
         .into_iter()
-        .filter(|f| refused_field(kind, f).is_none())
-        .filter(|f| !(kind == FaultKind::Netem && *f == "jitter"))
+        .filter(|f| refused_field(kind, f.name).is_none())
+        .filter(|f| !(kind == FaultKind::Netem && f.name == "jitter"))
         .collect()
 }
 
 /// Refuses, with the reason, a timing field given to a fault kind it does not apply to.
 pub(crate) fn check_refused_timing(kind: FaultKind, fields: &Fields) -> Result<(), FieldError> {
-    for field in TIMING_FIELDS {
+    for field in TIMING_FIELDS.map(|spec| spec.name) {
         if let (true, Some(why)) = (fields.has(field), refused_field(kind, field)) {
             return Err(FieldError::Refused(format!(
                 "{field}: not accepted for {kind} ({why})"
@@ -116,7 +154,7 @@ impl Timing {
             fields.duration("jitter")?.unwrap_or_default()
         };
         let probability = fields.probability("probability")?.unwrap_or(1.0);
-        if duration.is_none() && matches!(kind, FaultKind::Freeze | FaultKind::Stress) {
+        if duration.is_none() && duration_required(kind) {
             let hint = match kind {
                 FaultKind::Freeze => {
                     " for freeze (how long the cgroup stays frozen, e.g. duration: 30s)"

@@ -7,6 +7,7 @@ mod metrics;
 mod service;
 mod supervisor;
 mod transport;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,6 +43,9 @@ enum Command {
     Run(RunArgs),
     /// Operator CLI over the control socket of a running `nri-chaos run` (root only).
     Ctl(ctl::CtlArgs),
+    /// Check fault annotations in Kubernetes manifests (and/or a policy file) offline, with
+    /// the plugin's grammar and policy; exit 1 when anything is bad.
+    Validate(validate::ValidateArgs),
     /// Internal: a stressor process started by `nri-chaos run` (not for direct use).
     #[command(hide = true, name = "stress-worker")]
     StressWorker {
@@ -221,9 +225,19 @@ fn main() -> ExitCode {
         Command::Run(args) => args.log_format,
         _ => LogFormat::Plain,
     };
-    if let Command::Ctl(args) = cli.command {
-        return ctl_main(args);
-    }
+    let cli = match cli.command {
+        Command::Ctl(args) => return ctl_main(args),
+        Command::Validate(args) => {
+            let (text, ok) = validate::run(&args);
+            print!("{text}");
+            return if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
+        }
+        command => Cli { command },
+    };
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -248,7 +262,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
-        Command::StressWorker { .. } | Command::Ctl(_) => Ok(()),
+        Command::StressWorker { .. } | Command::Ctl(_) | Command::Validate(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -272,14 +286,56 @@ fn ctl_main(args: ctl::CtlArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(ctl::run(args)) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
+    let stdout = std::io::stdout();
+    match runtime.block_on(ctl::run(args, &mut stdout.lock())) {
+        Ok(()) | Err(ctl::CtlError::OutputClosed) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("nri-chaos ctl: {err}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctl(args: &[&str]) -> ctl::CtlArgs {
+        let mut all = vec!["nri-chaos", "ctl"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all).map(|cli| cli.command) {
+            Ok(Command::Ctl(args)) => args,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ctl_flags_go_before_or_after_the_command() {
+        for args in [
+            &["--json", "list"][..],
+            &["list", "--json"],
+            &["list", "-o", "json"],
+            &["-o", "json", "list"],
+            &["list", "--output", "json"],
+        ] {
+            let parsed = ctl(args);
+            assert!(
+                parsed.json || parsed.output == Some(ctl::Output::Json),
+                "{args:?}"
+            );
+            assert!(matches!(
+                parsed.command,
+                ctl::CtlCommand::List { watch: false }
+            ));
+        }
+        let parsed = ctl(&["recover", "--all", "--socket", "/tmp/x.sock"]);
+        assert_eq!(parsed.socket, PathBuf::from("/tmp/x.sock"));
+        let parsed = ctl(&["--socket", "/tmp/y.sock", "list", "-w"]);
+        assert_eq!(parsed.socket, PathBuf::from("/tmp/y.sock"));
+        assert!(matches!(
+            parsed.command,
+            ctl::CtlCommand::List { watch: true }
+        ));
+        assert!(Cli::try_parse_from(["nri-chaos", "ctl", "list", "-o", "yaml"]).is_err());
     }
 }

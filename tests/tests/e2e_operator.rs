@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use common::ChaosNode;
 use injector::FaultKind;
 use nri_chaos_tests::metrics::Metrics;
@@ -176,6 +176,23 @@ async fn ctl_inject_kill_list_metrics_and_root_only_socket(
                 && r["class"] == "parse"),
         "rejection missing from ctl list: {list:#}"
     );
+    // kubectl habits: the output flag after the command, or as -o / --output.
+    for args in [
+        &["list", "--json"][..],
+        &["list", "-o", "json"],
+        &["-o", "json", "list"],
+        &["list", "--output", "json"],
+    ] {
+        let text = ctl_ok(&node, args)?;
+        let again: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("ctl {args:?} printed no JSON: {text}"))?;
+        ensure!(
+            again["faults"].as_array().is_some_and(|f| f
+                .iter()
+                .any(|f| f["id"] == kill["id"] && f["state"] == "applied")),
+            "ctl {args:?}: {again:#}"
+        );
+    }
     let table = ctl_ok(&node, &["list"])?;
     println!("{version}: ctl list\n{table}");
     ensure!(table
@@ -268,15 +285,16 @@ fn freezer_state(pod: &nri_chaos_tests::Pod, id: &str) -> Result<String> {
         .to_string())
 }
 
-/// `ctl recover --all` ends a running freeze at once: the cgroup is THAWED when it returns.
-async fn ctl_recover_all_thaws_a_running_freeze(version: ContainerdVersion) -> Result<()> {
-    let node = ChaosNode::start(version, CONFIG).await?;
-    let cri = node.node.cri().await?;
+/// Pod `name` with container `app` annotated `freeze: value`, once the kernel reports it
+/// FROZEN; the pod and the container id.
+async fn run_frozen(
+    node: &ChaosNode,
+    cri: &nri_chaos_tests::Cri,
+    name: &str,
+    value: &str,
+) -> Result<(nri_chaos_tests::Pod, String)> {
     let pod = cri
-        .run_pod(&PodSpec::new("frozen").annotation(
-            "freeze.nri-chaos.io/container.app",
-            "{after: 500ms, duration: 1h}",
-        ))
+        .run_pod(&PodSpec::new(name).annotation("freeze.nri-chaos.io/container.app", value))
         .await?;
     let app = cri
         .run_container(&pod, &ContainerSpec::new("app", SLEEPER))
@@ -291,6 +309,14 @@ async fn ctl_recover_all_thaws_a_running_freeze(version: ContainerdVersion) -> R
         freezer_state(&pod, &app),
         node.log()
     );
+    Ok((pod, app))
+}
+
+/// `ctl recover --all` ends a running freeze at once: the cgroup is THAWED when it returns.
+async fn ctl_recover_all_thaws_a_running_freeze(version: ContainerdVersion) -> Result<()> {
+    let node = ChaosNode::start(version, CONFIG).await?;
+    let cri = node.node.cri().await?;
+    let (pod, app) = run_frozen(&node, &cri, "frozen", "{after: 500ms, duration: 1h}").await?;
     let list = ctl_json(&node, &["list"])?;
     ensure!(
         list["faults"].as_array().is_some_and(|f| f
@@ -340,9 +366,223 @@ async fn ctl_recover_all_thaws_a_running_freeze(version: ContainerdVersion) -> R
     node.shutdown().await
 }
 
+/// `nri-chaos ctl --socket <node socket> <args>` (events) as a child whose stdout lines arrive
+/// on a channel.
+struct Follower {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Follower {
+    fn start(node: &ChaosNode, args: &[&str]) -> Result<Follower> {
+        let mut child = Command::new(plugin_binary())
+            .arg("ctl")
+            .arg("--socket")
+            .arg(socket(node))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting ctl events")?;
+        let pipe = |reader: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(reader).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        };
+        let stdout = child.stdout.take().context("stdout")?;
+        let stderr = child.stderr.take().context("stderr")?;
+        Ok(Follower {
+            child,
+            lines: pipe(Box::new(stdout)),
+            stderr: pipe(Box::new(stderr)),
+        })
+    }
+
+    /// The first JSON line matching `want` within `timeout`; every line seen on the way.
+    fn wait_for(
+        &self,
+        timeout: Duration,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                break;
+            };
+            let value: serde_json::Value = serde_json::from_str(&line)
+                .with_context(|| format!("ctl events printed a line that is not JSON: {line}"))?;
+            if want(&value) {
+                return Ok(value);
+            }
+            seen.push(line);
+        }
+        bail!("no matching event within {timeout:?}; saw {seen:#?}")
+    }
+
+    /// Waits (bounded) for the exit; its status and stderr.
+    fn wait_exit(&mut self, timeout: Duration) -> Result<(std::process::ExitStatus, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                let stderr: Vec<String> = self.stderr.try_iter().collect();
+                return Ok((status, stderr.join("\n")));
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!("ctl events did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `ctl events -o json` follows firings live: it prints the kill of an annotated pod as it is
+/// applied, and exits 0 at Ctrl-C (SIGINT).
+async fn ctl_events_follows_an_applied_kill(version: ContainerdVersion) -> Result<()> {
+    let node = ChaosNode::start(version, CONFIG).await?;
+    let cri = node.node.cri().await?;
+    // `--all`: what the daemon holds first, so a slow start of the follower misses nothing.
+    let mut follower = Follower::start(&node, &["events", "--all", "-o", "json"])?;
+    // Following before anything happens: the kill below comes through the live feed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pod = cri
+        .run_pod(
+            &PodSpec::new("watched").annotation("kill.nri-chaos.io/container.app", "{after: 1s}"),
+        )
+        .await?;
+    let app = cri
+        .run_container(&pod, &ContainerSpec::new("app", SLEEPER))
+        .await?;
+    let armed = follower.wait_for(Duration::from_secs(10), |e| {
+        e["event"] == "armed" && e["fault"]["pod"] == "default/watched"
+    })?;
+    let applied = follower.wait_for(Duration::from_secs(10), |e| {
+        e["event"] == "applied"
+            && e["fault"]["kind"] == "kill"
+            && e["fault"]["pod"] == "default/watched"
+            && e["fault"]["container"] == "app"
+    })?;
+    println!("{version}: ctl events saw\n{armed}\n{applied}");
+    ensure!(
+        applied["fault"]["id"] == armed["fault"]["id"],
+        "{armed} / {applied}"
+    );
+    ensure!(
+        applied["seq"].as_u64() > armed["seq"].as_u64(),
+        "{armed} / {applied}"
+    );
+    let exited = cri.wait_exited(&app, Duration::from_secs(5)).await?;
+    ensure!(exited.exit_code == 137, "exit code {}", exited.exit_code);
+    // Ctrl-C ends it cleanly.
+    // SAFETY: kill has no memory preconditions; the pid is our own child, not yet reaped.
+    unsafe { libc::kill(follower.child.id() as i32, libc::SIGINT) };
+    let (status, stderr) = follower.wait_exit(Duration::from_secs(5))?;
+    ensure!(status.success(), "ctl events at SIGINT: {status}: {stderr}");
+    node.shutdown().await
+}
+
+/// A freeze of 60 s, nri-chaos SIGKILLed and started again: `ctl list` shows the resumed
+/// freeze (state applied, kind freeze, source journal) and `ctl recover ID` thaws it in the
+/// kernel and empties the journal. A follower of the first daemon says it went away.
+async fn ctl_lists_and_recovers_a_freeze_resumed_from_the_journal(
+    version: ContainerdVersion,
+) -> Result<()> {
+    let mut node = ChaosNode::start(version, CONFIG).await?;
+    let cri = node.node.cri().await?;
+    let (pod, app) = run_frozen(&node, &cri, "resumed", "{duration: 60s}").await?;
+    let mut follower = Follower::start(&node, &["events"])?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    node.plugin.kill()?;
+    let (status, stderr) = follower.wait_exit(Duration::from_secs(10))?;
+    println!("{version}: follower when the daemon died: {status}: {stderr}");
+    ensure!(
+        !status.success(),
+        "ctl events exited 0 after its daemon died"
+    );
+    ensure!(stderr.contains("nri-chaos went away"), "{stderr}");
+    ensure!(
+        freezer_state(&pod, &app)? == "FROZEN",
+        "thawed by the SIGKILL?"
+    );
+
+    node.restart_plugin(CONFIG).await?;
+    node.plugin
+        .wait_log_contains("control socket listening", Duration::from_secs(10))
+        .await?;
+    let list = ctl_json(&node, &["list"])?;
+    let faults = list["faults"].as_array().context("faults")?;
+    let resumed = faults
+        .iter()
+        .find(|f| f["kind"] == "freeze" && f["pod"] == "default/resumed")
+        .with_context(|| format!("the resumed freeze is not in ctl list: {list:#}"))?;
+    println!("{version}: resumed: {resumed}");
+    ensure!(resumed["state"] == "applied", "{resumed:#}");
+    ensure!(resumed["container"] == "app", "{resumed:#}");
+    ensure!(
+        resumed["source"].as_str().is_some_and(
+            |s| s.contains("journal") && s.contains("freeze.nri-chaos.io/container.app")
+        ),
+        "{resumed:#}"
+    );
+    ensure!(resumed["value"] == "{duration: 60s}", "{resumed:#}");
+    ensure!(
+        resumed["applied_unix_ms"].as_i64().unwrap_or(0) > 0,
+        "{resumed:#}"
+    );
+    let table = ctl_ok(&node, &["list"])?;
+    println!("{version}: ctl list after the restart\n{table}");
+    ensure!(
+        freezer_state(&pod, &app)? == "FROZEN",
+        "thawed before ctl recover"
+    );
+
+    let id_number = resumed["id"].as_u64().context("id")?;
+    let id = id_number.to_string();
+    let out = ctl_ok(&node, &["recover", &id])?;
+    let state = freezer_state(&pod, &app)?;
+    println!("{version}: ctl recover {id}: {out}freezer.state {state}");
+    ensure!(
+        state == "THAWED",
+        "freezer.state {state} right after ctl recover {id}"
+    );
+    ensure!(out.contains("recovered 1 fault"), "{out}");
+    let journal = node.node.dir().join("nri-chaos-state").join("journal");
+    let left: Vec<_> = std::fs::read_dir(&journal)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|name| !name.to_string_lossy().starts_with('.'))
+        .collect();
+    ensure!(
+        left.is_empty(),
+        "journal not empty after ctl recover: {left:?}"
+    );
+    let list = ctl_json(&node, &["list"])?;
+    ensure!(
+        list["faults"].as_array().is_some_and(|f| f
+            .iter()
+            .any(|f| f["id"] == id_number && f["state"] == "recovered")),
+        "{list:#}"
+    );
+    node.shutdown().await
+}
+
 on_both_containerd_versions!(
     ctl_inject_kill_list_metrics_and_root_only_socket,
     ctl_recover_all_thaws_a_running_freeze,
+    ctl_events_follows_an_applied_kill,
+    ctl_lists_and_recovers_a_freeze_resumed_from_the_journal,
 );
 
 /// The endpoint is an aid: with its port taken nri-chaos logs why, registers and answers
@@ -376,6 +616,182 @@ async fn metrics_port_in_use_or_off_leaves_the_plugin_running() -> Result<()> {
     );
     drop(taken);
     node.shutdown().await
+}
+
+/// `nri-chaos validate` lints manifests offline: each bad annotation with file, object, key,
+/// value and the plugin's reason, exit 1; a clean manifest (also from stdin) exits 0; a
+/// policy file alone is checked.
+#[test]
+fn validate_reports_bad_annotations_and_exits_non_zero() -> Result<()> {
+    let dir = tempfile_dir("validate")?;
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        r#"kind: Pod
+apiVersion: v1
+metadata:
+  annotations:
+    stress.nri-chaos.io/pod: "{cpu: {workers: 2}}"
+    freeze.nri-chaos.io/container.app: "{duration: 10s}"
+    kill.nri-chaos.io/container.app: "{after: 2x}"
+  name: web
+spec:
+  containers:
+  - image: busybox
+    name: app
+---
+kind: Deployment
+apiVersion: apps/v1
+metadata: {namespace: shop, name: api}
+spec:
+  template:
+    metadata:
+      annotations:
+        oom.nri-chaos.io/container.api: "{score: 2000}"
+        netem.nri-chaos.io/pod: "{delay: 100ms}"
+    spec:
+      containers:
+      - name: api
+        image: busybox
+"#,
+    )?;
+    let clean = dir.join("clean.yaml");
+    std::fs::write(
+        &clean,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ok\n  annotations:\n    kill.nri-chaos.io/container.app: \"{after: 2s}\"\nspec:\n  containers:\n  - name: app\n    image: busybox\n",
+    )?;
+    let validate = |args: &[&str], stdin: Option<&Path>| -> Result<Output> {
+        let mut cmd = Command::new(plugin_binary());
+        cmd.arg("validate").args(args);
+        cmd.stdin(match stdin {
+            Some(path) => Stdio::from(std::fs::File::open(path)?),
+            None => Stdio::null(),
+        });
+        Ok(cmd.output()?)
+    };
+    let out = validate(&[&bad.display().to_string()], None)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("validate bad.yaml ({}):\n{text}", out.status);
+    ensure!(out.status.code() == Some(1), "exit {}: {text}", out.status);
+    let file = bad.display().to_string();
+    for needle in [
+        format!("{file}: Pod default/web (document 1): annotation kill.nri-chaos.io/container.app: \"{{after: 2x}}\": after: \"2x\" is not a duration"),
+        format!("{file}: Pod default/web (document 1): annotation stress.nri-chaos.io/pod: \"{{cpu: {{workers: 2}}}}\": duration is required"),
+        format!("{file}: Deployment shop/api (document 2): annotation oom.nri-chaos.io/container.api: \"{{score: 2000}}\": score: \"2000\" is out of range"),
+        "FAILED: 1 file(s), 2 object(s) with a pod spec, 5 nri-chaos annotation(s): 3 bad".to_string(),
+    ] {
+        ensure!(text.contains(&needle), "missing {needle:?} in:\n{text}");
+    }
+    ensure!(
+        !text.contains("freeze.nri-chaos.io"),
+        "the good freeze was reported:\n{text}"
+    );
+    ensure!(
+        !text.contains("netem.nri-chaos.io"),
+        "the good netem was reported:\n{text}"
+    );
+
+    // The same findings as JSON, for CI tools.
+    let out = validate(&["-o", "json", &file], None)?;
+    ensure!(out.status.code() == Some(1), "exit {}", out.status);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let findings = json["findings"].as_array().context("findings")?;
+    ensure!(json["bad"] == 3 && findings.len() == 3, "{json:#}");
+    ensure!(
+        findings.iter().any(|f| f["file"] == file.as_str()
+            && f["object"] == "Deployment shop/api"
+            && f["document"] == 2
+            && f["key"] == "oom.nri-chaos.io/container.api"
+            && f["value"] == "{score: 2000}"
+            && f["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("score: \"2000\" is out of range"))),
+        "{json:#}"
+    );
+    let out = validate(&[&clean.display().to_string()], None)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "clean manifest: {}: {text}",
+        out.status
+    );
+    ensure!(text.starts_with("ok: 1 file(s), 1 object(s)"), "{text}");
+    let out = validate(&["-"], Some(&clean))?;
+    ensure!(
+        out.status.success(),
+        "clean manifest on stdin: {}",
+        out.status
+    );
+    let out = validate(&["-"], Some(&bad))?;
+    ensure!(
+        out.status.code() == Some(1),
+        "bad manifest on stdin: {}",
+        out.status
+    );
+
+    let policy = dir.join("policy.toml");
+    let (policy_arg, clean_arg) = (policy.display().to_string(), clean.display().to_string());
+    let policy_only = ["--policy", policy_arg.as_str()];
+    let policy_and_clean = ["--policy", policy_arg.as_str(), clean_arg.as_str()];
+    std::fs::write(&policy, "allowed_faults = [\"kill\"]\n")?;
+    let out = validate(&policy_only, None)?;
+    ensure!(out.status.success(), "policy alone: {}", out.status);
+    let out = validate(&policy_and_clean, None)?;
+    ensure!(out.status.success(), "kill allowed: {}", out.status);
+    std::fs::write(&policy, "allowed_faults = [\"freeze\"]\n")?;
+    let out = validate(&policy_and_clean, None)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.code() == Some(1),
+        "kill refused by policy: {text}"
+    );
+    ensure!(text.contains("policy"), "{text}");
+    std::fs::write(&policy, "alowed_faults = [\"kill\"]\n")?;
+    let out = validate(&policy_only, None)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.code() == Some(1), "bad policy: {text}");
+    ensure!(text.contains("alowed_faults"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `ctl explain` needs no daemon, prints the grammar's fields; an unknown kind lists the kinds.
+#[test]
+fn ctl_explain_prints_the_fields_of_a_kind() -> Result<()> {
+    let out = Command::new(plugin_binary())
+        .args([
+            "ctl",
+            "--socket",
+            "/nonexistent/control.sock",
+            "explain",
+            "freeze",
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "{}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        text.contains("KIND: freeze") && text.contains("duration") && text.contains("required"),
+        "{text}"
+    );
+    ensure!(
+        text.contains("freeze.nri-chaos.io/container.app: \"{after: 10s, duration: 30s}\""),
+        "{text}"
+    );
+    let out = Command::new(plugin_binary())
+        .args(["ctl", "explain", "frezee"])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success());
+    ensure!(
+        stderr.contains("unknown fault kind \"frezee\" (known: kill, freeze"),
+        "{stderr}"
+    );
+    Ok(())
 }
 
 /// `ctl` without a daemon says what to do.

@@ -16,7 +16,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::fields::{FieldError, Fields};
+use crate::fields::{FieldError, FieldSpec, FieldType, Fields};
 use crate::units::format_duration;
 
 /// Parameters of an `exec` fault.
@@ -30,7 +30,22 @@ pub struct ExecFault {
 
 impl ExecFault {
     /// The fields `exec` accepts besides the timing fields.
-    pub const FIELDS: &'static [&'static str] = &["fail", "delay"];
+    pub const FIELDS: &'static [FieldSpec] = &[
+        FieldSpec::new(
+            "fail",
+            FieldType::Probability,
+            "-",
+            "chance that an exec fails",
+        ),
+        FieldSpec::new(
+            "delay",
+            FieldType::Duration,
+            "-",
+            "how long each exec is held before it starts",
+        ),
+    ];
+    /// An example value (`ctl explain`; a unit test parses it).
+    pub const EXAMPLE: &'static str = "{fail: 50%, delay: 2s, after: 1m, duration: 5m}";
 
     /// Reads the `exec` fields.
     pub(crate) fn from_fields(fields: &mut Fields) -> Result<Self, FieldError> {

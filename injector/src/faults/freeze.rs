@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use crate::fields::{FieldError, Fields};
+use crate::fields::{FieldError, FieldSpec, Fields};
 use crate::seams::cgroup::{CgroupError, ContainerCgroup, FreezeReport, Freezer};
 
 /// Errors of the freeze fault.
@@ -37,7 +37,9 @@ pub struct FreezeFault;
 
 impl FreezeFault {
     /// The fields `freeze` accepts besides the timing fields.
-    pub const FIELDS: &'static [&'static str] = &[];
+    pub const FIELDS: &'static [FieldSpec] = &[];
+    /// An example value (`ctl explain`; a unit test parses it).
+    pub const EXAMPLE: &'static str = "{after: 10s, duration: 30s}";
 
     /// Reads the `freeze` fields (there are none).
     pub(crate) fn from_fields(_fields: &mut Fields) -> Result<Self, FieldError> {

@@ -16,7 +16,7 @@
 
 use std::fmt;
 
-use crate::fields::{FieldError, Fields};
+use crate::fields::{FieldError, FieldSpec, FieldType, Fields};
 use crate::seams::signal::{ProcessHandle, SignalError, Signaller};
 
 /// Errors of the kill fault.
@@ -188,7 +188,14 @@ impl Default for KillFault {
 
 impl KillFault {
     /// The fields `kill` accepts besides the timing fields.
-    pub const FIELDS: &'static [&'static str] = &["signal"];
+    pub const FIELDS: &'static [FieldSpec] = &[FieldSpec::new(
+        "signal",
+        FieldType::Signal,
+        "SIGKILL",
+        "the signal sent to the container's init process (through a pidfd)",
+    )];
+    /// An example value (`ctl explain`; a unit test parses it).
+    pub const EXAMPLE: &'static str = "{after: 10s, signal: SIGTERM}";
 
     /// Reads the `kill` fields.
     pub(crate) fn from_fields(fields: &mut Fields) -> Result<Self, FieldError> {

@@ -29,7 +29,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::fields::{FieldError, Fields};
+use crate::fields::{FieldError, FieldSpec, FieldType, Fields};
 use crate::units::{format_duration, format_rate};
 
 /// Longest Linux interface name (IFNAMSIZ - 1).
@@ -87,18 +87,53 @@ fn interface(fields: &mut Fields) -> Result<Option<String>, FieldError> {
 impl NetemFault {
     /// The fields `netem` accepts besides the timing fields (`jitter` is listed among them:
     /// for netem it is the delay jitter).
-    pub const FIELDS: &'static [&'static str] = &[
-        "delay",
-        "jitter",
-        "correlation",
-        "loss",
-        "duplicate",
-        "corrupt",
-        "reorder",
-        "rate",
-        "limit",
-        "interface",
+    pub const FIELDS: &'static [FieldSpec] = &[
+        FieldSpec::new("delay", FieldType::Duration, "-", "added latency"),
+        FieldSpec::new(
+            "jitter",
+            FieldType::Duration,
+            "-",
+            "netem delay jitter (not the schedule jitter); needs delay",
+        ),
+        FieldSpec::new(
+            "correlation",
+            FieldType::Probability,
+            "-",
+            "correlation of each random parameter with the previous packet",
+        ),
+        FieldSpec::new("loss", FieldType::Probability, "-", "packet loss"),
+        FieldSpec::new(
+            "duplicate",
+            FieldType::Probability,
+            "-",
+            "packet duplication",
+        ),
+        FieldSpec::new("corrupt", FieldType::Probability, "-", "packet corruption"),
+        FieldSpec::new(
+            "reorder",
+            FieldType::Probability,
+            "-",
+            "share of packets sent at once, the rest delayed; needs delay",
+        ),
+        FieldSpec::new("rate", FieldType::Rate, "-", "bandwidth limit"),
+        FieldSpec::new(
+            "limit",
+            FieldType::Integer {
+                min: 1,
+                max: u32::MAX as u64,
+            },
+            "netem's own (1000)",
+            "queue limit in packets",
+        ),
+        FieldSpec::new(
+            "interface",
+            FieldType::Interface,
+            "every non-loopback interface",
+            "interface inside the pod's network namespace",
+        ),
     ];
+    /// An example value (`ctl explain`; a unit test parses it).
+    pub const EXAMPLE: &'static str = "{delay: 100ms, jitter: 10ms, loss: 1%, duration: 5m}";
 
     /// Reads the `netem` fields.
     pub(crate) fn from_fields(fields: &mut Fields) -> Result<Self, FieldError> {

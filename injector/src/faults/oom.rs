@@ -25,7 +25,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fields::{FieldError, Fields};
+use crate::fields::{FieldError, FieldSpec, FieldType, Fields};
 use crate::seams::procfs::{ProcessTable, ProcfsError};
 
 /// Errors of the oom fault.
@@ -176,7 +176,22 @@ pub struct OomFault {
 
 impl OomFault {
     /// The fields `oom` accepts besides the timing fields.
-    pub const FIELDS: &'static [&'static str] = &["score", "kill"];
+    pub const FIELDS: &'static [FieldSpec] = &[
+        FieldSpec::new(
+            "score",
+            FieldType::Integer { min: 0, max: 1000 },
+            "-",
+            "raise the oom_score_adj of the container's processes (restored at the end)",
+        ),
+        FieldSpec::new(
+            "kill",
+            FieldType::Boolean,
+            "false",
+            "true: a genuine kernel OOM kill of the container (needs a memory limit)",
+        ),
+    ];
+    /// An example value (`ctl explain`; a unit test parses it).
+    pub const EXAMPLE: &'static str = "{kill: true, after: 30s}";
 
     /// Reads the `oom` fields.
     pub(crate) fn from_fields(fields: &mut Fields) -> Result<Self, FieldError> {

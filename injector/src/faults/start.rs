@@ -17,8 +17,16 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::fields::{FieldError, Fields};
+use crate::fields::{FieldError, FieldSpec, FieldType, Fields};
 use crate::units::format_duration;
+
+/// The fields of `fail`.
+const FAIL_FIELDS: &[FieldSpec] = &[FieldSpec::new(
+    "exit_code",
+    FieldType::Integer { min: 1, max: 255 },
+    "1",
+    "the exit code the start fails with",
+)];
 
 /// Parameters of a `start` fault.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,7 +39,22 @@ pub struct StartFault {
 
 impl StartFault {
     /// The fields `start` accepts besides the timing fields.
-    pub const FIELDS: &'static [&'static str] = &["delay", "fail"];
+    pub const FIELDS: &'static [FieldSpec] = &[
+        FieldSpec::new(
+            "delay",
+            FieldType::Duration,
+            "-",
+            "hold the container start this long",
+        ),
+        FieldSpec::new(
+            "fail",
+            FieldType::Mapping(FAIL_FIELDS),
+            "-",
+            "fail the container start (at least one of delay, fail)",
+        ),
+    ];
+    /// An example value (`ctl explain`; a unit test parses it).
+    pub const EXAMPLE: &'static str = "{delay: 5s, count: 2}";
 
     /// Reads the `start` fields.
     pub(crate) fn from_fields(fields: &mut Fields) -> Result<Self, FieldError> {
@@ -39,7 +62,7 @@ impl StartFault {
         let fail_exit_code = match fields.mapping("fail")? {
             None => None,
             Some(mut fail) => {
-                fail.only(&["exit_code"])?;
+                fail.only_specs(FAIL_FIELDS)?;
                 let code = fail.integer("exit_code", 1, 255)?.unwrap_or(1);
                 Some(u8::try_from(code).unwrap_or(1))
             }

@@ -19,13 +19,51 @@
 
 use std::fmt;
 
-use crate::fields::{FieldError, Fields};
+use crate::fields::{FieldError, FieldSpec, FieldType, Fields};
 use crate::units::Size;
 
 /// Most memory stressors one fault may run.
 pub const MAX_MEMORY_WORKERS: u64 = 64;
 /// Hard upper bound on CPU workers, whatever the policy says.
 pub const MAX_CPU_WORKERS: u64 = 1024;
+
+/// The fields of `cpu`.
+const CPU_FIELDS: &[FieldSpec] = &[
+    FieldSpec::new(
+        "workers",
+        FieldType::Integer {
+            min: 1,
+            max: MAX_CPU_WORKERS,
+        },
+        "1",
+        "number of CPU stressors (capped by policy stress.max_cpu_workers)",
+    ),
+    FieldSpec::new(
+        "load",
+        FieldType::Percent,
+        "100",
+        "busy percentage of each CPU stressor",
+    ),
+];
+
+/// The fields of `memory`.
+const MEMORY_FIELDS: &[FieldSpec] = &[
+    FieldSpec::new(
+        "size",
+        FieldType::Size,
+        "- (required)",
+        "memory to hold (capped by policy stress.max_memory)",
+    ),
+    FieldSpec::new(
+        "workers",
+        FieldType::Integer {
+            min: 1,
+            max: MAX_MEMORY_WORKERS,
+        },
+        "1",
+        "number of memory stressors sharing size",
+    ),
+];
 
 /// CPU stress parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,14 +109,30 @@ fn load(fields: &mut Fields) -> Result<u8, FieldError> {
 
 impl StressFault {
     /// The fields `stress` accepts besides the timing fields.
-    pub const FIELDS: &'static [&'static str] = &["cpu", "memory"];
+    pub const FIELDS: &'static [FieldSpec] = &[
+        FieldSpec::new(
+            "cpu",
+            FieldType::Mapping(CPU_FIELDS),
+            "-",
+            "CPU stressors (at least one of cpu, memory)",
+        ),
+        FieldSpec::new(
+            "memory",
+            FieldType::Mapping(MEMORY_FIELDS),
+            "-",
+            "memory stressors (at least one of cpu, memory)",
+        ),
+    ];
+    /// An example value (`ctl explain`; a unit test parses it).
+    pub const EXAMPLE: &'static str =
+        "{duration: 2m, cpu: {workers: 2, load: 80}, memory: {size: 50%}}";
 
     /// Reads the `stress` fields.
     pub(crate) fn from_fields(fields: &mut Fields) -> Result<Self, FieldError> {
         let cpu = match fields.mapping("cpu")? {
             None => None,
             Some(mut cpu) => {
-                cpu.only(&["workers", "load"])?;
+                cpu.only_specs(CPU_FIELDS)?;
                 let workers = cpu.integer("workers", 1, MAX_CPU_WORKERS)?.unwrap_or(1);
                 Some(CpuStress {
                     workers: u32::try_from(workers).unwrap_or(1),
@@ -89,7 +143,7 @@ impl StressFault {
         let memory = match fields.mapping("memory")? {
             None => None,
             Some(mut mem) => {
-                mem.only(&["size", "workers"])?;
+                mem.only_specs(MEMORY_FIELDS)?;
                 let size = mem.size("size")?.ok_or_else(|| FieldError::Missing {
                     field: mem.name("size"),
                     hint: " (e.g. memory: {size: 256Mi} or {size: 50%})".to_string(),

@@ -21,6 +21,8 @@ fn entry(id: &str, at: u64, recovery: Recovery) -> JournalEntry {
         applied_at_unix_ms: at,
         deadline_unix_ms: Some(at + 20_000),
         recovery,
+        source: String::new(),
+        value: String::new(),
     }
 }
 

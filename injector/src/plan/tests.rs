@@ -1013,3 +1013,57 @@ fn planning_is_fast() {
         start.elapsed()
     );
 }
+
+// ---- the field tables (`ctl explain`) ----
+
+#[test]
+fn every_example_parses_and_uses_only_listed_fields() {
+    for kind in FaultKind::ALL {
+        let table = KindFields::of(kind);
+        let request = FaultRequest::parse(kind, "k", table.example)
+            .unwrap_or_else(|e| panic!("{kind} example {}: {e}", table.example));
+        assert_eq!(request.kind, kind);
+        let fields = crate::fields::parse_value(table.example).unwrap();
+        for (name, _) in fields {
+            assert!(
+                table
+                    .own
+                    .iter()
+                    .chain(&table.timing)
+                    .any(|f| f.name == name),
+                "{kind}: example field {name} is not in the table"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_tables_are_what_the_grammar_accepts() {
+    // Every listed field is accepted (the error, if any, is about its value or a
+    // combination, never "unknown field"), and a field outside the table is refused with
+    // the table's names.
+    for kind in FaultKind::ALL {
+        let table = KindFields::of(kind);
+        for field in table.own.iter().chain(&table.timing) {
+            let value = format!("{{{}: x}}", field.name);
+            if let Err(e) = FaultRequest::parse(kind, "k", &value) {
+                assert!(
+                    !e.to_string().contains("unknown field"),
+                    "{kind}.{}: {e}",
+                    field.name
+                );
+            }
+        }
+        let err = FaultRequest::parse(kind, "k", "{nope: 1}")
+            .unwrap_err()
+            .to_string();
+        for field in table.own.iter().chain(&table.timing) {
+            assert!(err.contains(field.name), "{kind}: {err}");
+        }
+    }
+    assert!(KindFields::of(FaultKind::Freeze).duration_required);
+    assert!(!KindFields::of(FaultKind::Kill)
+        .timing
+        .iter()
+        .any(|f| f.name == "duration"));
+}

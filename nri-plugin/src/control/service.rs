@@ -9,18 +9,21 @@ use async_trait::async_trait;
 use injector::units::format_duration;
 use injector::{FaultKind, Policy};
 use nri_chaos_proto::control::{
-    Fault, InjectRequest, InjectResponse, ListRequest, ListResponse, RecoverRequest,
-    RecoverResponse, Rejection, StatusRequest, StatusResponse,
+    Event, EventsRequest, EventsResponse, Fault, InjectRequest, InjectResponse, ListRequest,
+    ListResponse, RecoverRequest, RecoverResponse, Rejection, StatusRequest, StatusResponse,
 };
 use nri_chaos_proto::control_ttrpc::Control;
 use ttrpc::r#async::TtrpcContext;
 
+use crate::engine::events::Subject;
 use crate::engine::introspect::{FaultRecord, RejectionRecord};
 use crate::engine::{Engine, InjectError};
 use crate::service::RuntimeInfo;
 
 /// How long `Recover` waits for the recoveries it started.
 const RECOVER_GRACE: Duration = Duration::from_secs(10);
+/// The longest an `Events` long poll waits (the client's call timeout is longer).
+const MAX_EVENTS_WAIT: Duration = Duration::from_secs(10);
 
 /// What the control service reads and steers.
 #[derive(Debug, Clone)]
@@ -85,6 +88,20 @@ fn rejection_message(record: &RejectionRecord) -> Rejection {
         at_unix_ms: ms(Some(record.at_unix_ms)),
         ..Default::default()
     }
+}
+
+fn event_message(event: &crate::engine::events::Event) -> Event {
+    let mut message = Event {
+        seq: event.seq,
+        at_unix_ms: ms(Some(event.at_unix_ms)),
+        event: event.kind.as_str().to_string(),
+        ..Default::default()
+    };
+    match &event.subject {
+        Subject::Fault(record) => message.fault = Some(fault_message(record)).into(),
+        Subject::Rejection(record) => message.rejection = Some(rejection_message(record)).into(),
+    }
+    message
 }
 
 fn toml_str(text: &str) -> String {
@@ -218,6 +235,26 @@ impl Control for ControlService {
         let armed = self.engine.inject(&req.target, kind, &req.value)?;
         Ok(InjectResponse {
             armed: armed.iter().map(fault_message).collect(),
+            ..Default::default()
+        })
+    }
+
+    async fn events(
+        &self,
+        _ctx: &TtrpcContext,
+        req: EventsRequest,
+    ) -> ttrpc::Result<EventsResponse> {
+        let wait = Duration::from_millis(req.wait_ms.into()).min(MAX_EVENTS_WAIT);
+        let batch = self
+            .engine
+            .registry()
+            .events()
+            .wait(req.since_seq, wait)
+            .await;
+        Ok(EventsResponse {
+            events: batch.events.iter().map(event_message).collect(),
+            last_seq: batch.last_seq,
+            dropped: batch.dropped,
             ..Default::default()
         })
     }

@@ -10,7 +10,9 @@ use injector::seams::cgroup::{CgroupFs, RecordingFreezer};
 use injector::seams::procfs::FakeProcesses;
 use injector::seams::signal::RecordingSignaller;
 use injector::Policy;
-use nri_chaos_proto::control::{InjectRequest, ListRequest, RecoverRequest, StatusRequest};
+use nri_chaos_proto::control::{
+    EventsRequest, InjectRequest, ListRequest, RecoverRequest, StatusRequest,
+};
 use nri_chaos_proto::control_ttrpc::ControlClient;
 use ttrpc::r#async::transport::Socket;
 use ttrpc::r#async::Client;
@@ -140,6 +142,19 @@ async fn socket_is_0600_and_serves_list_inject_recover_status() {
     }
     assert!(applied, "the injected kill was never applied");
     assert_eq!(signaller.sent().len(), 1);
+    // The event feed saw it armed, then applied, in that order.
+    let feed = client
+        .events(ctx(), &EventsRequest::default())
+        .await
+        .unwrap();
+    let seen: Vec<&str> = feed
+        .events
+        .iter()
+        .filter(|e| e.fault.as_ref().is_some_and(|f| f.id == id))
+        .map(|e| e.event.as_str())
+        .collect();
+    assert_eq!(seen, vec!["armed", "applied"]);
+    assert_eq!(feed.last_seq, feed.events.last().map_or(0, |e| e.seq));
 
     // A kill in an hour, recovered (stopped) now.
     let later = client.inject(ctx(), &inject("{after: 1h}")).await.unwrap();

@@ -1,9 +1,12 @@
 //! `nri-chaos ctl`: the operator CLI over the control socket. Human tables by default,
-//! `--json` for scripts. Errors say what to do next.
+//! `--json` / `-o json` for scripts; the global flags go before or after the command, as with
+//! kubectl. Errors say what to do next.
 
+mod events;
+mod explain;
 mod render;
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,24 +20,53 @@ use ttrpc::r#async::Client;
 /// Every call gives up after this (Recover waits up to 10 s for recoveries).
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// `-o` / `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned tables for people.
+    Table,
+    /// JSON for scripts (one object per line when following events).
+    Json,
+}
+
 /// `nri-chaos ctl` arguments.
 #[derive(Debug, clap::Args)]
 pub struct CtlArgs {
     /// The control socket of `nri-chaos run`.
-    #[arg(long, default_value = "/run/nri-chaos/control.sock")]
+    #[arg(long, global = true, default_value = "/run/nri-chaos/control.sock")]
     pub socket: PathBuf,
-    /// Print JSON instead of tables.
-    #[arg(long)]
+    /// Print JSON instead of tables (same as `-o json`).
+    #[arg(long, global = true)]
     pub json: bool,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum)]
+    pub output: Option<Output>,
     #[command(subcommand)]
     pub command: CtlCommand,
+}
+
+impl CtlArgs {
+    /// `--json` or `-o json`; `--json -o table` is a contradiction.
+    fn json(&self) -> Result<bool, CtlError> {
+        match (self.json, self.output) {
+            (true, Some(Output::Table)) => Err(CtlError::Usage(
+                "--json and -o table contradict each other; pick one".to_string(),
+            )),
+            (json, output) => Ok(json || output == Some(Output::Json)),
+        }
+    }
 }
 
 /// What to ask.
 #[derive(Debug, clap::Subcommand)]
 pub enum CtlCommand {
-    /// Faults (armed, applied, recovered, stopped, failed) and rejected annotations.
-    List,
+    /// Faults (armed, applied, recovered, stopped, failed) and rejected annotations, including
+    /// faults resumed from the journal after a restart (source `journal`).
+    List {
+        /// Then follow the events live (like `ctl events`), until Ctrl-C.
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
     /// Stop a fault now (a holding fault is recovered, e.g. a freeze is thawed).
     Recover {
         /// The fault id (from `ctl list`).
@@ -57,6 +89,19 @@ pub enum CtlCommand {
     },
     /// The daemon: NRI connection, runtime, protocol, uptime, policy, counts.
     Status,
+    /// Follow what the daemon does, live: faults armed, applied, recovered, stopped, failed,
+    /// and annotations rejected; one line (or JSON object) per event, until Ctrl-C.
+    Events {
+        /// Print the recent events the daemon still holds first.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The fields of a fault kind: types, defaults and an example annotation (no daemon
+    /// needed).
+    Explain {
+        /// The fault kind (`kill`, `freeze`, `netem`, `stress`, `oom`, `start`, `exec`).
+        kind: String,
+    },
 }
 
 /// Errors of `ctl`, worded for the operator.
@@ -85,9 +130,23 @@ pub enum CtlError {
     /// The call failed on the wire.
     #[error("the call to nri-chaos failed: {0}")]
     Call(String),
-    /// `inject` arguments.
+    /// The daemon went away while `ctl` was following it.
+    #[error("nri-chaos went away: the control socket {path} closed ({reason}); no more events")]
+    Gone {
+        /// The socket.
+        path: PathBuf,
+        /// What the transport said.
+        reason: String,
+    },
+    /// Bad arguments.
     #[error("{0}")]
     Usage(String),
+    /// Writing the output failed (other than a closed pipe).
+    #[error("writing the output: {0}")]
+    Output(std::io::Error),
+    /// Whoever read the output went away (`ctl events | head`): stop quietly.
+    #[error("the output was closed")]
+    OutputClosed,
 }
 
 async fn connect(path: &Path) -> Result<ControlClient, CtlError> {
@@ -163,21 +222,57 @@ pub fn inject_fault(fault: &str, value: Option<&str>) -> Result<(String, String)
     Ok((kind, text))
 }
 
-/// Runs one `ctl` command; the text to print on success.
-pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
+/// Writes `text`; a reader that went away (`| head`) ends the command quietly.
+fn emit(out: &mut dyn Write, text: &str) -> Result<(), CtlError> {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == ErrorKind::BrokenPipe => Err(CtlError::OutputClosed),
+        Err(err) => Err(CtlError::Output(err)),
+    }
+}
+
+/// Runs one `ctl` command, writing what it prints to `out`.
+pub async fn run(args: CtlArgs, out: &mut dyn Write) -> Result<(), CtlError> {
+    let json = args.json()?;
+    if let CtlCommand::Explain { kind } = &args.command {
+        return emit(out, &explain::explain(kind, json)?);
+    }
     let client = connect(&args.socket).await?;
     let path = args.socket.as_path();
-    match args.command {
-        CtlCommand::List => {
+    let text = match args.command {
+        // Answered above, without the daemon.
+        CtlCommand::Explain { .. } => String::new(),
+        CtlCommand::List { watch } => {
+            // The sequence number first, so that nothing between the list and the feed is lost.
+            let since = if watch {
+                Some(events::current(&client, path).await?)
+            } else {
+                None
+            };
             let list = client
                 .list(ctx(), &ListRequest::default())
                 .await
                 .map_err(|err| call_error(path, err))?;
-            Ok(if args.json {
-                render::list_json(&list)
+            let text = match (json, since) {
+                (true, None) => render::list_json(&list),
+                (true, Some(_)) => format!("{}\n", render::list_value(&list)),
+                (false, _) => render::list_table(&list),
+            };
+            match since {
+                None => text,
+                Some(since) => {
+                    emit(out, &text)?;
+                    return events::follow(&client, path, since, json, out).await;
+                }
+            }
+        }
+        CtlCommand::Events { all } => {
+            let since = if all {
+                0
             } else {
-                render::list_table(&list)
-            })
+                events::current(&client, path).await?
+            };
+            return events::follow(&client, path, since, json, out).await;
         }
         CtlCommand::Recover { id, all } => {
             let request = RecoverRequest {
@@ -189,7 +284,7 @@ pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
                 .recover(ctx(), &request)
                 .await
                 .map_err(|err| call_error(path, err))?;
-            Ok(if args.json {
+            if json {
                 render::faults_json(&recovered.recovered)
             } else if recovered.recovered.is_empty() {
                 "no active fault to recover\n".to_string()
@@ -199,7 +294,7 @@ pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
                     recovered.recovered.len(),
                     render::faults_table(&recovered.recovered)
                 )
-            })
+            }
         }
         CtlCommand::Inject {
             target,
@@ -217,7 +312,7 @@ pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
                 .inject(ctx(), &request)
                 .await
                 .map_err(|err| call_error(path, err))?;
-            Ok(if args.json {
+            if json {
                 render::faults_json(&armed.armed)
             } else {
                 format!(
@@ -225,20 +320,21 @@ pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
                     armed.armed.len(),
                     render::faults_table(&armed.armed)
                 )
-            })
+            }
         }
         CtlCommand::Status => {
             let status = client
                 .status(ctx(), &StatusRequest::default())
                 .await
                 .map_err(|err| call_error(path, err))?;
-            Ok(if args.json {
+            if json {
                 render::status_json(&status)
             } else {
                 render::status_text(&status)
-            })
+            }
         }
-    }
+    };
+    emit(out, &text)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `ctl` output: aligned tables for people, JSON for scripts.
 
-use nri_chaos_proto::control::{Fault, ListResponse, Rejection, StatusResponse};
+use nri_chaos_proto::control::{Event, Fault, ListResponse, Rejection, StatusResponse};
 use serde_json::{json, Value};
 
 /// `2025-01-02T03:04:05.678Z` for unix milliseconds; `-` for 0.
@@ -30,7 +30,8 @@ pub fn time(unix_ms: i64) -> String {
     )
 }
 
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+/// An aligned table: the header, then the rows (`ctl explain` uses it too).
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -130,7 +131,8 @@ pub fn list_table(list: &ListResponse) -> String {
     out
 }
 
-fn fault_json(f: &Fault) -> Value {
+/// One fault as JSON.
+pub fn fault_json(f: &Fault) -> Value {
     json!({
         "id": f.id,
         "pod": f.pod,
@@ -155,24 +157,86 @@ pub fn faults_json(faults: &[Fault]) -> String {
     format!("{value:#}\n")
 }
 
+fn rejection_json(r: &Rejection) -> Value {
+    json!({
+        "pod": r.pod, "container": r.container, "key": r.key, "value": r.value,
+        "reason": r.reason, "class": r.class, "at": time(r.at_unix_ms),
+        "at_unix_ms": r.at_unix_ms,
+    })
+}
+
+/// `ctl list` as one JSON value.
+pub fn list_value(list: &ListResponse) -> Value {
+    json!({
+        "faults": list.faults.iter().map(fault_json).collect::<Vec<_>>(),
+        "rejections": list.rejections.iter().map(rejection_json).collect::<Vec<_>>(),
+    })
+}
+
 /// `ctl list --json`.
 pub fn list_json(list: &ListResponse) -> String {
-    let rejections: Vec<Value> = list
-        .rejections
-        .iter()
-        .map(|r| {
-            json!({
-                "pod": r.pod, "container": r.container, "key": r.key, "value": r.value,
-                "reason": r.reason, "class": r.class, "at": time(r.at_unix_ms),
-                "at_unix_ms": r.at_unix_ms,
-            })
-        })
-        .collect();
-    let value = json!({
-        "faults": list.faults.iter().map(fault_json).collect::<Vec<_>>(),
-        "rejections": rejections,
+    format!("{:#}\n", list_value(list))
+}
+
+/// One event of `ctl events --json`: one line.
+pub fn event_json(e: &Event) -> String {
+    let mut value = json!({
+        "seq": e.seq,
+        "at": time(e.at_unix_ms),
+        "at_unix_ms": e.at_unix_ms,
+        "event": e.event,
     });
-    format!("{value:#}\n")
+    if let Some(fault) = e.fault.as_ref() {
+        value["fault"] = fault_json(fault);
+    }
+    if let Some(rejection) = e.rejection.as_ref() {
+        value["rejection"] = rejection_json(rejection);
+    }
+    format!("{value}\n")
+}
+
+/// The header of `ctl events` for people.
+pub const EVENT_HEADER: &str =
+    "TIME                      EVENT      ID     KIND    POD/CONTAINER  DETAIL\n";
+
+/// One event of `ctl events` for people: one line, columns as in [`EVENT_HEADER`].
+pub fn event_line(e: &Event) -> String {
+    let at = time(e.at_unix_ms);
+    let target = |pod: &str, container: &str| {
+        if container.is_empty() {
+            pod.to_string()
+        } else {
+            format!("{pod}/{container}")
+        }
+    };
+    if let Some(f) = e.fault.as_ref() {
+        let mut detail = format!("{} {}", f.source, f.value);
+        if !f.error.is_empty() {
+            detail = format!("{detail} ({})", f.error);
+        }
+        format!(
+            "{at:<24}  {:<9}  {:<5}  {:<6}  {}  {}\n",
+            e.event,
+            f.id,
+            f.kind,
+            target(&f.pod, &f.container),
+            detail.trim()
+        )
+    } else if let Some(r) = e.rejection.as_ref() {
+        format!(
+            "{at:<24}  {:<9}  {:<5}  {:<6}  {}  annotation {}: {:?}: {} ({})\n",
+            e.event,
+            "-",
+            "-",
+            target(&r.pod, &r.container),
+            r.key,
+            r.value,
+            r.reason,
+            r.class
+        )
+    } else {
+        format!("{at:<24}  {}\n", e.event)
+    }
 }
 
 /// `ctl status --json`.
@@ -272,5 +336,52 @@ mod tests {
         assert!(lines[1].contains("2023-11-14T22:13:20.002Z"), "{text}");
         let json: Value = serde_json::from_str(&faults_json(&[Fault::default()])).unwrap();
         assert!(json[0]["planned"].is_null());
+    }
+
+    #[test]
+    fn events_are_one_line_each() {
+        let fault = Fault {
+            id: 3,
+            pod: "default/web".into(),
+            container: "app".into(),
+            kind: "kill".into(),
+            value: "{after: 1s}".into(),
+            source: "kill.nri-chaos.io/container.app".into(),
+            state: "applied".into(),
+            ..Default::default()
+        };
+        let applied = Event {
+            seq: 9,
+            at_unix_ms: 1_700_000_000_000,
+            event: "applied".into(),
+            fault: Some(fault).into(),
+            ..Default::default()
+        };
+        let line = event_line(&applied);
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(line.starts_with("2023-11-14T22:13:20.000Z  applied    3      kill    default/web/app  kill.nri-chaos.io/container.app {after: 1s}"), "{line}");
+        let json: Value = serde_json::from_str(&event_json(&applied)).unwrap();
+        assert_eq!(json["seq"], 9);
+        assert_eq!(json["fault"]["state"], "applied");
+        assert!(json.get("rejection").is_none());
+        let rejected = Event {
+            seq: 10,
+            event: "rejected".into(),
+            rejection: Some(Rejection {
+                pod: "default/web".into(),
+                container: "app".into(),
+                key: "kill.nri-chaos.io".into(),
+                value: "{after: 2x}".into(),
+                reason: "after: \"2x\" is not a duration".into(),
+                class: "parse".into(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        let line = event_line(&rejected);
+        assert!(line.contains("rejected") && line.contains("annotation kill.nri-chaos.io: \"{after: 2x}\": after: \"2x\" is not a duration (parse)"), "{line}");
+        let json: Value = serde_json::from_str(&event_json(&rejected)).unwrap();
+        assert_eq!(json["rejection"]["class"], "parse");
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use injector::{FaultKind, Rejection};
 
+use super::events::{EventKind, EventLog, Subject};
 use crate::metrics::Metrics;
 
 /// Ended fault records kept for `ctl list` (the oldest ended ones go first).
@@ -80,6 +81,26 @@ pub struct FaultRecord {
     holds: bool,
 }
 
+impl FaultRecord {
+    fn new(fault: &NewFault<'_>) -> FaultRecord {
+        FaultRecord {
+            id: fault.id,
+            pod: fault.pod.to_string(),
+            container: fault.container.to_string(),
+            container_id: fault.container_id.to_string(),
+            kind: fault.kind,
+            value: fault.value.to_string(),
+            source: fault.source.to_string(),
+            planned_unix_ms: None,
+            applied_unix_ms: None,
+            state: FaultState::Armed,
+            error: String::new(),
+            firings: 0,
+            holds: fault.holds,
+        }
+    }
+}
+
 /// Why an annotation was rejected, in three classes (metrics label `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RejectionClass {
@@ -147,6 +168,7 @@ pub struct Registry {
     faults: Mutex<BTreeMap<u64, FaultRecord>>,
     rejections: Mutex<VecDeque<RejectionRecord>>,
     metrics: Metrics,
+    events: EventLog,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -196,27 +218,38 @@ impl Registry {
         &self.metrics
     }
 
+    /// The live feed of `ctl events`.
+    pub fn events(&self) -> &EventLog {
+        &self.events
+    }
+
+    fn event(&self, kind: EventKind, record: FaultRecord) {
+        self.events
+            .push(kind, Subject::Fault(record), unix_ms(Instant::now()));
+    }
+
     /// A fault was armed.
     pub fn armed(&self, fault: NewFault<'_>) {
+        self.insert(FaultRecord::new(&fault));
+    }
+
+    /// A holding fault a previous run left in the journal, resumed at start: `applied` since
+    /// `applied_unix_ms` (no event: nobody follows a daemon that is only starting).
+    pub fn resumed(&self, fault: NewFault<'_>, applied_unix_ms: u64) {
+        let mut record = FaultRecord::new(&fault);
+        record.planned_unix_ms = Some(applied_unix_ms);
+        record.applied_unix_ms = Some(applied_unix_ms);
+        record.state = FaultState::Applied;
+        record.firings = 1;
+        self.insert(record);
+    }
+
+    fn insert(&self, record: FaultRecord) {
         let mut faults = lock(&self.faults);
-        faults.insert(
-            fault.id,
-            FaultRecord {
-                id: fault.id,
-                pod: fault.pod.to_string(),
-                container: fault.container.to_string(),
-                container_id: fault.container_id.to_string(),
-                kind: fault.kind,
-                value: fault.value.to_string(),
-                source: fault.source.to_string(),
-                planned_unix_ms: None,
-                applied_unix_ms: None,
-                state: FaultState::Armed,
-                error: String::new(),
-                firings: 0,
-                holds: fault.holds,
-            },
-        );
+        if record.state == FaultState::Armed {
+            self.event(EventKind::Armed, record.clone());
+        }
+        faults.insert(record.id, record);
         let ended: Vec<u64> = faults
             .values()
             .filter(|record| !record.state.is_active())
@@ -227,17 +260,27 @@ impl Registry {
         }
     }
 
-    fn update(&self, id: u64, change: impl FnOnce(&mut FaultRecord)) -> Option<FaultKind> {
+    /// Changes record `id`; `change` returns the event the change is, if any.
+    fn update(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut FaultRecord) -> Option<EventKind>,
+    ) -> Option<FaultKind> {
         let mut faults = lock(&self.faults);
         let record = faults.get_mut(&id)?;
-        change(record);
+        if let Some(event) = change(record) {
+            self.event(event, record.clone());
+        }
         Some(record.kind)
     }
 
     /// The next firing is planned at `at`.
     pub fn planned(&self, id: u64, at: Instant) {
         let ms = unix_ms(at);
-        self.update(id, |record| record.planned_unix_ms = Some(ms));
+        self.update(id, |record| {
+            record.planned_unix_ms = Some(ms);
+            None
+        });
     }
 
     /// A firing was applied now, `lateness` after its plan.
@@ -247,6 +290,7 @@ impl Registry {
             record.applied_unix_ms = Some(now);
             record.state = FaultState::Applied;
             record.firings = record.firings.saturating_add(1);
+            Some(EventKind::Applied)
         }) {
             self.metrics.fault_applied(kind, lateness);
         }
@@ -254,7 +298,10 @@ impl Registry {
 
     /// A holding firing was recovered.
     pub fn recovered(&self, id: u64) {
-        if let Some(kind) = self.update(id, |record| record.state = FaultState::Recovered) {
+        if let Some(kind) = self.update(id, |record| {
+            record.state = FaultState::Recovered;
+            Some(EventKind::Recovered)
+        }) {
             self.metrics.fault_recovered(kind);
         }
     }
@@ -264,6 +311,7 @@ impl Registry {
         if let Some(kind) = self.update(id, |record| {
             record.state = FaultState::Failed;
             record.error = reason.to_string();
+            Some(EventKind::Failed)
         }) {
             self.metrics.fault_failed(kind);
         }
@@ -275,9 +323,13 @@ impl Registry {
         self.update(id, |record| {
             if record.state == FaultState::Armed {
                 record.state = FaultState::Stopped;
+                Some(EventKind::Stopped)
             } else if record.state == FaultState::Applied && record.holds {
                 // Stopped between firings of a repeating holding fault: nothing holds.
                 record.state = FaultState::Recovered;
+                Some(EventKind::Recovered)
+            } else {
+                None
             }
         });
     }
@@ -309,7 +361,7 @@ impl Registry {
             if kept.len() >= MAX_REJECTIONS {
                 kept.pop_front();
             }
-            kept.push_back(RejectionRecord {
+            let record = RejectionRecord {
                 pod: pod.to_string(),
                 container: container.to_string(),
                 key: rejection.key.clone(),
@@ -318,7 +370,10 @@ impl Registry {
                 class,
                 at_unix_ms: now,
                 container_id: container_id.to_string(),
-            });
+            };
+            self.events
+                .push(EventKind::Rejected, Subject::Rejection(record.clone()), now);
+            kept.push_back(record);
         }
     }
 

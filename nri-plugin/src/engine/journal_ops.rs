@@ -12,6 +12,9 @@ use tokio::sync::watch;
 use super::runner::{stopped, Holding, Target};
 use super::Inner;
 
+/// The source `ctl list` shows for a fault resumed from the journal at start.
+pub(super) const JOURNAL_SOURCE: &str = "journal";
+
 /// A journal entry for `target`, holding until `hold` from now (None: until stopped).
 pub(super) fn entry(
     target: &Target,
@@ -30,6 +33,8 @@ pub(super) fn entry(
         applied_at_unix_ms: now,
         deadline_unix_ms: hold.map(|hold| now.saturating_add(hold.as_millis() as u64)),
         recovery,
+        source: target.source.clone(),
+        value: target.value.clone(),
     }
 }
 
@@ -113,8 +118,15 @@ pub(super) async fn resume(
     let (pod, container, kind) = (entry.pod.clone(), entry.container_name.clone(), entry.kind);
     let container_id = entry.container_id.clone();
     if recover_blocking(&engine, entry).await {
+        engine.registry.recovered(fault_id);
         tracing::info!(fault_id = %id, pod = %pod, container = %container, fault = kind.as_str(), "recovered from the journal");
+    } else {
+        engine.registry.failed(
+            fault_id,
+            "recovery failed; kept in the journal for the next start",
+        );
     }
+    engine.registry.ended(fault_id);
     engine.disarm(&container_id, fault_id);
 }
 

@@ -6,12 +6,14 @@
 //! the plugin shuts down, a stop signal makes each task recover what it holds and end.
 
 mod effects;
+pub mod events;
 pub mod hooks;
 pub mod introspect;
 mod journal_ops;
 pub mod ledger_store;
 pub mod model;
 mod runner;
+mod screen;
 pub mod seams;
 
 use std::collections::HashMap;
@@ -30,6 +32,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use model::{ContainerInfo, PodInfo};
+pub use screen::screen;
 pub use seams::Seams;
 
 /// Errors the engine hands back to the runtime.
@@ -68,18 +71,6 @@ pub enum InjectError {
     #[error("{0}")]
     Rejected(String),
 }
-
-/// Fault kinds this build executes. The others are parsed and validated, then reported as
-/// not supported so that nothing is silently ignored.
-const EXECUTABLE: &[FaultKind] = &[
-    FaultKind::Netem,
-    FaultKind::Kill,
-    FaultKind::Freeze,
-    FaultKind::Stress,
-    FaultKind::Oom,
-    // Executed by the OCI hook (see `hooks`); refused when the hook binary is missing.
-    FaultKind::Start,
-];
 
 /// A container's validated faults, kept from CreateContainer to its start.
 #[derive(Debug, Clone)]
@@ -197,6 +188,24 @@ impl Engine {
             let id = self.inner.next_fault_id.fetch_add(1, Ordering::Relaxed);
             let container_id = entry.container_id.clone();
             let kind = entry.kind;
+            // Visible to `ctl list` and recoverable with `ctl recover ID`.
+            let source = match entry.source.as_str() {
+                "" => journal_ops::JOURNAL_SOURCE.to_string(),
+                key => format!("{key} ({})", journal_ops::JOURNAL_SOURCE),
+            };
+            self.inner.registry.resumed(
+                introspect::NewFault {
+                    id,
+                    pod: &entry.pod,
+                    container: &entry.container_name,
+                    container_id: &entry.container_id,
+                    kind: entry.kind,
+                    value: &entry.value,
+                    source: &source,
+                    holds: true,
+                },
+                entry.applied_at_unix_ms,
+            );
             let task = tokio::spawn(journal_ops::resume(self.inner.clone(), entry, id, stop_rx));
             state
                 .armed
@@ -343,6 +352,8 @@ impl Engine {
             let started = Instant::now();
             let target = runner::Target {
                 fault_id: 0,
+                source: String::new(),
+                value: String::new(),
                 pod: pod.display_name(),
                 // Injected faults count their own firings, apart from the annotations'.
                 pod_uid: format!("{}#ctl", pod.uid),
@@ -481,7 +492,7 @@ impl Engine {
         let adjustment = hooks::adjustment(&self.inner, &pod, &container.name, &faults);
         let (pod_scoped, faults): (Vec<FaultRequest>, Vec<FaultRequest>) = faults
             .into_iter()
-            .partition(|fault| fault.kind == FaultKind::Netem);
+            .partition(|fault| fault.kind.is_pod_scoped());
         if let Some(netem) = pod_scoped.first() {
             self.arm_pod_fault(&pod, netem);
         }
@@ -525,6 +536,8 @@ impl Engine {
         }
         let target = runner::Target {
             fault_id: 0,
+            source: String::new(),
+            value: String::new(),
             pod: pod.display_name(),
             pod_uid: pod.uid.clone(),
             container: String::new(),
@@ -580,6 +593,8 @@ impl Engine {
         }
         let target = runner::Target {
             fault_id: 0,
+            source: String::new(),
+            value: String::new(),
             pod: planned.pod.display_name(),
             pod_uid: planned.pod.uid.clone(),
             container: planned.container_name.clone(),
@@ -634,6 +649,8 @@ impl Engine {
         let id = self.inner.next_fault_id.fetch_add(1, Ordering::Relaxed);
         let target = runner::Target {
             fault_id: id,
+            source: source.to_string(),
+            value: value.to_string(),
             ..target.clone()
         };
         self.inner.registry.armed(introspect::NewFault {
@@ -762,36 +779,14 @@ impl Engine {
             container.memory_limit,
             &self.inner.policy,
         );
-        let mut rejections = plan.rejections;
-        let mut faults = Vec::new();
-        for fault in plan.faults {
-            let hook_problem = if hooks::needs_hook_binary(&fault) {
-                hooks::hook_unusable(self.inner.hook_path())
+        let hook_path = self.inner.hook_path();
+        screen(plan, &pod.annotations, |fault| {
+            if hooks::needs_hook_binary(fault) {
+                hooks::hook_unusable(hook_path)
             } else {
                 None
-            };
-            if let Some(reason) = hook_problem {
-                let value = pod.annotations.get(&fault.key).cloned().unwrap_or_default();
-                rejections.push(Rejection::new(
-                    fault.key,
-                    value,
-                    format!("fault '{}' is executed by the OCI hook: {reason} (install it, or set hook_path in the policy or --hook-path)", fault.kind.as_str()),
-                ));
-            } else if EXECUTABLE.contains(&fault.kind) {
-                faults.push(fault);
-            } else {
-                let value = pod.annotations.get(&fault.key).cloned().unwrap_or_default();
-                rejections.push(Rejection::new(
-                    fault.key,
-                    value,
-                    format!(
-                        "fault '{}' is valid but not supported by this build of nri-chaos (supported: kill, freeze, stress, oom, start)",
-                        fault.kind.as_str()
-                    ),
-                ));
             }
-        }
-        (faults, rejections)
+        })
     }
 
     fn report_rejections(

@@ -15,6 +15,10 @@ use super::Inner;
 pub(super) struct Target {
     /// The engine's id of this armed fault.
     pub fault_id: u64,
+    /// The annotation key it came from, or `ctl` (journaled, shown after a restart).
+    pub source: String,
+    /// The annotation value, as written (journaled, shown after a restart).
+    pub value: String,
     pub pod: String,
     pub pod_uid: String,
     pub container: String,

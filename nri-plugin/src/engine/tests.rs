@@ -157,3 +157,74 @@ fn lenient_mode_reports_and_lets_the_container_run() {
         )
         .unwrap();
 }
+
+/// A freeze a previous run left in the journal: `ctl list` sees it (applied, source
+/// journal, with its key and value), `ctl recover ID` thaws it and clears the journal.
+#[tokio::test]
+async fn a_fault_resumed_from_the_journal_is_listed_and_recoverable() {
+    use injector::seams::cgroup::freezer::FreezerOp;
+    use injector::seams::cgroup::FreezerLocation;
+
+    let dir = tempfile::tempdir().unwrap();
+    let location = FreezerLocation::V1 {
+        state_file: dir.path().join("freezer.state"),
+    };
+    let applied = injector::journal::now_unix_ms() - 1_000;
+    let journal = injector::Journal::open(dir.path().join("journal")).unwrap();
+    journal
+        .record(&injector::JournalEntry {
+            id: injector::journal::new_fault_id(),
+            pod: "default/web".into(),
+            pod_uid: "uid-1".into(),
+            container_id: "c1".into(),
+            container_name: "app".into(),
+            kind: FaultKind::Freeze,
+            applied_at_unix_ms: applied,
+            deadline_unix_ms: Some(applied + 3_600_000),
+            recovery: injector::Recovery::Thaw {
+                freezer: location.clone(),
+            },
+            source: "freeze.nri-chaos.io/container.app".into(),
+            value: "{duration: 1h}".into(),
+        })
+        .unwrap();
+    let freezer = Arc::new(RecordingFreezer::new());
+    let seams = Seams {
+        signaller: Arc::new(RecordingSignaller::new()),
+        freezer: freezer.clone(),
+        procs: Arc::new(FakeProcesses::default()),
+        cgroups: CgroupFs::new(dir.path().join("cgroup")),
+        proc_root: dir.path().join("proc"),
+        worker_exe: "/bin/false".into(),
+    };
+    let engine = Engine::new(Policy::default(), seams, dir.path()).unwrap();
+    engine.replay_journal();
+    let (faults, _) = engine.registry().snapshot();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    let fault = &faults[0];
+    assert_eq!(fault.state, introspect::FaultState::Applied);
+    assert_eq!(fault.kind, FaultKind::Freeze);
+    assert_eq!(
+        (fault.pod.as_str(), fault.container.as_str()),
+        ("default/web", "app")
+    );
+    assert_eq!(fault.source, "freeze.nri-chaos.io/container.app (journal)");
+    assert_eq!(fault.value, "{duration: 1h}");
+    assert_eq!(fault.applied_unix_ms, Some(applied));
+    assert!(freezer.calls().is_empty(), "nothing thawed before its time");
+
+    let recovered = engine.recover(Some(fault.id), Duration::from_secs(5)).await;
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].state, introspect::FaultState::Recovered);
+    assert_eq!(freezer.calls(), vec![(FreezerOp::Thaw, location)]);
+    assert!(journal.load().0.is_empty(), "the journal entry is cleared");
+    assert_eq!(engine.active_faults(), 0);
+    let events = engine.registry().events().since(0);
+    assert!(
+        events
+            .events
+            .iter()
+            .any(|e| e.kind == events::EventKind::Recovered),
+        "{events:?}"
+    );
+}

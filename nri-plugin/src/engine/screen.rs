@@ -1,0 +1,60 @@
+//! What this build executes: the faults the grammar and the policy accepted, screened for the
+//! kinds this build runs and for the OCI hook that some of them need. The engine and
+//! `nri-chaos validate` share it, so both give the same reasons.
+
+use std::collections::HashMap;
+
+use injector::{ContainerPlan, FaultKind, FaultRequest, Rejection};
+
+/// Fault kinds this build executes. The others are parsed and validated, then reported as
+/// not supported so that nothing is silently ignored.
+const EXECUTABLE: &[FaultKind] = &[
+    FaultKind::Kill,
+    FaultKind::Freeze,
+    FaultKind::Netem,
+    FaultKind::Stress,
+    FaultKind::Oom,
+    // Executed by the OCI hook (see `hooks`); refused when the hook binary is missing.
+    FaultKind::Start,
+];
+
+/// Why this build does not execute `kind` (the rejection reason), or None when it does.
+/// `nri-chaos validate` reports the same text.
+fn unsupported(kind: FaultKind) -> Option<String> {
+    if EXECUTABLE.contains(&kind) {
+        return None;
+    }
+    let supported: Vec<&str> = EXECUTABLE.iter().map(|k| k.as_str()).collect();
+    Some(format!(
+        "fault '{}' is valid but not supported by this build of nri-chaos (supported: {})",
+        kind.as_str(),
+        supported.join(", ")
+    ))
+}
+
+/// What this build does with a container's plan: a fault it does not execute, or that needs
+/// the OCI hook when `hook_problem` says the hook cannot run, becomes a rejection with the
+/// reason. Shared by the engine and `nri-chaos validate` (which has no hook to check).
+pub fn screen(
+    plan: ContainerPlan,
+    annotations: &HashMap<String, String>,
+    hook_problem: impl Fn(&FaultRequest) -> Option<String>,
+) -> (Vec<FaultRequest>, Vec<Rejection>) {
+    let mut rejections = plan.rejections;
+    let mut faults = Vec::new();
+    for fault in plan.faults {
+        let value = || annotations.get(&fault.key).cloned().unwrap_or_default();
+        if let Some(reason) = hook_problem(&fault) {
+            rejections.push(Rejection::new(
+                &fault.key,
+                value(),
+                format!("fault '{}' is executed by the OCI hook: {reason} (install it, or set hook_path in the policy or --hook-path)", fault.kind.as_str()),
+            ));
+        } else if let Some(reason) = unsupported(fault.kind) {
+            rejections.push(Rejection::new(&fault.key, value(), reason));
+        } else {
+            faults.push(fault);
+        }
+    }
+    (faults, rejections)
+}
