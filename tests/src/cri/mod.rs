@@ -12,13 +12,13 @@ use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest,
-    ExecSyncRequest, ImageSpec, ImageStatusRequest, KeyValue, LinuxContainerConfig,
-    LinuxContainerResources, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode, NamespaceOption,
-    PodSandboxConfig, PodSandboxMetadata, RemoveContainerRequest, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
-    VersionRequest,
+    ContainerConfig, ContainerMetadata, ContainerStatusRequest, ContainerStatusResponse,
+    CreateContainerRequest, ExecSyncRequest, ImageSpec, ImageStatusRequest, KeyValue,
+    LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode,
+    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemoveContainerRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
+    StopPodSandboxRequest, VersionRequest,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -464,16 +464,22 @@ impl Cri {
         Ok(id)
     }
 
-    pub async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
-        let r = reply(
+    /// The raw ContainerStatus reply; `verbose` adds the runtime's `info` map.
+    async fn status_reply(&self, id: &str, verbose: bool) -> Result<ContainerStatusResponse> {
+        reply(
             "ContainerStatus",
             self.runtime().container_status(ContainerStatusRequest {
                 container_id: id.into(),
-                verbose: false,
+                verbose,
             }),
         )
-        .await?;
-        let s = r
+        .await
+    }
+
+    pub async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
+        let s = self
+            .status_reply(id, false)
+            .await?
             .status
             .with_context(|| format!("ContainerStatus of {id}: no status in reply"))?;
         let meta = s.metadata.unwrap_or_default();
@@ -497,14 +503,7 @@ impl Cri {
     /// Host PID of the container's init process, from containerd's verbose ContainerStatus
     /// info (not part of the CRI status proper). None when it is not running.
     pub async fn container_pid(&self, id: &str) -> Result<Option<u32>> {
-        let r = reply(
-            "ContainerStatus",
-            self.runtime().container_status(ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: true,
-            }),
-        )
-        .await?;
+        let r = self.status_reply(id, true).await?;
         let info = r.info.get("info").map(String::as_str).unwrap_or_default();
         let pid = info.find("\"pid\":").and_then(|i| {
             let digits: String = info[i + 6..]
