@@ -8,6 +8,8 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 bash tests/scripts/fetch-runtime.sh >/dev/null
+PROTOC=$(bash tests/scripts/fetch-protoc.sh)
+export PROTOC
 cargo build --quiet --locked --release -p nri-chaos-plugin -p nri-chaos-oci-hooks -p nri-chaos-tests --bins
 export NRI_CHAOS_BIN="$PWD/target/release/nri-chaos"
 target/release/nri-chaos-bench "$@"

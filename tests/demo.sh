@@ -9,5 +9,7 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 bash tests/scripts/fetch-runtime.sh >/dev/null
+PROTOC=$(bash tests/scripts/fetch-protoc.sh)
+export PROTOC
 cargo build --quiet --locked -p nri-chaos-plugin -p nri-chaos-tests --bins
 exec target/debug/nri-chaos-demo "$@"

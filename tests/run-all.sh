@@ -2,6 +2,7 @@
 # Runs every check and test of nri-chaos: format, lints, unit tests, and the end-to-end suite
 # against real containerd 1.7 and 2.x nodes (runtime fetched into .cache/ on first use).
 # Needs root (the e2e suite runs a private containerd, runc and CNI) and the Debian mirror.
+# protoc (k8s-cri generates the CRI client at build time) comes from tests/scripts/fetch-protoc.sh.
 set -euo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
@@ -15,6 +16,10 @@ fi
 
 step "fetch the runtime (containerd 1.7 + 2.x, runc, CNI, busybox) into .cache/"
 bash tests/scripts/fetch-runtime.sh
+
+step "protoc for the build (k8s-cri generates the CRI client with it) into .cache/protoc"
+PROTOC=$(bash tests/scripts/fetch-protoc.sh)
+export PROTOC
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -185,8 +185,18 @@ async fn smoke(version: ContainerdVersion) {
         .await
         .expect("pid")
         .expect("running container has a pid");
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
-    assert_eq!(cmdline, b"sleep\x00300\x00", "host pid {pid}");
+    // CRI says Running once `runc start` returns, which can be before the init's execve has
+    // finished (its cmdline reads empty, or `runc init`, meanwhile): give the exec 2 s.
+    let want = b"sleep\x00300\x00";
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let cmdline = loop {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+        if cmdline == want || Instant::now() >= deadline {
+            break cmdline;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(cmdline, want, "host pid {pid}");
     let limit_file = pod
         .container_cgroup_dir("memory", &id)
         .join("memory.limit_in_bytes");

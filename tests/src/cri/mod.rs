@@ -1,20 +1,28 @@
-//! A CRI `runtime.v1` client acting as the kubelet: hand-written tonic unary calls over the
-//! node's containerd unix socket.
-
-pub mod proto;
+//! A CRI `runtime.v1` client acting as the kubelet: k8s-cri's generated clients over the node's
+//! containerd unix socket.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hyper_util::rt::TokioIo;
-use tonic::codegen::http::uri::PathAndQuery;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{
+    ContainerConfig, ContainerMetadata, ContainerStatusRequest, ContainerStatusResponse,
+    CreateContainerRequest, ExecSyncRequest, ImageSpec, ImageStatusRequest, KeyValue,
+    LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode,
+    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemoveContainerRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
+    StopPodSandboxRequest, VersionRequest,
+};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::images;
-use proto::*;
 
 /// What a pod looks like to the kubelet side.
 #[derive(Debug, Clone)]
@@ -61,14 +69,16 @@ impl PodSpec {
     }
 
     fn namespace_options(&self) -> NamespaceOption {
+        let pid = if self.share_pid_namespace {
+            NamespaceMode::Pod
+        } else {
+            NamespaceMode::Container
+        };
         NamespaceOption {
-            network: NS_POD,
-            pid: if self.share_pid_namespace {
-                NS_POD
-            } else {
-                NS_CONTAINER
-            },
-            ipc: NS_POD,
+            network: NamespaceMode::Pod.into(),
+            pid: pid.into(),
+            ipc: NamespaceMode::Pod.into(),
+            ..Default::default()
         }
     }
 
@@ -175,11 +185,12 @@ pub enum ContainerState {
 
 impl ContainerState {
     fn from_wire(v: i32) -> Self {
-        match v {
-            0 => Self::Created,
-            1 => Self::Running,
-            2 => Self::Exited,
-            _ => Self::Unknown,
+        use k8s_cri::v1::ContainerState as Wire;
+        match Wire::try_from(v) {
+            Ok(Wire::ContainerCreated) => Self::Created,
+            Ok(Wire::ContainerRunning) => Self::Running,
+            Ok(Wire::ContainerExited) => Self::Exited,
+            Ok(Wire::ContainerUnknown) | Err(_) => Self::Unknown,
         }
     }
 }
@@ -225,12 +236,25 @@ pub(crate) struct CriContext {
 /// refusal text), so `err.to_string()` and `{err:#}` both show it.
 #[derive(Debug, Clone)]
 pub struct Cri {
-    channel: Channel,
+    runtime: RuntimeServiceClient<Channel>,
+    image: ImageServiceClient<Channel>,
     ctx: Arc<CriContext>,
 }
 
-const RUNTIME: &str = "runtime.v1.RuntimeService";
-const IMAGE: &str = "runtime.v1.ImageService";
+/// Awaits one unary CRI call; a failure becomes `CRI <method> failed: <code>: <message>`.
+async fn reply<T>(
+    method: &str,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T> {
+    match call.await {
+        Ok(resp) => Ok(resp.into_inner()),
+        Err(status) => bail!(
+            "CRI {method} failed: {:?}: {}",
+            status.code(),
+            status.message()
+        ),
+    }
+}
 
 impl Cri {
     /// A lazily connecting client; every call dials the socket again if needed, so it keeps
@@ -248,60 +272,43 @@ impl Cri {
                 Ok::<_, std::io::Error>(TokioIo::new(stream))
             }
         }));
-        Ok(Self { channel, ctx })
+        Ok(Self {
+            runtime: RuntimeServiceClient::new(channel.clone()),
+            image: ImageServiceClient::new(channel),
+            ctx,
+        })
     }
 
-    async fn call<Req, Resp>(&self, service: &str, method: &str, req: Req) -> Result<Resp>
-    where
-        Req: prost::Message + Send + Sync + 'static,
-        Resp: prost::Message + Default + Send + Sync + 'static,
-    {
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
-        grpc.ready()
-            .await
-            .map_err(|e| anyhow::anyhow!("CRI {method}: connecting to containerd: {e}"))?;
-        let path: PathAndQuery = format!("/{service}/{method}")
-            .parse()
-            .with_context(|| format!("CRI path for {method}"))?;
-        let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
-        match grpc.unary(tonic::Request::new(req), path, codec).await {
-            Ok(resp) => Ok(resp.into_inner()),
-            Err(status) => bail!(
-                "CRI {method} failed: {:?}: {}",
-                status.code(),
-                status.message()
-            ),
-        }
+    /// The runtime service client (a clone shares the channel; calls take `&mut`).
+    fn runtime(&self) -> RuntimeServiceClient<Channel> {
+        self.runtime.clone()
     }
 
     /// `(runtime_name, runtime_version)`, e.g. `("containerd", "1.7.24~ds1")`.
     pub async fn version(&self) -> Result<(String, String)> {
-        let r: VersionResponse = self
-            .call(
-                RUNTIME,
-                "Version",
-                VersionRequest {
-                    version: "v1".into(),
-                },
-            )
-            .await?;
+        let r = reply(
+            "Version",
+            self.runtime().version(VersionRequest {
+                version: "v1".into(),
+            }),
+        )
+        .await?;
         Ok((r.runtime_name, r.runtime_version))
     }
 
     /// The image id of `image` as the CRI image service sees it, None when it does not know it.
     pub async fn image_status(&self, image: &str) -> Result<Option<String>> {
-        let r: ImageStatusResponse = self
-            .call(
-                IMAGE,
-                "ImageStatus",
-                ImageStatusRequest {
-                    image: Some(ImageSpec {
-                        image: image.into(),
-                    }),
-                    verbose: false,
-                },
-            )
-            .await?;
+        let r = reply(
+            "ImageStatus",
+            self.image.clone().image_status(ImageStatusRequest {
+                image: Some(ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            }),
+        )
+        .await?;
         Ok(r.image.map(|i| i.id).filter(|id| !id.is_empty()))
     }
 
@@ -330,8 +337,11 @@ impl Cri {
                 cgroup_parent: cgroup_parent.clone(),
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(spec.namespace_options()),
+                    ..Default::default()
                 }),
+                ..Default::default()
             }),
+            ..Default::default()
         };
         (config, cgroup_parent, log_dir)
     }
@@ -342,17 +352,15 @@ impl Cri {
         let (config, cgroup_parent, log_dir) = self.sandbox_config(spec);
         std::fs::create_dir_all(&log_dir)
             .with_context(|| format!("creating pod log dir {}", log_dir.display()))?;
-        let r: RunPodSandboxResponse = self
-            .call(
-                RUNTIME,
-                "RunPodSandbox",
-                RunPodSandboxRequest {
-                    config: Some(config.clone()),
-                    runtime_handler: String::new(),
-                },
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("pod {}/{}: {e:#}", spec.namespace, spec.name))?;
+        let r = reply(
+            "RunPodSandbox",
+            self.runtime().run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config.clone()),
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("pod {}/{}: {e:#}", spec.namespace, spec.name))?;
         if let Ok(mut ids) = self.ctx.pod_ids.lock() {
             ids.push(r.pod_sandbox_id.clone());
         }
@@ -393,10 +401,9 @@ impl Cri {
             }),
             image: Some(ImageSpec {
                 image: images::BUSYBOX_IMAGE.into(),
+                ..Default::default()
             }),
             command: spec.command.clone(),
-            args: Vec::new(),
-            working_dir: String::new(),
             envs: spec
                 .env
                 .iter()
@@ -415,39 +422,36 @@ impl Cri {
                     cpu_shares: 2,
                     memory_limit_in_bytes: memory,
                     oom_score_adj: 0,
+                    ..Default::default()
                 }),
                 security_context: Some(LinuxContainerSecurityContext {
                     namespace_options: Some(pod.spec.namespace_options()),
+                    ..Default::default()
                 }),
             }),
+            ..Default::default()
         };
-        let r: CreateContainerResponse = self
-            .call(
-                RUNTIME,
-                "CreateContainer",
-                CreateContainerRequest {
-                    pod_sandbox_id: pod.id.clone(),
-                    config: Some(config),
-                    sandbox_config: Some(pod.config.clone()),
-                },
-            )
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("container {} in pod {}: {e:#}", spec.name, pod.spec.name)
-            })?;
+        let r = reply(
+            "CreateContainer",
+            self.runtime().create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.id.clone(),
+                config: Some(config),
+                sandbox_config: Some(pod.config.clone()),
+            }),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("container {} in pod {}: {e:#}", spec.name, pod.spec.name))?;
         Ok(r.container_id)
     }
 
     pub async fn start_container(&self, id: &str) -> Result<()> {
-        let _: Empty = self
-            .call(
-                RUNTIME,
-                "StartContainer",
-                ContainerIdRequest {
-                    container_id: id.into(),
-                },
-            )
-            .await?;
+        reply(
+            "StartContainer",
+            self.runtime().start_container(StartContainerRequest {
+                container_id: id.into(),
+            }),
+        )
+        .await?;
         Ok(())
     }
 
@@ -460,18 +464,22 @@ impl Cri {
         Ok(id)
     }
 
+    /// The raw ContainerStatus reply; `verbose` adds the runtime's `info` map.
+    async fn status_reply(&self, id: &str, verbose: bool) -> Result<ContainerStatusResponse> {
+        reply(
+            "ContainerStatus",
+            self.runtime().container_status(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose,
+            }),
+        )
+        .await
+    }
+
     pub async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
-        let r: ContainerStatusResponse = self
-            .call(
-                RUNTIME,
-                "ContainerStatus",
-                ContainerStatusRequest {
-                    container_id: id.into(),
-                    verbose: false,
-                },
-            )
-            .await?;
-        let s = r
+        let s = self
+            .status_reply(id, false)
+            .await?
             .status
             .with_context(|| format!("ContainerStatus of {id}: no status in reply"))?;
         let meta = s.metadata.unwrap_or_default();
@@ -495,16 +503,7 @@ impl Cri {
     /// Host PID of the container's init process, from containerd's verbose ContainerStatus
     /// info (not part of the CRI status proper). None when it is not running.
     pub async fn container_pid(&self, id: &str) -> Result<Option<u32>> {
-        let r: ContainerStatusResponse = self
-            .call(
-                RUNTIME,
-                "ContainerStatus",
-                ContainerStatusRequest {
-                    container_id: id.into(),
-                    verbose: true,
-                },
-            )
-            .await?;
+        let r = self.status_reply(id, true).await?;
         let info = r.info.get("info").map(String::as_str).unwrap_or_default();
         let pid = info.find("\"pid\":").and_then(|i| {
             let digits: String = info[i + 6..]
@@ -550,45 +549,39 @@ impl Cri {
     }
 
     pub async fn stop_container(&self, id: &str, timeout_s: i64) -> Result<()> {
-        let _: Empty = self
-            .call(
-                RUNTIME,
-                "StopContainer",
-                StopContainerRequest {
-                    container_id: id.into(),
-                    timeout: timeout_s,
-                },
-            )
-            .await?;
+        reply(
+            "StopContainer",
+            self.runtime().stop_container(StopContainerRequest {
+                container_id: id.into(),
+                timeout: timeout_s,
+            }),
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn remove_container(&self, id: &str) -> Result<()> {
-        let _: Empty = self
-            .call(
-                RUNTIME,
-                "RemoveContainer",
-                ContainerIdRequest {
-                    container_id: id.into(),
-                },
-            )
-            .await?;
+        reply(
+            "RemoveContainer",
+            self.runtime().remove_container(RemoveContainerRequest {
+                container_id: id.into(),
+            }),
+        )
+        .await?;
         Ok(())
     }
 
     /// ExecSync in a running container (timeout in seconds, 0 = none).
     pub async fn exec_sync(&self, id: &str, cmd: &[&str], timeout_s: i64) -> Result<ExecOutput> {
-        let r: ExecSyncResponse = self
-            .call(
-                RUNTIME,
-                "ExecSync",
-                ExecSyncRequest {
-                    container_id: id.into(),
-                    cmd: cmd.iter().map(|s| s.to_string()).collect(),
-                    timeout: timeout_s,
-                },
-            )
-            .await?;
+        let r = reply(
+            "ExecSync",
+            self.runtime().exec_sync(ExecSyncRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                timeout: timeout_s,
+            }),
+        )
+        .await?;
         Ok(ExecOutput {
             exit_code: r.exit_code,
             stdout: String::from_utf8_lossy(&r.stdout).into_owned(),
@@ -605,28 +598,24 @@ impl Cri {
     }
 
     pub async fn stop_pod_id(&self, id: &str) -> Result<()> {
-        let _: Empty = self
-            .call(
-                RUNTIME,
-                "StopPodSandbox",
-                PodSandboxIdRequest {
-                    pod_sandbox_id: id.into(),
-                },
-            )
-            .await?;
+        reply(
+            "StopPodSandbox",
+            self.runtime().stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            }),
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn remove_pod_id(&self, id: &str) -> Result<()> {
-        let _: Empty = self
-            .call(
-                RUNTIME,
-                "RemovePodSandbox",
-                PodSandboxIdRequest {
-                    pod_sandbox_id: id.into(),
-                },
-            )
-            .await?;
+        reply(
+            "RemovePodSandbox",
+            self.runtime().remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            }),
+        )
+        .await?;
         Ok(())
     }
 
@@ -641,9 +630,12 @@ impl Cri {
 
     /// Ids of every pod sandbox the runtime knows.
     pub async fn list_pod_ids(&self) -> Result<Vec<String>> {
-        let r: ListPodSandboxResponse = self
-            .call(RUNTIME, "ListPodSandbox", ListPodSandboxRequest {})
-            .await?;
+        let r = reply(
+            "ListPodSandbox",
+            self.runtime()
+                .list_pod_sandbox(ListPodSandboxRequest { filter: None }),
+        )
+        .await?;
         Ok(r.items.into_iter().map(|p| p.id).collect())
     }
 }
