@@ -5,11 +5,15 @@
 //! - the plugin's own handler time per NRI event (p50/p99 estimated from the buckets of its
 //!   `nri_chaos_handler_seconds` histograms, scraped from /metrics before each stop);
 //! - kill firing lateness, actual minus planned (p50/p99), over annotated containers;
-//! - resident memory of the idle plugin.
+//! - resident memory of the idle plugin;
+//! - footprint: the size of the plugin and hook binaries and the idle plugin's memory after
+//!   registration, side by side with a baseline build when `NRI_CHAOS_BASELINE_BIN` names one
+//!   (an `nri-chaos` binary of an earlier commit; its `nri-chaos-hook` sibling is read too).
 //!
 //! Usage: nri-chaos-bench [N] [1.7|2]   (default 200 containers on containerd 2.x; root)
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -53,7 +57,11 @@ async fn scrape_and_stop(plugin: PluginProcess, handlers: &mut HandlerBuckets) -
 }
 
 async fn start_plugin(node: &Node) -> Result<PluginProcess> {
-    let plugin = node.start_plugin(&plugin_binary(), "")?;
+    start_plugin_binary(node, &plugin_binary()).await
+}
+
+async fn start_plugin_binary(node: &Node, binary: &Path) -> Result<PluginProcess> {
+    let plugin = node.start_plugin(binary, "")?;
     plugin
         .wait_log_contains("synchronized with the runtime", Duration::from_secs(15))
         .await
@@ -202,6 +210,68 @@ async fn main() -> Result<()> {
             kib as f64 / 1024.0
         );
     }
+    footprint(&node).await?;
     node.shutdown().await?;
+    Ok(())
+}
+
+/// One build's footprint: binary sizes and idle memory after registration.
+struct Footprint {
+    plugin_bytes: u64,
+    hook_bytes: Option<u64>,
+    idle_rss_kib: Option<u64>,
+}
+
+async fn measure_footprint(node: &Node, binary: &Path) -> Result<Footprint> {
+    let plugin_bytes = std::fs::metadata(binary)
+        .with_context(|| format!("{}", binary.display()))?
+        .len();
+    let hook_bytes = binary
+        .parent()
+        .and_then(|dir| std::fs::metadata(dir.join("nri-chaos-hook")).ok())
+        .map(|m| m.len());
+    let plugin = start_plugin_binary(node, binary).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_rss_kib = rss_kib(plugin.pid());
+    plugin.stop().await?;
+    Ok(Footprint {
+        plugin_bytes,
+        hook_bytes,
+        idle_rss_kib,
+    })
+}
+
+/// Prints this build's footprint, and a baseline's beside it (`NRI_CHAOS_BASELINE_BIN`).
+async fn footprint(node: &Node) -> Result<()> {
+    let current = measure_footprint(node, &plugin_binary()).await?;
+    let baseline = match std::env::var_os("NRI_CHAOS_BASELINE_BIN").filter(|p| !p.is_empty()) {
+        Some(path) => Some(measure_footprint(node, &PathBuf::from(path)).await?),
+        None => None,
+    };
+    println!("\nfootprint (this build vs NRI_CHAOS_BASELINE_BIN; target: growth <= 20%):");
+    let row = |name: &str, now: Option<u64>, before: Option<u64>| match (now, before) {
+        (Some(now), Some(before)) => println!(
+            "  {name:<28} {before:>10} -> {now:>10}   ratio {:.3}",
+            now as f64 / before as f64
+        ),
+        (Some(now), None) => println!("  {name:<28} {now:>10}   (no baseline)"),
+        _ => println!("  {name:<28} not measured"),
+    };
+    let base = baseline.as_ref();
+    row(
+        "nri-chaos binary (bytes)",
+        Some(current.plugin_bytes),
+        base.map(|b| b.plugin_bytes),
+    );
+    row(
+        "nri-chaos-hook binary (bytes)",
+        current.hook_bytes,
+        base.and_then(|b| b.hook_bytes),
+    );
+    row(
+        "idle RSS after sync (KiB)",
+        current.idle_rss_kib,
+        base.and_then(|b| b.idle_rss_kib),
+    );
     Ok(())
 }
