@@ -171,35 +171,31 @@ mod tests {
 
     #[test]
     fn malformed_config_names_the_file_and_field() {
-        let err = BundleConfig::parse(Path::new("/b/config.json"), b"{\"annotations\": 3}")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with(
-                "bundle config /b/config.json: not a valid OCI runtime config: annotations: invalid type"
+        let cases: [(&[u8], &str); 4] = [
+            (
+                br#"{"annotations": 3}"#,
+                "annotations: invalid type: integer `3`, expected a map",
             ),
-            "{err}"
-        );
-        let text = br#"{"hooks": {"poststop": [{"path": "/h", "timeout": "5s"}]}}"#;
-        let err = BundleConfig::parse(Path::new("/b/config.json"), text)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("hooks.poststop[0].timeout: invalid type: string \"5s\", expected i64"),
-            "{err}"
-        );
-        let text = br#"{"hooks": {"createRuntime": [{"args": ["x", "createRuntime"]}]}}"#;
-        let err = BundleConfig::parse(Path::new("/b/config.json"), text)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("hooks.createRuntime[0]: missing field `path`"),
-            "{err}"
-        );
-        let err = BundleConfig::parse(Path::new("/b/config.json"), b"{} {}")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("trailing characters"), "{err}");
+            (
+                br#"{"hooks": {"poststop": [{"path": "/h", "timeout": "5s"}]}}"#,
+                "hooks.poststop[0].timeout: invalid type: string \"5s\", expected i64",
+            ),
+            (
+                br#"{"hooks": {"createRuntime": [{"args": ["x", "createRuntime"]}]}}"#,
+                "hooks.createRuntime[0]: missing field `path`",
+            ),
+            (b"{} {}", "trailing characters"),
+        ];
+        for (text, want) in cases {
+            let err = BundleConfig::parse(Path::new("/b/config.json"), text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("bundle config /b/config.json: not a valid OCI runtime config: ")
+                    && err.contains(want),
+                "{err}"
+            );
+        }
         let dir = tempfile::tempdir().unwrap();
         let err = BundleConfig::read(dir.path()).unwrap_err().to_string();
         assert!(err.contains("config.json: No such file"), "{err}");
