@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use injector::Policy;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::engine::{Engine, Seams};
 use crate::service::RuntimeInfo;
@@ -213,6 +216,30 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The log filter from `RUST_LOG`: a level (`debug`) and/or `target=level` pairs
+/// (`nri_chaos=debug,ttrpc=warn`); unset means `info`. `Targets`, not `EnvFilter`: no
+/// span or field directives, and no regex engine in the daemon. A value it does not take
+/// gives `info` and the reason, for the log.
+fn log_filter() -> (Targets, Option<String>) {
+    let info = || Targets::new().with_default(LevelFilter::INFO);
+    let Some(text) = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    else {
+        return (info(), None);
+    };
+    let unsupported = format!(
+        "RUST_LOG={text:?} is not a level or target=level list (span and field directives are not supported); logging at info"
+    );
+    if text.contains(['[', '{', '"']) {
+        return (info(), Some(unsupported));
+    }
+    match text.parse() {
+        Ok(targets) => (targets, None),
+        Err(_) => (info(), Some(unsupported)),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::StressWorker { args } = &cli.command {
@@ -238,16 +265,17 @@ fn main() -> ExitCode {
         }
         command => Cli { command },
     };
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    let (filter, filter_warning) = log_filter();
+    let logs = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false);
     match log_format {
-        LogFormat::Plain => subscriber.init(),
-        LogFormat::Json => subscriber.json().flatten_event(true).init(),
+        LogFormat::Plain => logs.with(layer).init(),
+        LogFormat::Json => logs.with(layer.json().flatten_event(true)).init(),
+    }
+    if let Some(warning) = filter_warning {
+        tracing::warn!("{warning}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -2,16 +2,15 @@
 //!
 //! `nri-chaos-hook <hook-point>` (`createRuntime`, `createContainer`, `startContainer`,
 //! `poststart`, `poststop`; the OCI `args` carry argv\[0\] first) reads the OCI state from
-//! stdin ([`state`]), the bundle's `config.json` ([`bundle`]), finds the faults to execute
+//! stdin and the bundle's `config.json` ([`oci`]), finds the faults to execute
 //! ([`resolve`]: the plan the NRI plugin wrote, or our annotations when installed standalone)
 //! and acts at that hook point ([`act`]). It is small and fast, needs no daemon, and exits
 //! within its hook timeout on every path: malformed input is a clear error on stderr and a
 //! non-zero exit, never a hang.
 
 pub mod act;
-pub mod bundle;
+pub mod oci;
 pub mod resolve;
-pub mod state;
 
 use std::io::Read;
 use std::time::Duration;
@@ -34,10 +33,10 @@ pub enum HookError {
     Point(#[from] UnknownHookPoint),
     /// The state on stdin.
     #[error(transparent)]
-    State(#[from] state::StateError),
+    State(#[from] oci::StateError),
     /// The bundle config.
     #[error(transparent)]
-    Bundle(#[from] bundle::BundleError),
+    Bundle(#[from] oci::BundleError),
     /// The plan annotation.
     #[error(transparent)]
     Plan(#[from] HookPlanError),
@@ -51,16 +50,15 @@ pub fn run<R: Read + Send + 'static>(
     env: &dyn HookEnv,
 ) -> Result<Outcome, HookError> {
     let point: HookPoint = args.get(1).ok_or(HookError::Usage)?.parse()?;
-    let bytes = state::read_bounded(stdin, stdin_timeout)?;
-    let state = state::parse_state(&bytes)?;
-    let config = bundle::BundleConfig::read(&state.bundle)?;
+    let state = oci::read_state(stdin, stdin_timeout)?;
+    let config = oci::BundleConfig::read(state.bundle())?;
     // config.json is the source of truth; the state's copy fills in what it lacks.
-    let mut annotations = state.annotations.clone();
-    annotations.extend(config.annotations.clone());
+    let mut annotations = state.annotations().clone().unwrap_or_default();
+    annotations.extend(config.annotations());
     let resolved = resolve::resolve(&annotations)?;
     Ok(act(
         point,
-        state.live_pid(),
+        oci::live_pid(&state),
         &resolved,
         config.own_timeout(point),
         env,

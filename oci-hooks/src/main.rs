@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     match oci_hooks::run(
         &args,
         std::io::stdin(),
-        oci_hooks::state::STATE_READ_TIMEOUT,
+        oci_hooks::oci::state::STATE_READ_TIMEOUT,
         &host,
     ) {
         Ok(outcome) => {

@@ -14,6 +14,8 @@
 //! | `--deadline-unix-ms` | all (required) | wall-clock time (ms since the Unix epoch) at which the worker exits |
 //! | `--watch-pid` | all (optional) | exit as soon as this process (the container's init) exits |
 
+use std::ffi::CStr;
+
 use crate::faults::stress::{CpuStress, MemoryStress};
 
 use super::StressorError;
@@ -62,11 +64,11 @@ impl WorkerKind {
     }
 
     /// The process name the worker sets for itself (PR_SET_NAME, at most 15 bytes).
-    pub fn process_name(&self) -> &'static str {
+    pub fn process_name(&self) -> &'static CStr {
         match self {
-            WorkerKind::Cpu { .. } => "nri-chaos-cpu",
-            WorkerKind::Memory { .. } => "nri-chaos-mem",
-            WorkerKind::OomFill { .. } => "nri-chaos-oom",
+            WorkerKind::Cpu { .. } => c"nri-chaos-cpu",
+            WorkerKind::Memory { .. } => c"nri-chaos-mem",
+            WorkerKind::OomFill { .. } => c"nri-chaos-oom",
         }
     }
 }

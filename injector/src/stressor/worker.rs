@@ -5,15 +5,18 @@
 //! checked before any work starts: a deadline already past or a watched process already gone
 //! (`pidfd_open` fails with ESRCH) exits at once.
 
+use std::ffi::CStr;
 use std::hint::black_box;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::{memfd_create, MemfdFlags};
 use rustix::io::Errno;
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
+use rustix::time::{clock_gettime, ClockId};
 
 use super::spec::{WorkerKind, WorkerSpec};
 use super::StressorError;
@@ -131,38 +134,28 @@ fn watch(pidfd: Option<OwnedFd>, pid: u32, deadline_unix_ms: u64) -> ! {
             thread::sleep(Duration::from_millis(tick_ms as u64));
             continue;
         };
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        let tick = Timespec {
+            tv_sec: (tick_ms / 1000) as i64,
+            tv_nsec: ((tick_ms % 1000) * 1_000_000) as _,
         };
-        // SAFETY: `pfd` is one initialised pollfd on this stack frame, valid for the whole
-        // call, and nfds is 1; `fd` is an open pidfd owned by this thread.
-        let n = unsafe { libc::poll(&mut pfd, 1, tick_ms as libc::c_int) };
-        if n > 0 {
+        match poll(&mut fds, Some(&tick)) {
             // POLLIN (exited) or POLLHUP/POLLERR: either way the process is gone.
-            std::process::exit(EXIT_STOPPED);
-        }
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                eprintln!("{}", StressorError::Watch { pid, source: err });
+            Ok(n) if n > 0 => std::process::exit(EXIT_STOPPED),
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => {
+                let source = e.into();
+                eprintln!("{}", StressorError::Watch { pid, source });
                 std::process::exit(EXIT_FAILED);
             }
         }
     }
 }
 
-fn set_process_name(name: &'static str) {
-    let mut buf = [0u8; 16];
-    let len = name.len().min(15);
-    buf[..len].copy_from_slice(&name.as_bytes()[..len]);
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from its second
-    // argument; `buf` is 16 bytes, NUL-terminated (byte 15 at least is 0), and outlives the
-    // call. The other arguments are unused by PR_SET_NAME.
-    unsafe {
-        libc::prctl(libc::PR_SET_NAME, buf.as_ptr(), 0, 0, 0);
-    }
+/// Names the process (PR_SET_NAME on the main thread names the process in `/proc/<pid>/comm`;
+/// the kernel cuts it to 15 bytes). Best effort: the name only helps `ps` readers.
+fn set_process_name(name: &CStr) {
+    let _ = rustix::thread::set_name(name);
 }
 
 /// One round of a 64-bit mix (SplitMix64): real work the optimiser cannot drop.
@@ -175,19 +168,7 @@ fn mix(state: u64) -> u64 {
 
 /// CPU time this thread has used (CLOCK_THREAD_CPUTIME_ID).
 fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(
-        ts.tv_sec.max(0) as u64,
-        ts.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
+    Duration::try_from(clock_gettime(ClockId::ThreadCPUTime)).unwrap_or(Duration::ZERO)
 }
 
 /// CPU worker: per [`CPU_PERIOD`], spins until it has used `load_percent`% of the period in

@@ -168,9 +168,7 @@ fn call_error(path: &Path, err: ttrpc::Error) -> CtlError {
     match err {
         ttrpc::Error::RpcStatus(status) => CtlError::Refused(status.message().to_string()),
         other => {
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            let euid = unsafe { libc::geteuid() };
-            if euid != 0 {
+            if !rustix::process::geteuid().is_root() {
                 // The server closes connections of non-root peers before reading a byte.
                 CtlError::RootOnly(path.to_path_buf())
             } else {

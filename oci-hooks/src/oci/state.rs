@@ -1,16 +1,17 @@
 //! The OCI state the runtime writes on the hook's stdin:
-//! `{ociVersion, id, status, pid, bundle, annotations}` (runtime-spec "State").
+//! `{ociVersion, id, status, pid, bundle, annotations}` (runtime-spec "State"), as
+//! `oci-spec`'s [`State`].
 //!
 //! The read is bounded in size ([`MAX_STATE_BYTES`]) and in time: a runtime that never closes
 //! stdin, or writes garbage, gets a clear error, never a hung hook.
 
-use std::collections::HashMap;
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use serde::Deserialize;
+pub use oci_spec::runtime::State;
+
+use super::from_json;
 
 /// Largest state accepted on stdin.
 pub const MAX_STATE_BYTES: u64 = 1 << 20;
@@ -46,49 +47,53 @@ pub enum StateError {
     BadBundle(String),
 }
 
-/// The OCI state of the container the hook runs for.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct State {
-    /// Runtime-spec version.
-    pub oci_version: String,
-    /// Container id.
-    pub id: String,
-    /// `creating`, `created`, `running`, `stopped`.
-    #[serde(default)]
-    pub status: String,
-    /// Host PID of the container's init process (absent or 0 once it is gone).
-    #[serde(default)]
-    pub pid: Option<u32>,
-    /// Absolute path of the bundle (holds `config.json`).
-    pub bundle: PathBuf,
-    /// The container's OCI annotations.
-    #[serde(default)]
-    pub annotations: HashMap<String, String>,
+/// Reads the state from `input` (bounded by [`MAX_STATE_BYTES`] and `timeout`, see
+/// [`read_bounded`]) and parses it ([`parse_state`]).
+pub fn read_state<R: Read + Send + 'static>(
+    input: R,
+    timeout: Duration,
+) -> Result<State, StateError> {
+    parse_state(&read_bounded(input, timeout)?)
 }
 
-impl State {
-    /// The init PID, when there is one.
-    pub fn live_pid(&self) -> Option<u32> {
-        self.pid.filter(|pid| *pid > 0)
-    }
+/// The init PID, when there is one (absent or 0 once it is gone).
+pub fn live_pid(state: &State) -> Option<u32> {
+    state
+        .pid()
+        .and_then(|pid| u32::try_from(pid).ok())
+        .filter(|pid| *pid > 0)
 }
 
-/// Parses the state JSON.
+/// Parses the state JSON into `oci-spec`'s [`State`], which defaults every field: the fields
+/// the runtime-spec requires (`ociVersion`, `id`, `bundle`) are checked here, as are a
+/// negative `pid` and a relative `bundle`.
 pub fn parse_state(bytes: &[u8]) -> Result<State, StateError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(StateError::Empty);
     }
-    let state: State = serde_json::from_slice(bytes).map_err(|err| StateError::Malformed {
-        reason: err.to_string(),
+    let malformed = |reason: String| StateError::Malformed {
+        reason,
         head: String::from_utf8_lossy(&bytes[..bytes.len().min(80)]).into_owned(),
-    })?;
-    if !state.bundle.is_absolute() {
-        return Err(StateError::BadBundle(state.bundle.display().to_string()));
+    };
+    let state: State = from_json(bytes).map_err(malformed)?;
+    let missing = [
+        ("ociVersion", state.version().is_empty()),
+        ("id", state.id().is_empty()),
+        ("bundle", state.bundle().as_os_str().is_empty()),
+    ];
+    if let Some((field, _)) = missing.iter().find(|(_, empty)| *empty) {
+        return Err(malformed(format!("missing field `{field}`")));
+    }
+    if let Some(pid) = state.pid().filter(|pid| *pid < 0) {
+        return Err(malformed(format!("pid: {pid} is not a process id")));
+    }
+    if !state.bundle().is_absolute() {
+        return Err(StateError::BadBundle(state.bundle().display().to_string()));
     }
     Ok(state)
 }
 
+// Ours: oci-spec reads a state only from a file path, with no size or time bound.
 /// Reads all of `input` (at most [`MAX_STATE_BYTES`]) on a helper thread, waiting at most
 /// `timeout`. On timeout the helper thread is left blocked; the hook exits anyway.
 pub fn read_bounded<R: Read + Send + 'static>(
@@ -114,20 +119,23 @@ pub fn read_bounded<R: Read + Send + 'static>(
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     #[test]
     fn parses_runc_state() {
         let text = br#"{"ociVersion":"1.0.2-dev","id":"c1","status":"creating","pid":4242,"bundle":"/run/b/c1","annotations":{"start.nri-chaos.io":"{delay: 1s}"}}"#;
         let state = parse_state(text).unwrap();
-        assert_eq!(state.id, "c1");
-        assert_eq!(state.status, "creating");
-        assert_eq!(state.live_pid(), Some(4242));
-        assert_eq!(state.bundle, PathBuf::from("/run/b/c1"));
+        assert_eq!(state.id(), "c1");
+        assert_eq!(state.status().to_string(), "creating");
+        assert_eq!(live_pid(&state), Some(4242));
+        assert_eq!(state.bundle(), &PathBuf::from("/run/b/c1"));
         assert_eq!(
             state
-                .annotations
-                .get("start.nri-chaos.io")
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get("start.nri-chaos.io"))
                 .map(String::as_str),
             Some("{delay: 1s}")
         );
@@ -138,11 +146,11 @@ mod tests {
         let state =
             parse_state(br#"{"ociVersion":"1.0.2","id":"c1","status":"stopped","bundle":"/b"}"#)
                 .unwrap();
-        assert_eq!(state.live_pid(), None);
-        assert!(state.annotations.is_empty());
+        assert_eq!(live_pid(&state), None);
+        assert!(state.annotations().as_ref().is_none_or(|a| a.is_empty()));
         let zero =
             parse_state(br#"{"ociVersion":"1.0.2","id":"c","pid":0,"bundle":"/b"}"#).unwrap();
-        assert_eq!(zero.live_pid(), None);
+        assert_eq!(live_pid(&zero), None);
     }
 
     #[test]
@@ -169,7 +177,21 @@ mod tests {
         let err = parse_state(br#"{"ociVersion":"1","id":"c","bundle":"/b","pid":-3}"#)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("pid"), "{err}");
+        assert!(err.contains("pid: -3 is not a process id"), "{err}");
+        for field in ["ociVersion", "id"] {
+            let text = r#"{"ociVersion":"1","id":"c","bundle":"/b"}"#
+                .replace(&format!("\"{field}\":"), "\"other\":");
+            let err = parse_state(text.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(&format!("missing field `{field}`")), "{err}");
+        }
+        let err = parse_state(br#"{"ociVersion":"1","id":"c","bundle":"/b","status":"paused"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("status: unknown variant `paused`"), "{err}");
+        let err = parse_state(br#"{"ociVersion":"1","id":"c","bundle":"/b"} trailing"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trailing characters"), "{err}");
     }
 
     #[test]
