@@ -27,8 +27,8 @@ pub use images::{BUSYBOX_IMAGE, PAUSE_IMAGE};
 pub use node::Node;
 pub use plugin::PluginProcess;
 pub use runtime::{
-    plugin_binary, try_plugin_binary, workspace_root, ContainerdVersion, NodeEnv, Runtime,
-    RuntimeVersions,
+    containerd_23_missing, plugin_binary, try_plugin_binary, workspace_root, ContainerdVersion,
+    NodeEnv, Runtime, RuntimeVersions,
 };
 
 /// Fails with a clear message unless running as root (e2e tests need it; they fail rather

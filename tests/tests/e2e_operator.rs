@@ -246,7 +246,9 @@ async fn ctl_inject_kill_list_metrics_and_root_only_socket(
     ensure!(status["nri_connected"] == true, "{status:#}");
     let protocol = status["nri_protocol"].as_str().unwrap_or_default();
     match version {
-        ContainerdVersion::V2 => ensure!(protocol.starts_with("v0.7+"), "{protocol}"),
+        ContainerdVersion::V2 | ContainerdVersion::V23 => {
+            ensure!(protocol.starts_with("v0.7+"), "{protocol}")
+        }
         ContainerdVersion::V17 => ensure!(!protocol.is_empty(), "{protocol}"),
     }
 

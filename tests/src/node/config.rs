@@ -5,7 +5,6 @@ use anyhow::Result;
 
 use super::Node;
 use crate::images::PAUSE_IMAGE;
-use crate::runtime::ContainerdVersion;
 
 impl Node {
     pub(super) fn write_config(&self) -> Result<()> {
@@ -98,7 +97,7 @@ oom_score = 0
 "#
         );
         match self.version {
-            ContainerdVersion::V17 => format!(
+            v if !v.config_v3() => format!(
                 r#"version = 2
 {common}
 [plugins."io.containerd.grpc.v1.cri"]
@@ -122,7 +121,7 @@ oom_score = 0
     max_conf_num = 1
 "#
             ),
-            ContainerdVersion::V2 => format!(
+            _ => format!(
                 r#"version = 3
 {common}
 [plugins."io.containerd.image-verifier.v1.bindir"]

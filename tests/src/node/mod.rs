@@ -115,6 +115,12 @@ impl Node {
         let runtime = tokio::task::spawn_blocking(Runtime::ensure)
             .await
             .context("runtime cache task")??;
+        if version == ContainerdVersion::V23 {
+            let rt = runtime.clone();
+            tokio::task::spawn_blocking(move || rt.ensure_containerd_23())
+                .await
+                .context("containerd 2.3 unpack task")??;
+        }
         let base = base_dir();
         std::fs::create_dir_all(&base)?;
         tokio::task::spawn_blocking({
