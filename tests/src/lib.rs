@@ -24,11 +24,11 @@ pub mod vm;
 
 pub use cri::{ContainerSpec, ContainerState, ContainerStatus, Cri, ExecOutput, Pod, PodSpec};
 pub use images::{BUSYBOX_IMAGE, PAUSE_IMAGE};
-pub use node::Node;
+pub use node::{Node, SHIM_HANDLER};
 pub use plugin::PluginProcess;
 pub use runtime::{
-    containerd_23_missing, plugin_binary, try_plugin_binary, workspace_root, ContainerdVersion,
-    NodeEnv, Runtime, RuntimeVersions,
+    containerd_23_missing, plugin_binary, try_plugin_binary, try_shim_wrapper_binary,
+    workspace_root, ContainerdVersion, NodeEnv, Runtime, RuntimeVersions, SHIM_WRAPPER_BIN,
 };
 
 /// Fails with a clear message unless running as root (e2e tests need it; they fail rather

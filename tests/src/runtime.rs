@@ -395,10 +395,29 @@ impl fmt::Display for NodeEnv {
 /// The `nri-chaos` plugin binary: `$NRI_CHAOS_BIN`, else the newest of
 /// `<target>/{debug,release}/nri-chaos`.
 pub fn try_plugin_binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("NRI_CHAOS_BIN").filter(|p| !p.is_empty()) {
+    built_binary("nri-chaos", "NRI_CHAOS_BIN", "nri-chaos-plugin")
+}
+
+/// The shim wrapper `containerd-shim-nri-chaos-v2`: `$NRI_CHAOS_SHIM_BIN`, else the newest of
+/// `<target>/{debug,release}/containerd-shim-nri-chaos-v2`.
+pub fn try_shim_wrapper_binary() -> Result<PathBuf> {
+    built_binary(
+        SHIM_WRAPPER_BIN,
+        "NRI_CHAOS_SHIM_BIN",
+        "nri-chaos-shim-wrapper",
+    )
+}
+
+/// File name of the shim wrapper binary.
+pub const SHIM_WRAPPER_BIN: &str = "containerd-shim-nri-chaos-v2";
+
+/// Binary `name` of workspace package `package`: `$<env>`, else the newest of
+/// `<target>/{debug,release}/<name>`.
+fn built_binary(name: &str, env: &str, package: &str) -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env).filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         if !p.is_file() {
-            bail!("NRI_CHAOS_BIN={} does not exist", p.display());
+            bail!("{env}={} does not exist", p.display());
         }
         return Ok(p);
     }
@@ -408,7 +427,7 @@ pub fn try_plugin_binary() -> Result<PathBuf> {
     }
     let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = targets
         .iter()
-        .flat_map(|t| ["debug", "release"].map(|p| t.join(p).join("nri-chaos")))
+        .flat_map(|t| ["debug", "release"].map(|p| t.join(p).join(name)))
         .filter_map(|p| {
             let m = std::fs::metadata(&p).ok()?.modified().ok()?;
             Some((m, p))
@@ -418,8 +437,8 @@ pub fn try_plugin_binary() -> Result<PathBuf> {
     match candidates.pop() {
         Some((_, p)) => Ok(p),
         None => bail!(
-            "the nri-chaos plugin binary was not found (looked in {}/{{debug,release}}/nri-chaos; \
-             set NRI_CHAOS_BIN to override): build it with cargo build -p nri-chaos-plugin",
+            "the {name} binary was not found (looked in {}/{{debug,release}}/{name}; \
+             set {env} to override): build it with cargo build -p {package}",
             targets
                 .iter()
                 .map(|t| t.display().to_string())

@@ -212,7 +212,7 @@ pub struct CreateContainerResponse {
     pub container_id: String,
 }
 
-/// StartContainerRequest, RemoveContainerRequest share this shape.
+/// StartContainerRequest, RemoveContainerRequest, ContainerStatsRequest share this shape.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ContainerIdRequest {
     #[prost(string, tag = "1")]
@@ -289,6 +289,42 @@ pub struct ExecSyncResponse {
     pub stderr: Vec<u8>,
     #[prost(int32, tag = "3")]
     pub exit_code: i32,
+}
+
+/// `google.protobuf.UInt64Value`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UInt64Value {
+    #[prost(uint64, tag = "1")]
+    pub value: u64,
+}
+
+/// `CpuUsage` keeps `usage_core_nano_seconds = 2` here.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CpuUsage {
+    #[prost(message, optional, tag = "2")]
+    pub usage_core_nano_seconds: Option<UInt64Value>,
+}
+
+/// `MemoryUsage` keeps `working_set_bytes = 2` here.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MemoryUsage {
+    #[prost(message, optional, tag = "2")]
+    pub working_set_bytes: Option<UInt64Value>,
+}
+
+/// `ContainerStats` keeps `cpu = 2`, `memory = 3` here.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerStats {
+    #[prost(message, optional, tag = "2")]
+    pub cpu: Option<CpuUsage>,
+    #[prost(message, optional, tag = "3")]
+    pub memory: Option<MemoryUsage>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerStatsResponse {
+    #[prost(message, optional, tag = "1")]
+    pub stats: Option<ContainerStats>,
 }
 
 /// ImageService.ImageStatus: `ImageSpec image = 1; bool verbose = 2;`

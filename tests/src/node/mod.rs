@@ -18,9 +18,12 @@ use crate::runtime::{ContainerdVersion, Runtime};
 use crate::util;
 
 mod config;
+pub use config::SHIM_HANDLER;
 mod teardown;
 
-use teardown::{clean_node, owner_stamp, print_log_tails, reap_stale_nodes, sandbox_ids_on_disk};
+use teardown::{
+    clean_node, owner_stamp, print_log_tails, reap_stale_nodes, sandbox_ids_on_disk, shim_sockets,
+};
 
 /// Cgroup under which every node puts its pods (`/<CGROUP_BASE>/<node id>/pod<uid>`).
 pub const CGROUP_BASE: &str = "nri-chaos-e2e";
@@ -191,6 +194,12 @@ impl Node {
 
     pub fn cri_socket(&self) -> &Path {
         &self.cri_sock
+    }
+
+    /// The pod's runc shim socket and the shim wrapper's socket next to it (whether they
+    /// exist or not).
+    pub fn shim_sockets(&self, pod_id: &str) -> Vec<PathBuf> {
+        shim_sockets(&self.cri_sock, pod_id)
     }
 
     pub fn containerd_log(&self) -> PathBuf {

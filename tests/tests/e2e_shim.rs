@@ -1,0 +1,154 @@
+//! The shim wrapper `containerd-shim-nri-chaos-v2` end to end: a pod on the `nri-chaos`
+//! runtime handler (real containerd 1.7, 2.x and 2.3.4, the real runc shim behind the
+//! wrapper) behaves as on `runc`, and nothing of it is left after the pod is removed.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use common::{eventually, ChaosNode};
+use nri_chaos_tests::{
+    try_shim_wrapper_binary, ContainerSpec, ContainerState, ContainerdVersion, PodSpec,
+    SHIM_HANDLER, SHIM_WRAPPER_BIN,
+};
+
+const SLEEPER: &[&str] = &["sleep", "3600"];
+
+/// `(pid, cmdline)` of every process whose command line contains `needle`.
+fn processes_naming(needle: &str) -> Vec<(i32, String)> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let raw = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmd.contains(needle).then_some((pid, cmd))
+        })
+        .collect()
+}
+
+/// Create, start, logs, ExecSync output and exit codes, ContainerStats, a kill fault (137),
+/// restart with attempt+1, stop and remove on the `nri-chaos` handler; then no wrapper or
+/// runc shim process and no socket of the pod is left.
+async fn wrapped_pod_behaves_as_on_runc(version: ContainerdVersion) -> Result<()> {
+    let wrapper = try_shim_wrapper_binary()?;
+    let node = ChaosNode::start(version, "").await?;
+    let cri = node.node.cri().await?;
+    let pod = cri
+        .run_pod(
+            &PodSpec::new("wrapped")
+                .runtime_handler(SHIM_HANDLER)
+                .annotation("kill.nri-chaos.io/container.victim", "{after: 2s}"),
+        )
+        .await?;
+
+    // The pod's task API goes through the wrapper: its server runs for this sandbox, in
+    // front of the runc shim, each on its own socket.
+    let serving: Vec<_> = processes_naming(&pod.id)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains(SHIM_WRAPPER_BIN) && cmd.contains("--nri-chaos-serve"))
+        .collect();
+    ensure!(
+        serving.len() == 1,
+        "want one wrapper server ({}) for pod {}, found {serving:#?}",
+        wrapper.display(),
+        pod.id
+    );
+    let runc_shims: Vec<_> = processes_naming(&pod.id)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("containerd-shim-runc-v2"))
+        .collect();
+    ensure!(runc_shims.len() == 1, "runc shims: {runc_shims:#?}");
+    let sockets = node.node.shim_sockets(&pod.id);
+    for s in &sockets {
+        ensure!(
+            s.exists(),
+            "socket {} missing while the pod runs",
+            s.display()
+        );
+    }
+
+    let app = cri
+        .run_container(
+            &pod,
+            &ContainerSpec::new("app", &["sh", "-c", "echo started; exec sleep 3600"]),
+        )
+        .await?;
+    let victim = cri
+        .run_container(&pod, &ContainerSpec::new("victim", SLEEPER))
+        .await?;
+    ensure!(
+        cri.container_status(&app).await?.state == ContainerState::Running,
+        "app is not running"
+    );
+    let status = cri.container_status(&app).await?;
+    let log = std::fs::read_to_string(&status.log_path)
+        .with_context(|| format!("reading {}", status.log_path))?;
+    ensure!(log.contains("started"), "app log: {log:?}");
+
+    let hi = cri.exec_sync(&app, &["echo", "hi"], 5).await?;
+    ensure!(hi.exit_code == 0 && hi.stdout == "hi\n", "echo hi: {hi:?}");
+    let three = cri
+        .exec_sync(&app, &["sh", "-c", "echo out; echo err >&2; exit 3"], 5)
+        .await?;
+    ensure!(
+        three.exit_code == 3 && three.stdout == "out\n" && three.stderr == "err\n",
+        "exit 3: {three:?}"
+    );
+    let (cpu_ns, memory) = cri.container_stats(&app).await?;
+    ensure!(
+        cpu_ns > 0 && memory > 0,
+        "ContainerStats: cpu {cpu_ns} ns, working set {memory} B"
+    );
+
+    let killed = cri.wait_exited(&victim, Duration::from_secs(10)).await?;
+    ensure!(
+        killed.exit_code == 137,
+        "victim exit code {} (want 137 from the kill fault)",
+        killed.exit_code
+    );
+    let restarted = cri
+        .run_container(&pod, &ContainerSpec::new("victim", SLEEPER).attempt(1))
+        .await?;
+    let status = cri.container_status(&restarted).await?;
+    ensure!(
+        status.attempt == 1 && status.state == ContainerState::Running,
+        "restarted victim: attempt {} {:?}",
+        status.attempt,
+        status.state
+    );
+
+    cri.stop_container(&app, 2).await?;
+    let stopped = cri.container_status(&app).await?;
+    ensure!(
+        stopped.state == ContainerState::Exited,
+        "app after StopContainer: {:?}",
+        stopped.state
+    );
+    cri.remove_container(&app).await?;
+    cri.stop_pod(&pod).await?;
+    cri.remove_pod(&pod).await?;
+
+    let gone = eventually(Duration::from_secs(5), || {
+        processes_naming(&pod.id).is_empty() && sockets.iter().all(|s| !s.exists())
+    })
+    .await;
+    ensure!(
+        gone,
+        "after RemovePodSandbox of {}: processes {:#?}, sockets left {:?}",
+        pod.id,
+        processes_naming(&pod.id),
+        sockets.iter().filter(|s| s.exists()).collect::<Vec<_>>()
+    );
+    println!(
+        "{version}: wrapped pod ran (exec, stats {cpu_ns} ns / {memory} B, kill 137, restart \
+         attempt 1) and left nothing behind"
+    );
+    node.shutdown().await
+}
+
+on_both_containerd_versions!(wrapped_pod_behaves_as_on_runc);
+on_containerd_2_3!(wrapped_pod_behaves_as_on_runc);
