@@ -31,7 +31,7 @@ trap 'rm -f "$results"' EXIT
 step "unit tests"
 cargo test --workspace --exclude nri-chaos-tests --locked --lib --bins --tests 2>&1 | tee -a "$results"
 
-step "end-to-end tests (real containerd 1.7 and 2.x)"
+step "end-to-end tests (real containerd 1.7, 2.x and 2.3.4)"
 # Timing-sensitive e2e tests share 2 cores; two at a time keeps their clocks honest.
 cargo test -p nri-chaos-tests --locked --lib --bins --tests -- --test-threads=2 --nocapture 2>&1 | tee -a "$results"
 
