@@ -5,12 +5,15 @@
 //! - `start`: runs the runc shim's `start` with the same arguments, environment and stdin,
 //!   starts the wrapper's server (once per runc shim, i.e. per pod) on `<runc socket>.nri-chaos`
 //!   and answers in the runc shim's form (address, JSON or 2.3 `BootstrapResult`) with it.
-//! - `delete` and anything else: the runc shim runs in this process's place (`exec`), so its
-//!   answer, output and exit status reach containerd unchanged.
+//! - `delete`: the runc shim's `delete` runs; its answer and exit status reach containerd
+//!   unchanged; then dead sockets of the bundle's wrapper and runc shim are removed.
+//! - anything else: the runc shim runs in this process's place (`exec`).
 //! - `--nri-chaos-serve ...`: the server (see `serve`).
 
 mod answer;
+mod delete;
 mod error;
+mod procfs;
 mod runc;
 mod serve;
 mod start;
@@ -48,17 +51,27 @@ fn dispatch(args: &[OsString]) -> anyhow::Result<ExitCode> {
                 out.flush().context("writing the start answer")?;
                 Ok(ExitCode::SUCCESS)
             }
-            start::Outcome::Failed { stdout, status } => {
-                let _ = std::io::stdout().write_all(&stdout);
-                let code = status
-                    .code()
-                    .or_else(|| status.signal().map(|s| 128 + s))
-                    .unwrap_or(1);
-                Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
-            }
+            start::Outcome::Failed { stdout, status } => pass_back(&stdout, status),
         };
+    }
+    if args.last().is_some_and(|a| a == "delete") {
+        let (stdout, status) = delete::run(args)?;
+        return pass_back(&stdout, status);
     }
     let binary = runc::locate(args)?;
     let err = Command::new(&binary).args(args).exec();
     Err(err).with_context(|| format!("exec {}", binary.display()))
+}
+
+/// Prints the runc shim's stdout and exits as it did.
+fn pass_back(stdout: &[u8], status: std::process::ExitStatus) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(stdout)
+        .context("writing the runc shim's answer")?;
+    out.flush().context("writing the runc shim's answer")?;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

@@ -76,31 +76,53 @@ pub fn run(args: &ServeArgs) -> Result<(), ShimError> {
         .enable_all()
         .build()
         .map_err(ShimError::io("building the runtime for", &args.listen))?;
-    let result = rt.block_on(serve(args));
+    let _guard = rt.enter();
+    let Some(listener) = bind(&args.listen)? else {
+        // Another server of this runc shim is already listening.
+        return Ok(());
+    };
+    rt.block_on(serve(args, listener));
     let _ = std::fs::remove_file(&args.listen);
     // containerd 1.7's runc shim removes, on exit, the socket named in `<bundle>/address`,
-    // which `start` pointed at the wrapper (for containerd's reconnects): so the wrapper
-    // removes the runc shim's socket once nothing listens on it any more.
+    // which `start` pointed at the wrapper (for containerd's reconnects); 2.x's removes none:
+    // so the wrapper removes the runc shim's socket once nothing listens on it any more.
     if let Err(e) = std::os::unix::net::UnixStream::connect(&args.upstream) {
         if e.kind() == std::io::ErrorKind::ConnectionRefused {
             let _ = std::fs::remove_file(&args.upstream);
         }
     }
-    result
+    Ok(())
 }
 
-async fn serve(args: &ServeArgs) -> Result<(), ShimError> {
-    let listener =
-        UnixListener::bind(&args.listen).map_err(ShimError::io("listening on", &args.listen))?;
+/// Binds `path`; `None` when a live server already listens there (a stale file is replaced).
+fn bind(path: &Path) -> Result<Option<UnixListener>, ShimError> {
+    match UnixListener::bind(path) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Ok(None);
+            }
+            let _ = std::fs::remove_file(path);
+            UnixListener::bind(path)
+                .map(Some)
+                .map_err(ShimError::io("listening on", path))
+        }
+        Err(e) => Err(ShimError::io("listening on", path)(e)),
+    }
+}
+
+async fn serve(args: &ServeArgs, listener: UnixListener) {
     let gone = upstream_gone(&args.upstream, args.upstream_pid);
     tokio::pin!(gone);
     loop {
         tokio::select! {
-            _ = &mut gone => return Ok(()),
+            _ = &mut gone => return,
             conn = listener.accept() => {
-                let (conn, _) = conn.map_err(ShimError::io("accepting on", &args.listen))?;
-                let upstream = args.upstream.clone();
-                tokio::spawn(async move { forward(conn, &upstream).await });
+                // A failed accept (EMFILE, say) drops that one connection only.
+                if let Ok((conn, _)) = conn {
+                    let upstream = args.upstream.clone();
+                    tokio::spawn(async move { forward(conn, &upstream).await });
+                }
             }
         }
     }

@@ -19,6 +19,8 @@ use crate::serve::{ServeArgs, SERVE_FLAG};
 pub const SOCKET_SUFFIX: &str = ".nri-chaos";
 /// Longest path a `sockaddr_un` holds (108 bytes with the NUL).
 const SUN_PATH_MAX: usize = 107;
+/// The wrapper's address, in each bundle it started for.
+pub const ADDRESS_FILE: &str = "nri-chaos-shim.address";
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What `start` hands back to containerd.
@@ -57,7 +59,7 @@ pub fn wrapper_socket(upstream: &Path) -> Result<PathBuf, ShimError> {
     Ok(path)
 }
 
-fn alive(socket: &Path) -> bool {
+pub fn alive(socket: &Path) -> bool {
     UnixStream::connect(socket).is_ok()
 }
 
@@ -95,9 +97,11 @@ pub fn run(args: &[OsString]) -> Result<Outcome, ShimError> {
     // One wrapper per runc shim: a pod's later containers get the running wrapper.
     if !alive(&ours) {
         let _ = std::fs::remove_file(&ours);
-        spawn_server(args, &ours, &upstream)?;
+        spawn_server(args, Path::new("."), &ours, &upstream)?;
     }
     let address = format!("unix://{}", ours.display());
+    // For `delete` after a dead wrapper (containerd 2.x keeps no `address` file).
+    std::fs::write(ADDRESS_FILE, &address).map_err(ShimError::io("writing", ADDRESS_FILE))?;
     // containerd 1.7 reconnects through `<bundle>/address` after its own restart.
     let cwd_address = Path::new("address");
     if std::fs::read_to_string(cwd_address).is_ok_and(|a| a.trim() == answer.address()) {
@@ -107,10 +111,15 @@ pub fn run(args: &[OsString]) -> Result<Outcome, ShimError> {
 }
 
 /// Starts the long-lived server detached (own process group, no stdio, cwd `/`) and waits
-/// until it listens.
-fn spawn_server(args: &[OsString], ours: &Path, upstream: &Path) -> Result<(), ShimError> {
+/// until it listens. The runc shim's pid is read from `<bundle>/shim.pid`.
+pub fn spawn_server(
+    args: &[OsString],
+    bundle: &Path,
+    ours: &Path,
+    upstream: &Path,
+) -> Result<(), ShimError> {
     let exe = std::env::current_exe().map_err(ShimError::io("resolving", "/proc/self/exe"))?;
-    let pid_file = Path::new("shim.pid");
+    let pid_file = bundle.join("shim.pid");
     let upstream_pid = std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok());

@@ -47,10 +47,7 @@ async fn wrapped_pod_behaves_as_on_runc(version: ContainerdVersion) -> Result<()
 
     // The pod's task API goes through the wrapper: its server runs for this sandbox, in
     // front of the runc shim, each on its own socket.
-    let serving: Vec<_> = processes_naming(&pod.id)
-        .into_iter()
-        .filter(|(_, cmd)| cmd.contains(SHIM_WRAPPER_BIN) && cmd.contains("--nri-chaos-serve"))
-        .collect();
+    let serving = wrapper_server(&pod.id);
     ensure!(
         serving.len() == 1,
         "want one wrapper server ({}) for pod {}, found {serving:#?}",
@@ -150,5 +147,110 @@ async fn wrapped_pod_behaves_as_on_runc(version: ContainerdVersion) -> Result<()
     node.shutdown().await
 }
 
-on_both_containerd_versions!(wrapped_pod_behaves_as_on_runc);
-on_containerd_2_3!(wrapped_pod_behaves_as_on_runc);
+/// Lines of /proc/net/unix bound to `socket`: its listener plus one per accepted connection.
+fn unix_socket_lines(socket: &std::path::Path) -> usize {
+    let needle = socket.display().to_string();
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split_whitespace().last() == Some(needle.as_str()))
+        .count()
+}
+
+/// The wrapper server of `pod_id`: `(pid, cmdline)`.
+fn wrapper_server(pod_id: &str) -> Vec<(i32, String)> {
+    processes_naming(pod_id)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains(SHIM_WRAPPER_BIN) && cmd.contains("--nri-chaos-serve"))
+        .collect()
+}
+
+/// containerd restarted while a wrapped pod runs: it reconnects through the wrapper and the
+/// pod stays manageable. Then the wrapper is SIGKILLed: report what containerd makes of it,
+/// and the pod can still be stopped and removed with nothing left behind.
+async fn containerd_restart_then_wrapper_sigkill(version: ContainerdVersion) -> Result<()> {
+    try_shim_wrapper_binary()?;
+    let mut node = ChaosNode::start(version, "").await?;
+    let cri = node.node.cri().await?;
+    let pod = cri
+        .run_pod(&PodSpec::new("restarted").runtime_handler(SHIM_HANDLER))
+        .await?;
+    let app = cri
+        .run_container(&pod, &ContainerSpec::new("app", SLEEPER))
+        .await?;
+    let sockets = node.node.shim_sockets(&pod.id);
+    let ours = sockets.last().context("no wrapper socket path")?.clone();
+
+    node.node.restart_containerd().await?;
+    let hi = cri.exec_sync(&app, &["echo", "hi"], 5).await?;
+    ensure!(
+        hi.exit_code == 0 && hi.stdout == "hi\n",
+        "after restart: {hi:?}"
+    );
+    let lines = unix_socket_lines(&ours);
+    ensure!(
+        lines >= 2,
+        "after the containerd restart nobody is connected to the wrapper socket {} ({lines} \
+         /proc/net/unix lines): containerd bypassed the wrapper",
+        ours.display()
+    );
+
+    let servers = wrapper_server(&pod.id);
+    ensure!(servers.len() == 1, "wrapper servers: {servers:#?}");
+    // SAFETY: kill(2) on the PID of the wrapper server this test's node started.
+    unsafe { libc::kill(servers[0].0, libc::SIGKILL) };
+    // containerd sees its shim gone and cleans the pod's tasks up: the containers are
+    // reported exited (the kubelet then restarts them in a new sandbox), never left running
+    // unmanaged.
+    let state = cri
+        .wait_exited(&app, Duration::from_secs(15))
+        .await
+        .context("app after the wrapper's SIGKILL")?;
+    println!(
+        "{version}: wrapper SIGKILLed -> app {:?} exit {} reason {:?}",
+        state.state, state.exit_code, state.reason
+    );
+    cri.stop_pod(&pod).await?;
+    cri.remove_pod(&pod).await?;
+    let gone = eventually(Duration::from_secs(10), || {
+        processes_naming(&pod.id).is_empty() && sockets.iter().all(|s| !s.exists())
+    })
+    .await;
+    ensure!(
+        gone,
+        "after RemovePodSandbox of {}: processes {:#?}, sockets left {:?}",
+        pod.id,
+        processes_naming(&pod.id),
+        sockets.iter().filter(|s| s.exists()).collect::<Vec<_>>()
+    );
+    // The kubelet's next sandbox for the pod runs through a new wrapper.
+    let again = cri
+        .run_pod(
+            &PodSpec::new("restarted")
+                .attempt(1)
+                .runtime_handler(SHIM_HANDLER),
+        )
+        .await?;
+    let app = cri
+        .run_container(&again, &ContainerSpec::new("app", SLEEPER))
+        .await?;
+    let hi = cri.exec_sync(&app, &["echo", "hi"], 5).await?;
+    ensure!(
+        hi.exit_code == 0 && hi.stdout == "hi\n",
+        "new sandbox: {hi:?}"
+    );
+    ensure!(
+        wrapper_server(&again.id).len() == 1,
+        "no wrapper for the new sandbox"
+    );
+    node.shutdown().await
+}
+
+on_both_containerd_versions!(
+    wrapped_pod_behaves_as_on_runc,
+    containerd_restart_then_wrapper_sigkill
+);
+on_containerd_2_3!(
+    wrapped_pod_behaves_as_on_runc,
+    containerd_restart_then_wrapper_sigkill
+);
