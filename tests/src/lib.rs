@@ -1,4 +1,4 @@
-//! End-to-end harness for nri-chaos: a private real containerd node (1.7 and 2.x) with runc,
+//! End-to-end harness for nri-chaos: a private real containerd node (1.7, 2.x, 2.3.4) with runc,
 //! CNI and locally built images ([`Node`]), a CRI client acting as the kubelet ([`Cri`]), and
 //! the plugin process under test ([`PluginProcess`]).
 //!

@@ -31,7 +31,7 @@ fn processes_naming(needle: &str) -> Vec<(i32, String)> {
 }
 
 /// Create, start, logs, ExecSync output and exit codes, ContainerStats, a kill fault (137),
-/// restart with attempt+1, stop and remove on the `nri-chaos` handler; then no wrapper or
+/// an OOM kill reported `OOMKilled`, restart with attempt+1, stop and remove on the `nri-chaos` handler; then no wrapper or
 /// runc shim process and no socket of the pod is left.
 async fn wrapped_pod_behaves_as_on_runc(version: ContainerdVersion) -> Result<()> {
     let wrapper = try_shim_wrapper_binary()?;
@@ -41,7 +41,8 @@ async fn wrapped_pod_behaves_as_on_runc(version: ContainerdVersion) -> Result<()
         .run_pod(
             &PodSpec::new("wrapped")
                 .runtime_handler(SHIM_HANDLER)
-                .annotation("kill.nri-chaos.io/container.victim", "{after: 2s}"),
+                .annotation("kill.nri-chaos.io/container.victim", "{after: 2s}")
+                .annotation("oom.nri-chaos.io/container.hog", "{kill: true, after: 1s}"),
         )
         .await?;
 
@@ -77,6 +78,12 @@ async fn wrapped_pod_behaves_as_on_runc(version: ContainerdVersion) -> Result<()
     let victim = cri
         .run_container(&pod, &ContainerSpec::new("victim", SLEEPER))
         .await?;
+    let hog = cri
+        .run_container(
+            &pod,
+            &ContainerSpec::new("hog", SLEEPER).memory_limit(64 << 20),
+        )
+        .await?;
     ensure!(
         cri.container_status(&app).await?.state == ContainerState::Running,
         "app is not running"
@@ -106,6 +113,13 @@ async fn wrapped_pod_behaves_as_on_runc(version: ContainerdVersion) -> Result<()
         killed.exit_code == 137,
         "victim exit code {} (want 137 from the kill fault)",
         killed.exit_code
+    );
+    let oom = cri.wait_exited(&hog, Duration::from_secs(20)).await?;
+    ensure!(
+        oom.reason == "OOMKilled" && oom.exit_code == 137,
+        "hog after the OOM kill: reason {:?} exit {} (want OOMKilled, 137)",
+        oom.reason,
+        oom.exit_code
     );
     let restarted = cri
         .run_container(&pod, &ContainerSpec::new("victim", SLEEPER).attempt(1))
@@ -141,8 +155,8 @@ async fn wrapped_pod_behaves_as_on_runc(version: ContainerdVersion) -> Result<()
         sockets.iter().filter(|s| s.exists()).collect::<Vec<_>>()
     );
     println!(
-        "{version}: wrapped pod ran (exec, stats {cpu_ns} ns / {memory} B, kill 137, restart \
-         attempt 1) and left nothing behind"
+        "{version}: wrapped pod ran (exec, stats {cpu_ns} ns / {memory} B, kill 137, \
+         OOMKilled, restart attempt 1) and left nothing behind"
     );
     node.shutdown().await
 }
