@@ -94,9 +94,9 @@ pub fn run(args: &[OsString]) -> Result<Outcome, ShimError> {
     let answer = StartAnswer::parse(&out.stdout)?;
     let upstream = socket_path(answer.address())?;
     let ours = wrapper_socket(&upstream)?;
-    // One wrapper per runc shim: a pod's later containers get the running wrapper.
+    // One wrapper per runc shim: a pod's later containers get the running wrapper. (The
+    // server replaces a stale socket file itself and leaves a live one alone.)
     if !alive(&ours) {
-        let _ = std::fs::remove_file(&ours);
         spawn_server(args, Path::new("."), &ours, &upstream)?;
     }
     let address = format!("unix://{}", ours.display());
