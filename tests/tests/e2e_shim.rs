@@ -224,8 +224,25 @@ async fn containerd_restart_then_wrapper_sigkill(version: ContainerdVersion) -> 
         "{version}: wrapper SIGKILLed -> app {:?} exit {} reason {:?}",
         state.state, state.exit_code, state.reason
     );
-    cri.stop_pod(&pod).await?;
-    cri.remove_pod(&pod).await?;
+    // While containerd is still cleaning up after the dead shim, a sandbox call may fail
+    // with "ttrpc: closed"; the kubelet retries them, and so does this test (for 10 s).
+    let mut attempt = 0;
+    loop {
+        let result = async {
+            cri.stop_pod(&pod).await?;
+            cri.remove_pod(&pod).await
+        }
+        .await;
+        match result {
+            Ok(()) => break,
+            Err(e) if attempt < 20 => {
+                println!("{version}: removing the pod after the wrapper's death: {e:#} (retrying)");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.context("the pod cannot be removed after the wrapper's death")),
+        }
+    }
     let gone = eventually(Duration::from_secs(10), || {
         processes_naming(&pod.id).is_empty() && sockets.iter().all(|s| !s.exists())
     })
