@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -28,6 +29,22 @@ fn processes_naming(needle: &str) -> Vec<(i32, String)> {
             cmd.contains(needle).then_some((pid, cmd))
         })
         .collect()
+}
+
+/// Within `timeout` no process names `pod_id` (wrapper server, runc shim) and none of the
+/// pod's shim `sockets` exists.
+async fn nothing_left(pod_id: &str, sockets: &[PathBuf], timeout: Duration) -> Result<()> {
+    let gone = eventually(timeout, || {
+        processes_naming(pod_id).is_empty() && sockets.iter().all(|s| !s.exists())
+    })
+    .await;
+    ensure!(
+        gone,
+        "after RemovePodSandbox of {pod_id}: processes {:#?}, sockets left {:?}",
+        processes_naming(pod_id),
+        sockets.iter().filter(|s| s.exists()).collect::<Vec<_>>()
+    );
+    Ok(())
 }
 
 /// Create, start, logs, ExecSync output and exit codes, ContainerStats, a kill fault (137),
@@ -143,17 +160,7 @@ async fn wrapped_pod_behaves_as_on_runc(version: ContainerdVersion) -> Result<()
     cri.stop_pod(&pod).await?;
     cri.remove_pod(&pod).await?;
 
-    let gone = eventually(Duration::from_secs(5), || {
-        processes_naming(&pod.id).is_empty() && sockets.iter().all(|s| !s.exists())
-    })
-    .await;
-    ensure!(
-        gone,
-        "after RemovePodSandbox of {}: processes {:#?}, sockets left {:?}",
-        pod.id,
-        processes_naming(&pod.id),
-        sockets.iter().filter(|s| s.exists()).collect::<Vec<_>>()
-    );
+    nothing_left(&pod.id, &sockets, Duration::from_secs(5)).await?;
     println!(
         "{version}: wrapped pod ran (exec, stats {cpu_ns} ns / {memory} B, kill 137, \
          OOMKilled, restart attempt 1) and left nothing behind"
@@ -243,17 +250,7 @@ async fn containerd_restart_then_wrapper_sigkill(version: ContainerdVersion) -> 
             Err(e) => return Err(e.context("the pod cannot be removed after the wrapper's death")),
         }
     }
-    let gone = eventually(Duration::from_secs(10), || {
-        processes_naming(&pod.id).is_empty() && sockets.iter().all(|s| !s.exists())
-    })
-    .await;
-    ensure!(
-        gone,
-        "after RemovePodSandbox of {}: processes {:#?}, sockets left {:?}",
-        pod.id,
-        processes_naming(&pod.id),
-        sockets.iter().filter(|s| s.exists()).collect::<Vec<_>>()
-    );
+    nothing_left(&pod.id, &sockets, Duration::from_secs(10)).await?;
     // The kubelet's next sandbox for the pod runs through a new wrapper.
     let again = cri
         .run_pod(
