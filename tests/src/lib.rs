@@ -13,6 +13,7 @@
 //! dirs, default /tmp), `NRI_CHAOS_E2E_KEEP=1` (keep node dirs for inspection),
 //! `NRI_CHAOS_BIN` (plugin binary).
 
+pub mod bench;
 pub mod cri;
 pub mod images;
 pub mod node;

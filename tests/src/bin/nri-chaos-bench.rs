@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use nri_chaos_tests::bench::{percentile, rss_kib};
 use nri_chaos_tests::timeline::field;
 use nri_chaos_tests::{
     plugin_binary, require_root, ContainerSpec, ContainerdVersion, Cri, Node, NodeEnv,
@@ -20,22 +21,6 @@ use nri_chaos_tests::{
 
 const BLOCK: usize = 10;
 const KILL_SAMPLES: usize = 40;
-
-fn percentile(samples: &[f64], q: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let idx = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
 
 async fn start_plugin(node: &Node) -> Result<PluginProcess> {
     let plugin = node.start_plugin(&plugin_binary(), "")?;
