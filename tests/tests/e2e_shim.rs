@@ -187,8 +187,9 @@ fn wrapper_server(pod_id: &str) -> Vec<(i32, String)> {
 }
 
 /// containerd restarted while a wrapped pod runs: it reconnects through the wrapper and the
-/// pod stays manageable. Then the wrapper is SIGKILLed: report what containerd makes of it,
-/// and the pod can still be stopped and removed with nothing left behind.
+/// pod stays manageable (exec, create, start, stop, remove). Then the wrapper is SIGKILLed:
+/// its containers are reported exited, the pod can still be stopped and removed with nothing
+/// left behind, and a new sandbox runs through a new wrapper.
 async fn containerd_restart_then_wrapper_sigkill(version: ContainerdVersion) -> Result<()> {
     try_shim_wrapper_binary()?;
     let mut node = ChaosNode::start(version, "").await?;
@@ -215,6 +216,17 @@ async fn containerd_restart_then_wrapper_sigkill(version: ContainerdVersion) -> 
          /proc/net/unix lines): containerd bypassed the wrapper",
         ours.display()
     );
+
+    // Create, start, stop and remove still work through the wrapper after the restart.
+    let extra = cri
+        .run_container(&pod, &ContainerSpec::new("extra", SLEEPER))
+        .await?;
+    cri.stop_container(&extra, 2).await?;
+    ensure!(
+        cri.container_status(&extra).await?.state == ContainerState::Exited,
+        "extra container not stopped after the containerd restart"
+    );
+    cri.remove_container(&extra).await?;
 
     let servers = wrapper_server(&pod.id);
     ensure!(servers.len() == 1, "wrapper servers: {servers:#?}");
