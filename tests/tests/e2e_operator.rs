@@ -452,7 +452,8 @@ fn deploy_manifests_are_the_right_kubernetes_objects() -> Result<()> {
             let kind = doc["kind"].as_str().context("kind")?.to_string();
             let name = doc["metadata"]["name"].as_str().context("metadata.name")?;
             ensure!(name.starts_with("nri-chaos"), "{kind} {name}");
-            if kind != "Namespace" {
+            // Namespace and RuntimeClass are cluster scoped.
+            if kind != "Namespace" && kind != "RuntimeClass" {
                 ensure!(
                     doc["metadata"]["namespace"].as_str() == Some("nri-chaos"),
                     "{kind} {name}"
@@ -460,6 +461,12 @@ fn deploy_manifests_are_the_right_kubernetes_objects() -> Result<()> {
             }
             if kind == "DaemonSet" {
                 check_daemonset(&doc)?;
+            }
+            if kind == "RuntimeClass" {
+                ensure!(
+                    doc["handler"].as_str() == Some("nri-chaos"),
+                    "RuntimeClass {name} must name the containerd handler nri-chaos"
+                );
             }
             if kind == "ConfigMap" {
                 let toml = doc["data"]["config.toml"].as_str().context("config.toml")?;
@@ -473,6 +480,7 @@ fn deploy_manifests_are_the_right_kubernetes_objects() -> Result<()> {
     seen.sort();
     let want: Vec<(String, String)> = [
         ("apps/v1", "DaemonSet"),
+        ("node.k8s.io/v1", "RuntimeClass"),
         ("v1", "ConfigMap"),
         ("v1", "Namespace"),
         ("v1", "ServiceAccount"),
@@ -524,10 +532,12 @@ fn check_daemonset(ds: &yaml_rust2::Yaml) -> Result<()> {
     }
     let init = &spec["initContainers"][0];
     let script = format!("{:?}", init["args"]);
-    ensure!(
-        script.contains("nri-chaos-hook"),
-        "the init container must install nri-chaos-hook"
-    );
+    for binary in ["nri-chaos-hook", "containerd-shim-nri-chaos-v2"] {
+        ensure!(
+            script.contains(binary),
+            "the init container must install {binary}"
+        );
+    }
     Ok(())
 }
 
