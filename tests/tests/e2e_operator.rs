@@ -640,3 +640,61 @@ fn tempfile_dir(tag: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// The `nri-chaos` runtime handler drop-ins are read by a real containerd of their version:
+/// `containerd config dump` of a config importing each shows the handler with runc's
+/// runtime type, the wrapper as runtime path and the runc options passed through.
+#[test]
+fn runtime_handler_drop_ins_load_in_real_containerd() -> Result<()> {
+    let runtime = Runtime::ensure()?;
+    for (version, file, config_version) in [
+        (ContainerdVersion::V17, "nri-chaos-runtime-1.7.toml", 2),
+        (ContainerdVersion::V2, "nri-chaos-runtime-2.x.toml", 3),
+    ] {
+        let dir = tempfile_dir(&format!("handler-{}", version.tag()))?;
+        let d = dir.display();
+        let drop_in = deploy_dir().join("containerd").join(file);
+        std::fs::write(
+            dir.join("config.toml"),
+            format!(
+                "version = {config_version}\nimports = [\"{}\"]\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n",
+                drop_in.display()
+            ),
+        )?;
+        let out = Command::new(runtime.containerd(version))
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .args(["config", "dump"])
+            .stdin(Stdio::null())
+            .output()?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let dump = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success(),
+            "{version} config dump of {file} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The handler's table runs from its header to the next table of another runtime.
+        let section: Vec<&str> = dump
+            .lines()
+            .skip_while(|l| !l.trim_end().ends_with("runtimes.nri-chaos]"))
+            .take_while(|l| !l.contains("runtimes.") || l.contains("runtimes.nri-chaos"))
+            .collect();
+        let has = |key: &str, value: &str| {
+            section
+                .iter()
+                .any(|l| l.trim_start().starts_with(key) && l.contains(value))
+        };
+        ensure!(
+            has("runtime_type", "io.containerd.runc.v2")
+                && has(
+                    "runtime_path",
+                    "/opt/nri-chaos/bin/containerd-shim-nri-chaos-v2"
+                )
+                && has("SystemdCgroup", "true"),
+            "{version} does not read the nri-chaos handler from {file}:\n{}",
+            section.join("\n")
+        );
+    }
+    Ok(())
+}
