@@ -10,7 +10,9 @@ fi
 bash tests/scripts/fetch-runtime.sh >/dev/null
 PROTOC=$(bash tests/scripts/fetch-protoc.sh)
 export PROTOC
-cargo build --quiet --locked --release -p nri-chaos-plugin -p nri-chaos-oci-hooks -p nri-chaos-tests --bins
+cargo build --quiet --locked --release -p nri-chaos-plugin -p nri-chaos-oci-hooks -p nri-chaos-shim-wrapper -p nri-chaos-tests --bins
 export NRI_CHAOS_BIN="$PWD/target/release/nri-chaos"
+export NRI_CHAOS_SHIM_BIN="$PWD/target/release/containerd-shim-nri-chaos-v2"
 target/release/nri-chaos-bench "$@"
 target/release/nri-chaos-bench-faults "${2:-2}"
+target/release/nri-chaos-bench-shim "${2:-2}"

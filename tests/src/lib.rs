@@ -1,4 +1,4 @@
-//! End-to-end harness for nri-chaos: a private real containerd node (1.7 and 2.x) with runc,
+//! End-to-end harness for nri-chaos: a private real containerd node (1.7, 2.x, 2.3.4) with runc,
 //! CNI and locally built images ([`Node`]), a CRI client acting as the kubelet ([`Cri`]), and
 //! the plugin process under test ([`PluginProcess`]) with its own metrics address, read back
 //! through [`metrics`].
@@ -14,6 +14,7 @@
 //! dirs, default /tmp), `NRI_CHAOS_E2E_KEEP=1` (keep node dirs for inspection),
 //! `NRI_CHAOS_BIN` (plugin binary).
 
+pub mod bench;
 pub mod cri;
 pub mod images;
 pub mod metrics;
@@ -26,11 +27,11 @@ pub mod vm;
 
 pub use cri::{ContainerSpec, ContainerState, ContainerStatus, Cri, ExecOutput, Pod, PodSpec};
 pub use images::{BUSYBOX_IMAGE, PAUSE_IMAGE};
-pub use node::Node;
+pub use node::{Node, SHIM_HANDLER};
 pub use plugin::PluginProcess;
 pub use runtime::{
-    plugin_binary, try_plugin_binary, workspace_root, ContainerdVersion, NodeEnv, Runtime,
-    RuntimeVersions,
+    containerd_23_missing, plugin_binary, try_plugin_binary, try_shim_wrapper_binary,
+    workspace_root, ContainerdVersion, NodeEnv, Runtime, RuntimeVersions, SHIM_WRAPPER_BIN,
 };
 
 /// Fails with a clear message unless running as root (e2e tests need it; they fail rather

@@ -15,9 +15,13 @@ use crate::images;
 pub enum ContainerdVersion {
     V17,
     V2,
+    /// containerd v2.3.4 (shim bootstrap protocol, NRI v0.12): not packaged by Debian, unpacked
+    /// from `../shared/runtime/containerd-2.3.4` (see [`containerd_23_archive`]).
+    V23,
 }
 
 impl ContainerdVersion {
+    /// The two Debian-packaged lines every suite runs on (2.3 is opt-in per test).
     pub const ALL: [ContainerdVersion; 2] = [ContainerdVersion::V17, ContainerdVersion::V2];
 
     /// Folder of this version inside the runtime cache.
@@ -25,6 +29,7 @@ impl ContainerdVersion {
         match self {
             Self::V17 => "containerd-1.7",
             Self::V2 => "containerd-2",
+            Self::V23 => CONTAINERD_23,
         }
     }
 
@@ -33,16 +38,52 @@ impl ContainerdVersion {
         match self {
             Self::V17 => "1.7.",
             Self::V2 => "2.",
+            // Built with `-X version.Version=v2.3.4`.
+            Self::V23 => "v2.3.",
         }
     }
 
-    /// Short tag usable in names (`v17`, `v2`).
+    /// Short tag usable in names (`v17`, `v2`, `v23`).
     pub fn tag(self) -> &'static str {
         match self {
             Self::V17 => "v17",
             Self::V2 => "v2",
+            Self::V23 => "v23",
         }
     }
+
+    /// Whether this line reads a version 3 config (CRI plugin ids `io.containerd.cri.v1.*`).
+    pub fn config_v3(self) -> bool {
+        !matches!(self, Self::V17)
+    }
+}
+
+/// Name of the 2.3 release: its folder in `../shared/runtime` and in the cache.
+const CONTAINERD_23: &str = "containerd-2.3.4";
+
+/// The containerd 2.3.4 archive: `$NRI_CHAOS_CONTAINERD_23`, else
+/// `<workspace>/../shared/runtime/containerd-2.3.4/containerd-2.3.4.tar.xz`.
+pub fn containerd_23_archive() -> PathBuf {
+    match std::env::var_os("NRI_CHAOS_CONTAINERD_23") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => workspace_root()
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join("shared/runtime")
+            .join(CONTAINERD_23)
+            .join(format!("{CONTAINERD_23}.tar.xz")),
+    }
+}
+
+/// `None` when containerd 2.3.4 can run here, else why not (the archive is absent).
+pub fn containerd_23_missing() -> Option<String> {
+    let archive = containerd_23_archive();
+    (!archive.is_file()).then(|| {
+        format!(
+            "containerd 2.3.4 binaries absent ({} not found; set NRI_CHAOS_CONTAINERD_23)",
+            archive.display()
+        )
+    })
 }
 
 impl fmt::Display for ContainerdVersion {
@@ -50,6 +91,7 @@ impl fmt::Display for ContainerdVersion {
         f.write_str(match self {
             Self::V17 => "containerd 1.7",
             Self::V2 => "containerd 2.x",
+            Self::V23 => "containerd 2.3.4",
         })
     }
 }
@@ -184,7 +226,54 @@ impl Runtime {
 
     /// `usr/bin` of a containerd version (containerd, ctr, containerd-shim-runc-v2).
     pub fn bin_dir(&self, v: ContainerdVersion) -> PathBuf {
-        self.root.join(v.dir_name()).join("usr/bin")
+        match v {
+            // The 2.3 archive holds the three binaries flat.
+            ContainerdVersion::V23 => self.root.join(v.dir_name()),
+            _ => self.root.join(v.dir_name()).join("usr/bin"),
+        }
+    }
+
+    /// Unpacks containerd 2.3.4 into the cache (once, under the cache flock) and checks the
+    /// binaries against the archive's `SHA256SUMS`. Fails loudly when the archive is absent.
+    pub fn ensure_containerd_23(&self) -> Result<()> {
+        let dir = self.bin_dir(ContainerdVersion::V23);
+        if dir.join(".complete").exists() {
+            return Ok(());
+        }
+        if let Some(why) = containerd_23_missing() {
+            bail!("{why}");
+        }
+        let _lock = DirLock::acquire(&self.cache)?;
+        if dir.join(".complete").exists() {
+            return Ok(());
+        }
+        let archive = containerd_23_archive();
+        let tmp = self.root.join(format!(".{CONTAINERD_23}.tmp"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)?;
+        run_checked(
+            std::process::Command::new("tar")
+                .arg("-xJf")
+                .arg(&archive)
+                .arg("-C")
+                .arg(&tmp),
+        )?;
+        if let Some(sums) = archive.parent().map(|d| d.join("SHA256SUMS")) {
+            if sums.is_file() {
+                run_checked(
+                    std::process::Command::new("sha256sum")
+                        .arg("--check")
+                        .arg("--quiet")
+                        .arg(&sums)
+                        .current_dir(&tmp),
+                )?;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&tmp, &dir)
+            .with_context(|| format!("moving {} to {}", tmp.display(), dir.display()))?;
+        std::fs::write(dir.join(".complete"), archive.display().to_string())?;
+        Ok(())
     }
 
     pub fn containerd(&self, v: ContainerdVersion) -> PathBuf {
@@ -218,6 +307,7 @@ impl Runtime {
         match v {
             ContainerdVersion::V17 => &self.versions.containerd_17,
             ContainerdVersion::V2 => &self.versions.containerd_2,
+            ContainerdVersion::V23 => "2.3.4",
         }
     }
 
@@ -225,6 +315,20 @@ impl Runtime {
     pub fn images_archive(&self) -> PathBuf {
         images::archive_path(self)
     }
+}
+
+/// Runs `cmd`, failing with its output when it does not succeed.
+fn run_checked(cmd: &mut std::process::Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("spawning {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(())
 }
 
 fn read_versions(path: &Path) -> Result<RuntimeVersions> {
@@ -291,10 +395,29 @@ impl fmt::Display for NodeEnv {
 /// The `nri-chaos` plugin binary: `$NRI_CHAOS_BIN`, else the newest of
 /// `<target>/{debug,release}/nri-chaos`.
 pub fn try_plugin_binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("NRI_CHAOS_BIN").filter(|p| !p.is_empty()) {
+    built_binary("nri-chaos", "NRI_CHAOS_BIN", "nri-chaos-plugin")
+}
+
+/// The shim wrapper `containerd-shim-nri-chaos-v2`: `$NRI_CHAOS_SHIM_BIN`, else the newest of
+/// `<target>/{debug,release}/containerd-shim-nri-chaos-v2`.
+pub fn try_shim_wrapper_binary() -> Result<PathBuf> {
+    built_binary(
+        SHIM_WRAPPER_BIN,
+        "NRI_CHAOS_SHIM_BIN",
+        "nri-chaos-shim-wrapper",
+    )
+}
+
+/// File name of the shim wrapper binary.
+pub const SHIM_WRAPPER_BIN: &str = "containerd-shim-nri-chaos-v2";
+
+/// Binary `name` of workspace package `package`: `$<env>`, else the newest of
+/// `<target>/{debug,release}/<name>`.
+fn built_binary(name: &str, env: &str, package: &str) -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env).filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         if !p.is_file() {
-            bail!("NRI_CHAOS_BIN={} does not exist", p.display());
+            bail!("{env}={} does not exist", p.display());
         }
         return Ok(p);
     }
@@ -304,7 +427,7 @@ pub fn try_plugin_binary() -> Result<PathBuf> {
     }
     let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = targets
         .iter()
-        .flat_map(|t| ["debug", "release"].map(|p| t.join(p).join("nri-chaos")))
+        .flat_map(|t| ["debug", "release"].map(|p| t.join(p).join(name)))
         .filter_map(|p| {
             let m = std::fs::metadata(&p).ok()?.modified().ok()?;
             Some((m, p))
@@ -314,8 +437,8 @@ pub fn try_plugin_binary() -> Result<PathBuf> {
     match candidates.pop() {
         Some((_, p)) => Ok(p),
         None => bail!(
-            "the nri-chaos plugin binary was not found (looked in {}/{{debug,release}}/nri-chaos; \
-             set NRI_CHAOS_BIN to override): build it with cargo build -p nri-chaos-plugin",
+            "the {name} binary was not found (looked in {}/{{debug,release}}/{name}; \
+             set {env} to override): build it with cargo build -p {package}",
             targets
                 .iter()
                 .map(|t| t.display().to_string())

@@ -491,3 +491,5 @@ on_both_containerd_versions!(
     crash_in_a_freeze_is_recovered_by_the_next_start,
     crash_in_a_stress_leaves_no_stressor,
 );
+
+on_containerd_2_3!(freeze_holds_the_window_then_thaws);

@@ -176,3 +176,5 @@ on_both_containerd_versions!(
     start_fail_names_the_annotation,
     missing_hook_binary_is_a_refusal,
 );
+
+on_containerd_2_3!(start_delay_3s_and_no_hook_without_annotations);

@@ -278,3 +278,5 @@ on_both_containerd_versions!(
     strict_policy_fails_create_with_the_reason,
     reconnects_after_containerd_restart_and_stopped_plugin_is_harmless,
 );
+
+on_containerd_2_3!(kill_after_2s_once_and_only_the_named_container);

@@ -209,7 +209,9 @@ async fn ctl_inject_kill_list_metrics_and_root_only_socket(
     ensure!(status["nri_connected"] == true, "{status:#}");
     let protocol = status["nri_protocol"].as_str().unwrap_or_default();
     match version {
-        ContainerdVersion::V2 => ensure!(protocol.starts_with("v0.7+"), "{protocol}"),
+        ContainerdVersion::V2 | ContainerdVersion::V23 => {
+            ensure!(protocol.starts_with("v0.7+"), "{protocol}")
+        }
         ContainerdVersion::V17 => ensure!(!protocol.is_empty(), "{protocol}"),
     }
 
@@ -842,7 +844,8 @@ fn deploy_manifests_are_the_right_kubernetes_objects() -> Result<()> {
             let kind = doc["kind"].as_str().context("kind")?.to_string();
             let name = doc["metadata"]["name"].as_str().context("metadata.name")?;
             ensure!(name.starts_with("nri-chaos"), "{kind} {name}");
-            if kind != "Namespace" {
+            // Namespace and RuntimeClass are cluster scoped.
+            if kind != "Namespace" && kind != "RuntimeClass" {
                 ensure!(
                     doc["metadata"]["namespace"].as_str() == Some("nri-chaos"),
                     "{kind} {name}"
@@ -850,6 +853,12 @@ fn deploy_manifests_are_the_right_kubernetes_objects() -> Result<()> {
             }
             if kind == "DaemonSet" {
                 check_daemonset(&doc)?;
+            }
+            if kind == "RuntimeClass" {
+                ensure!(
+                    doc["handler"].as_str() == Some("nri-chaos"),
+                    "RuntimeClass {name} must name the containerd handler nri-chaos"
+                );
             }
             if kind == "ConfigMap" {
                 let toml = doc["data"]["config.toml"].as_str().context("config.toml")?;
@@ -863,6 +872,7 @@ fn deploy_manifests_are_the_right_kubernetes_objects() -> Result<()> {
     seen.sort();
     let want: Vec<(String, String)> = [
         ("apps/v1", "DaemonSet"),
+        ("node.k8s.io/v1", "RuntimeClass"),
         ("v1", "ConfigMap"),
         ("v1", "Namespace"),
         ("v1", "ServiceAccount"),
@@ -914,10 +924,12 @@ fn check_daemonset(ds: &yaml_rust2::Yaml) -> Result<()> {
     }
     let init = &spec["initContainers"][0];
     let script = format!("{:?}", init["args"]);
-    ensure!(
-        script.contains("nri-chaos-hook"),
-        "the init container must install nri-chaos-hook"
-    );
+    for binary in ["nri-chaos-hook", "containerd-shim-nri-chaos-v2"] {
+        ensure!(
+            script.contains(binary),
+            "the init container must install {binary}"
+        );
+    }
     Ok(())
 }
 
@@ -1019,4 +1031,62 @@ fn tempfile_dir(tag: &str) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// The `nri-chaos` runtime handler drop-ins are read by a real containerd of their version:
+/// `containerd config dump` of a config importing each shows the handler with runc's
+/// runtime type, the wrapper as runtime path and the runc options passed through.
+#[test]
+fn runtime_handler_drop_ins_load_in_real_containerd() -> Result<()> {
+    let runtime = Runtime::ensure()?;
+    for (version, file, config_version) in [
+        (ContainerdVersion::V17, "nri-chaos-runtime-1.7.toml", 2),
+        (ContainerdVersion::V2, "nri-chaos-runtime-2.x.toml", 3),
+    ] {
+        let dir = tempfile_dir(&format!("handler-{}", version.tag()))?;
+        let d = dir.display();
+        let drop_in = deploy_dir().join("containerd").join(file);
+        std::fs::write(
+            dir.join("config.toml"),
+            format!(
+                "version = {config_version}\nimports = [\"{}\"]\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n",
+                drop_in.display()
+            ),
+        )?;
+        let out = Command::new(runtime.containerd(version))
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .args(["config", "dump"])
+            .stdin(Stdio::null())
+            .output()?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let dump = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success(),
+            "{version} config dump of {file} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The handler's table runs from its header to the next table of another runtime.
+        let section: Vec<&str> = dump
+            .lines()
+            .skip_while(|l| !l.trim_end().ends_with("runtimes.nri-chaos]"))
+            .take_while(|l| !l.contains("runtimes.") || l.contains("runtimes.nri-chaos"))
+            .collect();
+        let has = |key: &str, value: &str| {
+            section
+                .iter()
+                .any(|l| l.trim_start().starts_with(key) && l.contains(value))
+        };
+        ensure!(
+            has("runtime_type", "io.containerd.runc.v2")
+                && has(
+                    "runtime_path",
+                    "/opt/nri-chaos/bin/containerd-shim-nri-chaos-v2"
+                )
+                && has("SystemdCgroup", "true"),
+            "{version} does not read the nri-chaos handler from {file}:\n{}",
+            section.join("\n")
+        );
+    }
+    Ok(())
 }

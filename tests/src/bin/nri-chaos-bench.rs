@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use nri_chaos_tests::bench::{percentile, rss_kib};
 use nri_chaos_tests::metrics::{add_buckets, quantile};
 use nri_chaos_tests::timeline::field;
 use nri_chaos_tests::{
@@ -26,22 +27,6 @@ use nri_chaos_tests::{
 
 const BLOCK: usize = 10;
 const KILL_SAMPLES: usize = 40;
-
-fn percentile(samples: &[f64], q: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let idx = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
 
 /// Handler time buckets by event, summed over every plugin run.
 type HandlerBuckets = BTreeMap<String, Vec<(f64, f64)>>;

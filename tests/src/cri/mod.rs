@@ -12,13 +12,13 @@ use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, ContainerStatusRequest, ContainerStatusResponse,
-    CreateContainerRequest, ExecSyncRequest, ImageSpec, ImageStatusRequest, KeyValue,
-    LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
-    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode,
-    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemoveContainerRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
-    StopPodSandboxRequest, VersionRequest,
+    ContainerConfig, ContainerMetadata, ContainerStatsRequest, ContainerStatusRequest,
+    ContainerStatusResponse, CreateContainerRequest, ExecSyncRequest, ImageSpec,
+    ImageStatusRequest, KeyValue, LinuxContainerConfig, LinuxContainerResources,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopContainerRequest, StopPodSandboxRequest, VersionRequest,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -36,6 +36,8 @@ pub struct PodSpec {
     /// `shareProcessNamespace: true`: containers join the pod's PID namespace (the pause
     /// process is PID 1). Default false, as the kubelet: each container has its own.
     pub share_pid_namespace: bool,
+    /// CRI runtime handler (`runtimeClassName`); empty = containerd's default (`runc`).
+    pub runtime_handler: String,
 }
 
 impl PodSpec {
@@ -49,7 +51,14 @@ impl PodSpec {
             labels: HashMap::new(),
             attempt: 0,
             share_pid_namespace: false,
+            runtime_handler: String::new(),
         }
+    }
+
+    /// Runs the pod on runtime handler `handler` (e.g. [`crate::SHIM_HANDLER`]).
+    pub fn runtime_handler(mut self, handler: &str) -> Self {
+        self.runtime_handler = handler.to_string();
+        self
     }
 
     pub fn annotation(mut self, key: &str, value: &str) -> Self {
@@ -356,7 +365,7 @@ impl Cri {
             "RunPodSandbox",
             self.runtime().run_pod_sandbox(RunPodSandboxRequest {
                 config: Some(config.clone()),
-                ..Default::default()
+                runtime_handler: spec.runtime_handler.clone(),
             }),
         )
         .await
@@ -587,6 +596,31 @@ impl Cri {
             stdout: String::from_utf8_lossy(&r.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&r.stderr).into_owned(),
         })
+    }
+
+    /// ContainerStats: `(cpu usage ns, memory working set bytes)`.
+    pub async fn container_stats(&self, id: &str) -> Result<(u64, u64)> {
+        let r = reply(
+            "ContainerStats",
+            self.runtime().container_stats(ContainerStatsRequest {
+                container_id: id.into(),
+            }),
+        )
+        .await?;
+        let stats = r
+            .stats
+            .with_context(|| format!("ContainerStats of {id}: no stats"))?;
+        let cpu = stats
+            .cpu
+            .and_then(|c| c.usage_core_nano_seconds)
+            .map(|v| v.value)
+            .unwrap_or_default();
+        let mem = stats
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .map(|v| v.value)
+            .unwrap_or_default();
+        Ok((cpu, mem))
     }
 
     pub async fn stop_pod(&self, pod: &Pod) -> Result<()> {

@@ -1,11 +1,15 @@
-//! containerd and CNI configuration of a node (containerd 1.7: config version 2; 2.x:
-//! version 3).
+//! containerd and CNI configuration of a node (containerd 1.7: config version 2; 2.x and
+//! 2.3: version 3), with two runtime handlers: `runc` (default) and `nri-chaos` (the shim
+//! wrapper in front of the same runc shim and options).
 
 use anyhow::Result;
 
 use super::Node;
 use crate::images::PAUSE_IMAGE;
-use crate::runtime::ContainerdVersion;
+use crate::runtime::{try_shim_wrapper_binary, workspace_root, SHIM_WRAPPER_BIN};
+
+/// The CRI runtime handler that runs pods through the shim wrapper.
+pub const SHIM_HANDLER: &str = "nri-chaos";
 
 impl Node {
     pub(super) fn write_config(&self) -> Result<()> {
@@ -91,6 +95,11 @@ oom_score = 0
   path = "{d}/opt"
 "#
         );
+        // The shim wrapper's handler; when the wrapper is not built the path still names
+        // where it would be, and a pod on the handler fails with containerd's "not found".
+        let wrapper = try_shim_wrapper_binary()
+            .unwrap_or_else(|_| workspace_root().join("target/debug").join(SHIM_WRAPPER_BIN));
+        let wrapper = wrapper.display();
         let runc_opts = format!(
             r#"        BinaryName = "{runc}"
         Root = "{d}/runc"
@@ -98,7 +107,7 @@ oom_score = 0
 "#
         );
         match self.version {
-            ContainerdVersion::V17 => format!(
+            v if !v.config_v3() => format!(
                 r#"version = 2
 {common}
 [plugins."io.containerd.grpc.v1.cri"]
@@ -116,13 +125,17 @@ oom_score = 0
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+{runc_opts}    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{SHIM_HANDLER}]
+      runtime_type = "io.containerd.runc.v2"
+      runtime_path = "{wrapper}"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{SHIM_HANDLER}.options]
 {runc_opts}  [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{cni_bin}"
     conf_dir = "{d}/cni/conf"
     max_conf_num = 1
 "#
             ),
-            ContainerdVersion::V2 => format!(
+            _ => format!(
                 r#"version = 3
 {common}
 [plugins."io.containerd.image-verifier.v1.bindir"]
@@ -148,6 +161,10 @@ oom_score = 0
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+{runc_opts}    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.{SHIM_HANDLER}]
+      runtime_type = "io.containerd.runc.v2"
+      runtime_path = "{wrapper}"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.{SHIM_HANDLER}.options]
 {runc_opts}  [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = ["{cni_bin}"]
     conf_dir = "{d}/cni/conf"

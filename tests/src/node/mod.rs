@@ -18,9 +18,12 @@ use crate::runtime::{ContainerdVersion, Runtime};
 use crate::util;
 
 mod config;
+pub use config::SHIM_HANDLER;
 mod teardown;
 
-use teardown::{clean_node, owner_stamp, print_log_tails, reap_stale_nodes, sandbox_ids_on_disk};
+use teardown::{
+    clean_node, owner_stamp, print_log_tails, reap_stale_nodes, sandbox_ids_on_disk, shim_sockets,
+};
 
 /// Cgroup under which every node puts its pods (`/<CGROUP_BASE>/<node id>/pod<uid>`).
 pub const CGROUP_BASE: &str = "nri-chaos-e2e";
@@ -115,6 +118,12 @@ impl Node {
         let runtime = tokio::task::spawn_blocking(Runtime::ensure)
             .await
             .context("runtime cache task")??;
+        if version == ContainerdVersion::V23 {
+            let rt = runtime.clone();
+            tokio::task::spawn_blocking(move || rt.ensure_containerd_23())
+                .await
+                .context("containerd 2.3 unpack task")??;
+        }
         let base = base_dir();
         std::fs::create_dir_all(&base)?;
         tokio::task::spawn_blocking({
@@ -185,6 +194,12 @@ impl Node {
 
     pub fn cri_socket(&self) -> &Path {
         &self.cri_sock
+    }
+
+    /// The pod's runc shim socket and the shim wrapper's socket next to it (whether they
+    /// exist or not).
+    pub fn shim_sockets(&self, pod_id: &str) -> Vec<PathBuf> {
+        shim_sockets(&self.cri_sock, pod_id)
     }
 
     pub fn containerd_log(&self) -> PathBuf {

@@ -1,7 +1,7 @@
 //! Node teardown: ends every process of a node by PID, unmounts, removes cgroups, bridge and
 //! host-side leftovers; and reaps node dirs of test processes that died without teardown.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -42,6 +42,22 @@ pub(super) fn print_log_tails(dir: &Path, what: &str) {
 
 /// Ends every process of a node (by PID), unmounts below its dir, removes its cgroups, bridge,
 /// CNI result entries and shim sockets, then the dir. Returns what could not be cleaned.
+/// Suffix of the shim wrapper's socket next to the runc shim's (shim-wrapper/src/start.rs).
+const WRAPPER_SOCKET_SUFFIX: &str = ".nri-chaos";
+
+/// The runc shim's socket of a pod (`/run/containerd/s/sha256(<grpc address>/k8s.io/<pod>)`)
+/// and the shim wrapper's next to it (`<runc socket>.nri-chaos`).
+pub(super) fn shim_sockets(cri_sock: &Path, pod_id: &str) -> Vec<PathBuf> {
+    let key = format!("{}/k8s.io/{pod_id}", cri_sock.display());
+    match util::sha256_hex(key.as_bytes()) {
+        Ok(hex) => [hex.clone(), format!("{hex}{WRAPPER_SOCKET_SUFFIX}")]
+            .into_iter()
+            .map(|name| Path::new("/run/containerd/s").join(name))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 pub(super) fn clean_node(dir: &Path, id: &str, pod_ids: &[String]) -> Vec<String> {
     let mut left = Vec::new();
     let dir_str = dir.display().to_string();
@@ -116,9 +132,7 @@ pub(super) fn clean_node(dir: &Path, id: &str, pod_ids: &[String]) -> Vec<String
     }
     let cri_sock = dir.join("containerd.sock");
     for pod in pod_ids {
-        let key = format!("{}/k8s.io/{pod}", cri_sock.display());
-        if let Ok(hex) = util::sha256_hex(key.as_bytes()) {
-            let sock = Path::new("/run/containerd/s").join(hex);
+        for sock in shim_sockets(&cri_sock, pod) {
             if sock.exists() {
                 let _ = std::fs::remove_file(&sock);
             }

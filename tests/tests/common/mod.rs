@@ -115,6 +115,42 @@ macro_rules! on_both_containerd_versions {
     };
 }
 
+/// Marker of a test that could not run here; `tests/run-all.sh` counts these lines by name in
+/// its closing line (`N skipped: a, b`) instead of counting them as passed.
+pub const SKIPPED_MARKER: &str = "[nri-chaos-tests] SKIPPED";
+
+/// True (after printing the [`SKIPPED_MARKER`] line naming `test`) when containerd 2.3.4 is
+/// absent here; the test then returns without running.
+pub fn skip_without_containerd_23(test: &str) -> bool {
+    match nri_chaos_tests::containerd_23_missing() {
+        Some(why) => {
+            println!("{SKIPPED_MARKER} {test}: {why}");
+            true
+        }
+        None => false,
+    }
+}
+
+/// Generates one `#[tokio::test]` on containerd 2.3.4 per `async fn(ContainerdVersion)`, in
+/// a module `containerd_2_3`; where 2.3.4 is absent each is reported skipped by name.
+#[macro_export]
+macro_rules! on_containerd_2_3 {
+    ($($scenario:ident),* $(,)?) => {
+        mod containerd_2_3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let name = concat!(module_path!(), "::", stringify!($scenario));
+                    if super::common::skip_without_containerd_23(name) {
+                        return;
+                    }
+                    super::$scenario(nri_chaos_tests::ContainerdVersion::V23).await.unwrap();
+                }
+            )*
+        }
+    };
+}
+
 /// `nri-chaos-hook`: `$NRI_CHAOS_HOOK_BIN`, else next to the plugin binary (same target dir).
 pub fn hook_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("NRI_CHAOS_HOOK_BIN").filter(|p| !p.is_empty()) {

@@ -1,0 +1,191 @@
+//! The long-lived server: accepts containerd's ttrpc connections on the wrapper's socket and
+//! forwards each, byte for byte, to the runc shim, so every task API method of both service
+//! names (`containerd.task.v2.Task`, `v3`) passes with its metadata and deadline unchanged.
+//! No frame is decoded: no fault of this build acts on a task call (the `exec` fault, when
+//! built, decodes the ttrpc frames of the calls it needs and passes the rest through).
+//! It exits when the runc shim exits (after `Shutdown`, or killed), removing its socket.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::error::ShimError;
+
+/// First argument of the serve mode (containerd never passes it).
+pub const SERVE_FLAG: &str = "--nri-chaos-serve";
+/// How often the runc shim's socket is probed when its pid is unknown.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// What `start` tells the server; id, namespace and containerd's address are there so `ps`
+/// names the pod and the containerd it belongs to, as the runc shim's command line does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeArgs {
+    pub id: String,
+    pub address: String,
+    pub namespace: String,
+    pub listen: PathBuf,
+    pub upstream: PathBuf,
+    pub upstream_pid: Option<i32>,
+}
+
+impl ServeArgs {
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut v: Vec<OsString> = vec![
+            "-id".into(),
+            self.id.clone().into(),
+            "-namespace".into(),
+            self.namespace.clone().into(),
+            "-address".into(),
+            self.address.clone().into(),
+            "-listen".into(),
+            self.listen.clone().into(),
+            "-upstream".into(),
+            self.upstream.clone().into(),
+        ];
+        if let Some(pid) = self.upstream_pid {
+            v.push("-upstream-pid".into());
+            v.push(pid.to_string().into());
+        }
+        v
+    }
+
+    pub fn parse(args: &[OsString]) -> Result<Self, ShimError> {
+        let get = |flag: &'static str| {
+            crate::runc::flag_value(args, flag).ok_or(ShimError::ServeArg { flag })
+        };
+        let upstream_pid = match crate::runc::flag_value(args, "upstream-pid") {
+            None => None,
+            Some(p) => Some(p.parse().map_err(|_| ShimError::ServeArg {
+                flag: "upstream-pid",
+            })?),
+        };
+        Ok(Self {
+            id: get("id")?,
+            namespace: get("namespace")?,
+            address: get("address")?,
+            listen: get("listen")?.into(),
+            upstream: get("upstream")?.into(),
+            upstream_pid,
+        })
+    }
+}
+
+pub fn run(args: &ServeArgs) -> Result<(), ShimError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ShimError::io("building the runtime for", &args.listen))?;
+    let _guard = rt.enter();
+    let Some(listener) = bind(&args.listen)? else {
+        // Another server of this runc shim is already listening.
+        return Ok(());
+    };
+    rt.block_on(serve(args, listener));
+    let _ = std::fs::remove_file(&args.listen);
+    // containerd 1.7's runc shim removes, on exit, the socket named in `<bundle>/address`,
+    // which `start` pointed at the wrapper (for containerd's reconnects); 2.x's removes none:
+    // so the wrapper removes the runc shim's socket once nothing listens on it any more.
+    if let Err(e) = std::os::unix::net::UnixStream::connect(&args.upstream) {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            let _ = std::fs::remove_file(&args.upstream);
+        }
+    }
+    Ok(())
+}
+
+/// Binds `path`; `None` when a live server already listens there (a stale file is replaced).
+fn bind(path: &Path) -> Result<Option<UnixListener>, ShimError> {
+    match UnixListener::bind(path) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Ok(None);
+            }
+            let _ = std::fs::remove_file(path);
+            UnixListener::bind(path)
+                .map(Some)
+                .map_err(ShimError::io("listening on", path))
+        }
+        Err(e) => Err(ShimError::io("listening on", path)(e)),
+    }
+}
+
+async fn serve(args: &ServeArgs, listener: UnixListener) {
+    let gone = upstream_gone(&args.upstream, args.upstream_pid);
+    tokio::pin!(gone);
+    loop {
+        tokio::select! {
+            _ = &mut gone => return,
+            conn = listener.accept() => {
+                // A failed accept (EMFILE, say) drops that one connection only.
+                if let Ok((conn, _)) = conn {
+                    let upstream = args.upstream.clone();
+                    tokio::spawn(async move { forward(conn, &upstream).await });
+                }
+            }
+        }
+    }
+}
+
+/// Copies both directions until either side closes.
+async fn forward(mut conn: UnixStream, upstream: &Path) {
+    // Only when the runc shim is gone does connect fail; dropping `conn` tells containerd.
+    if let Ok(mut up) = UnixStream::connect(upstream).await {
+        let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+    }
+}
+
+/// Resolves when the runc shim has exited: its pidfd turns readable, or (pid unknown) its
+/// socket stops accepting.
+async fn upstream_gone(socket: &Path, pid: Option<i32>) {
+    let pidfd = pid
+        .and_then(rustix::process::Pid::from_raw)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
+        .and_then(|fd| {
+            // SAFETY: `fd` is an OwnedFd moved into the AsyncFd, which keeps it open and
+            // unchanged for its whole life.
+            unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.ok()
+        });
+    match pidfd {
+        Some(fd) => {
+            let _ = fd.readable().await;
+        }
+        None => loop {
+            tokio::time::sleep(PROBE_EVERY).await;
+            if let Err(e) = UnixStream::connect(socket).await {
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) {
+                    return;
+                }
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_args_round_trip() {
+        let a = ServeArgs {
+            id: "sandbox1".into(),
+            namespace: "k8s.io".into(),
+            address: "/run/containerd/containerd.sock".into(),
+            listen: "/run/containerd/s/x.nri-chaos".into(),
+            upstream: "/run/containerd/s/x".into(),
+            upstream_pid: Some(42),
+        };
+        assert_eq!(ServeArgs::parse(&a.to_args()).unwrap(), a);
+        let b = ServeArgs {
+            upstream_pid: None,
+            ..a
+        };
+        assert_eq!(ServeArgs::parse(&b.to_args()).unwrap(), b);
+    }
+}

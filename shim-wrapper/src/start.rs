@@ -1,0 +1,173 @@
+//! `start`: run the runc shim's `start` with containerd's arguments, environment and stdin,
+//! put the wrapper's server in front of the address it answered, and answer containerd in
+//! the runc shim's form with the wrapper's address.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::answer::StartAnswer;
+use crate::error::ShimError;
+use crate::runc;
+use crate::serve::{ServeArgs, SERVE_FLAG};
+
+/// Suffix of the wrapper's socket next to the runc shim's (never the runc shim's own name).
+pub const SOCKET_SUFFIX: &str = ".nri-chaos";
+/// Longest path a `sockaddr_un` holds (108 bytes with the NUL).
+const SUN_PATH_MAX: usize = 107;
+/// The wrapper's address, in each bundle it started for.
+pub const ADDRESS_FILE: &str = "nri-chaos-shim.address";
+const READY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What `start` hands back to containerd.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Print these bytes, exit 0.
+    Answer(Vec<u8>),
+    /// The runc shim failed: print its stdout, exit with its status.
+    Failed { stdout: Vec<u8>, status: ExitStatus },
+}
+
+/// The socket path of a `unix://` (or bare path) address.
+pub fn socket_path(address: &str) -> Result<PathBuf, ShimError> {
+    let path = address.strip_prefix("unix://").unwrap_or(address);
+    if !path.starts_with('/') {
+        return Err(ShimError::NotUnix {
+            address: address.to_string(),
+        });
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// The wrapper's socket for a runc shim socket.
+pub fn wrapper_socket(upstream: &Path) -> Result<PathBuf, ShimError> {
+    let mut s = upstream.as_os_str().to_os_string();
+    s.push(SOCKET_SUFFIX);
+    let path = PathBuf::from(s);
+    let len = path.as_os_str().len();
+    if len > SUN_PATH_MAX {
+        return Err(ShimError::SocketPathTooLong {
+            path,
+            len,
+            max: SUN_PATH_MAX,
+        });
+    }
+    Ok(path)
+}
+
+pub fn alive(socket: &Path) -> bool {
+    UnixStream::connect(socket).is_ok()
+}
+
+pub fn run(args: &[OsString]) -> Result<Outcome, ShimError> {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(ShimError::io("reading stdin", "-"))?;
+    let binary = runc::locate(args)?;
+    let mut child = Command::new(&binary)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(ShimError::io("spawning", &binary))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A writer thread: the child may answer before reading all of stdin.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(ShimError::io("waiting for", &binary))?;
+    if !out.status.success() {
+        return Ok(Outcome::Failed {
+            stdout: out.stdout,
+            status: out.status,
+        });
+    }
+    let answer = StartAnswer::parse(&out.stdout)?;
+    let upstream = socket_path(answer.address())?;
+    let ours = wrapper_socket(&upstream)?;
+    // One wrapper per runc shim: a pod's later containers get the running wrapper. (The
+    // server replaces a stale socket file itself and leaves a live one alone.)
+    if !alive(&ours) {
+        spawn_server(args, Path::new("."), &ours, &upstream)?;
+    }
+    let address = format!("unix://{}", ours.display());
+    // For `delete` after a dead wrapper (containerd 2.x keeps no `address` file).
+    std::fs::write(ADDRESS_FILE, &address).map_err(ShimError::io("writing", ADDRESS_FILE))?;
+    // containerd 1.7 reconnects through `<bundle>/address` after its own restart.
+    let cwd_address = Path::new("address");
+    if std::fs::read_to_string(cwd_address).is_ok_and(|a| a.trim() == answer.address()) {
+        std::fs::write(cwd_address, &address).map_err(ShimError::io("writing", cwd_address))?;
+    }
+    answer.encode_with_address(&address).map(Outcome::Answer)
+}
+
+/// Starts the long-lived server detached (own process group, no stdio, cwd `/`) and waits
+/// until it listens. The runc shim's pid is read from `<bundle>/shim.pid`.
+pub fn spawn_server(
+    args: &[OsString],
+    bundle: &Path,
+    ours: &Path,
+    upstream: &Path,
+) -> Result<(), ShimError> {
+    let exe = std::env::current_exe().map_err(ShimError::io("resolving", "/proc/self/exe"))?;
+    let pid_file = bundle.join("shim.pid");
+    let upstream_pid = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    let serve = ServeArgs {
+        id: runc::flag_value(args, "id").unwrap_or_default(),
+        namespace: runc::flag_value(args, "namespace").unwrap_or_default(),
+        address: runc::flag_value(args, "address").unwrap_or_default(),
+        listen: ours.to_path_buf(),
+        upstream: upstream.to_path_buf(),
+        upstream_pid,
+    };
+    Command::new(&exe)
+        .arg(SERVE_FLAG)
+        .args(serve.to_args())
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(ShimError::io("spawning", &exe))?;
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !alive(ours) {
+        if Instant::now() >= deadline {
+            return Err(ShimError::ServerNotReady {
+                path: ours.to_path_buf(),
+                ms: READY_TIMEOUT.as_millis() as u64,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapper_socket_never_takes_the_runc_shim_name() {
+        let up = socket_path("unix:///run/containerd/s/abc").unwrap();
+        assert_eq!(up, PathBuf::from("/run/containerd/s/abc"));
+        assert_eq!(
+            wrapper_socket(&up).unwrap(),
+            PathBuf::from("/run/containerd/s/abc.nri-chaos")
+        );
+        assert!(socket_path("vsock://3:1024").is_err());
+        let long = PathBuf::from(format!("/{}", "a".repeat(100)));
+        assert!(wrapper_socket(&long).is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! Shim wrapper figures on one private real containerd node, side by side in one run: ExecSync
+//! latency p50/p99 through the `nri-chaos` handler (wrapper in front of the runc shim) vs the
+//! plain `runc` handler and their ratio, create+start p50/p99 and ratio, and the wrapper
+//! server's resident memory per pod. Prints; asserts nothing.
+//!
+//! Usage: nri-chaos-bench-shim [1.7|2|2.3]   (default containerd 2.x; root)
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nri_chaos_tests::bench::{percentile, rss_kib};
+use nri_chaos_tests::{
+    require_root, try_shim_wrapper_binary, ContainerSpec, ContainerdVersion, Cri, Node, NodeEnv,
+    Pod, PodSpec, SHIM_HANDLER, SHIM_WRAPPER_BIN,
+};
+
+const SLEEPER: &[&str] = &["sleep", "3600"];
+const EXECS: usize = 200;
+const CONTAINERS: usize = 20;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// p50, p99 of `samples` (ms) and a line for them.
+fn line(name: &str, samples: &[f64]) -> (f64, f64) {
+    let (p50, p99) = (percentile(samples, 0.5), percentile(samples, 0.99));
+    println!(
+        "  {name:<22} p50 {p50:7.2} ms  p99 {p99:7.2} ms  (n={})",
+        samples.len()
+    );
+    (p50, p99)
+}
+
+/// The pid of the wrapper server of `pod`.
+fn wrapper_pid(pod: &Pod) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd);
+        (cmd.contains(SHIM_WRAPPER_BIN)
+            && cmd.contains("--nri-chaos-serve")
+            && cmd.contains(&pod.id))
+        .then_some(pid)
+    })
+}
+
+async fn exec_ms(cri: &Cri, id: &str) -> Result<f64> {
+    let t = Instant::now();
+    let out = cri.exec_sync(id, &["echo", "hi"], 5).await?;
+    if out.exit_code != 0 || out.stdout != "hi\n" {
+        bail!("ExecSync echo hi in {id}: {out:?}");
+    }
+    Ok(ms(t.elapsed()))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    require_root()?;
+    let version = match std::env::args().nth(1).as_deref() {
+        None | Some("2") | Some("2.x") => ContainerdVersion::V2,
+        Some("1.7") => ContainerdVersion::V17,
+        Some("2.3") => ContainerdVersion::V23,
+        Some(other) => bail!("unknown containerd version '{other}' (1.7, 2 or 2.3)"),
+    };
+    let wrapper = try_shim_wrapper_binary()?;
+    NodeEnv::print()?;
+    let node = Node::start(version).await?;
+    let cri = node.cri().await?;
+    let plain = cri.run_pod(&PodSpec::new("bench-runc")).await?;
+    let wrapped = cri
+        .run_pod(&PodSpec::new("bench-wrapped").runtime_handler(SHIM_HANDLER))
+        .await?;
+    let plain_app = cri
+        .run_container(&plain, &ContainerSpec::new("app", SLEEPER))
+        .await?;
+    let wrapped_app = cri
+        .run_container(&wrapped, &ContainerSpec::new("app", SLEEPER))
+        .await?;
+
+    // Alternating, so both handlers see the same machine load.
+    let (mut exec_plain, mut exec_wrapped) = (Vec::new(), Vec::new());
+    for _ in 0..EXECS {
+        exec_plain.push(exec_ms(&cri, &plain_app).await?);
+        exec_wrapped.push(exec_ms(&cri, &wrapped_app).await?);
+    }
+    let (mut start_plain, mut start_wrapped) = (Vec::new(), Vec::new());
+    for i in 0..CONTAINERS {
+        for (pod, out) in [(&plain, &mut start_plain), (&wrapped, &mut start_wrapped)] {
+            let t = Instant::now();
+            cri.run_container(pod, &ContainerSpec::new(&format!("c{i}"), SLEEPER))
+                .await?;
+            out.push(ms(t.elapsed()));
+        }
+    }
+    let rss = wrapper_pid(&wrapped)
+        .and_then(rss_kib)
+        .context("no wrapper server found for the wrapped pod")?;
+
+    println!(
+        "\nshim wrapper figures on {version} ({}; wrapper {})",
+        cri.version().await?.1,
+        wrapper.display()
+    );
+    println!("ExecSync `echo hi`:");
+    let (e50, e99) = line("runc", &exec_plain);
+    let (w50, w99) = line("nri-chaos (wrapper)", &exec_wrapped);
+    println!(
+        "  ratio wrapper/runc     p50 {:.3}  p99 {:.3}  (goal <= 1.05)",
+        w50 / e50,
+        w99 / e99
+    );
+    println!("CreateContainer+StartContainer:");
+    let (s50, s99) = line("runc", &start_plain);
+    let (t50, t99) = line("nri-chaos (wrapper)", &start_wrapped);
+    println!(
+        "  ratio wrapper/runc     p50 {:.3}  p99 {:.3}  (goal <= 1.02)",
+        t50 / s50,
+        t99 / s99
+    );
+    println!(
+        "wrapper RSS per pod: {:.2} MiB ({} containers in the pod; goal <= 5 MiB)",
+        rss as f64 / 1024.0,
+        CONTAINERS + 1
+    );
+    node.shutdown().await
+}
