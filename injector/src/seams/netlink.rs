@@ -1,37 +1,35 @@
 //! Netlink seam: a NETLINK_ROUTE socket bound to a pod's network namespace, to list its
 //! interfaces and add, replace, read and delete root qdiscs. No `tc`, `ip` or `nsenter`.
 //!
+//! The socket is `netlink-sys`'s, the messages (links, qdiscs and their attributes) are
+//! `netlink-packet-route`'s, framed by `netlink-packet-core`. Only netem's TCA_OPTIONS payload
+//! is ours ([`netem_options`]).
+//!
 //! `setns` only moves the calling thread, so [`RouteSocket::open_in_netns`] opens the socket
 //! on a short-lived dedicated OS thread that joins the namespace; the socket stays bound to
 //! that namespace for its whole life and is then used from any thread.
 
 pub mod netem_options;
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+use netlink_packet_core::{
+    DecodeError, DefaultNla, Emitable, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload, Nla, NlasIterator, Parseable, NLA_TYPE_MASK, NLM_F_ACK, NLM_F_CREATE,
+    NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST,
+};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use rustix::io::Errno;
+use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-const NETLINK_ROUTE: i32 = 0;
-const NLMSG_HDR_LEN: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_DUMP: u16 = 0x300;
-const NLM_F_REPLACE: u16 = 0x100;
-const NLM_F_CREATE: u16 = 0x400;
-const RTM_GETLINK: u16 = 18;
-const RTM_NEWQDISC: u16 = 36;
-const RTM_DELQDISC: u16 = 37;
-const RTM_GETQDISC: u16 = 38;
-const IFLA_IFNAME: u16 = 3;
-const IFF_LOOPBACK: u32 = 0x8;
-const TCA_KIND: u16 = 1;
+/// `TCA_OPTIONS` (linux/rtnetlink.h): the qdisc's own configuration.
 const TCA_OPTIONS: u16 = 2;
-/// The root of an interface's qdisc tree.
-pub const TC_H_ROOT: u32 = 0xFFFF_FFFF;
 /// The handle nri-chaos gives the qdiscs it installs (`4e43:`, "NC"): how a root qdisc is
 /// recognised as ours later, even after a restart.
 pub const NRI_CHAOS_HANDLE: u32 = 0x4e43_0000;
@@ -128,6 +126,36 @@ pub struct SavedQdisc {
     pub options: Vec<u8>,
 }
 
+impl SavedQdisc {
+    /// Its TCA_OPTIONS as the kernel takes them back. A dump is not always what the qdisc's
+    /// init accepts: htb dumps its full HTB_VER (0x30011) in `tc_htb_glob.version` but accepts
+    /// only the major version, 3.
+    fn options_to_restore(&self) -> Vec<u8> {
+        const TCA_HTB_INIT: u16 = 2;
+        const HTB_MAJOR_VERSION: u32 = 3;
+        if self.kind != "htb" {
+            return self.options.clone();
+        }
+        let mut attributes = Vec::new();
+        for attribute in NlasIterator::new(&self.options) {
+            let Ok(attribute) = attribute else {
+                return self.options.clone();
+            };
+            let mut value = attribute.value().to_vec();
+            if attribute.kind() == TCA_HTB_INIT {
+                if let Some(version) = value.get_mut(..4) {
+                    version.copy_from_slice(&HTB_MAJOR_VERSION.to_ne_bytes());
+                }
+            }
+            let kind = DefaultNla::parse(&attribute).map_or(attribute.kind(), |raw| raw.kind());
+            attributes.push(DefaultNla::new(kind, value));
+        }
+        let mut options = vec![0; attributes.as_slice().buffer_len()];
+        attributes.as_slice().emit(&mut options);
+        options
+    }
+}
+
 /// An interface nri-chaos shaped, and what its root qdisc was before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShapedInterface {
@@ -159,15 +187,7 @@ pub fn remove_netem(netns: &Path, interfaces: &[ShapedInterface]) -> Result<(), 
         if !still_ours {
             continue;
         }
-        match &shaped.saved {
-            Some(saved) => socket.replace_root_qdisc(
-                shaped.index,
-                &saved.kind,
-                saved.handle,
-                &saved.options,
-            )?,
-            None => socket.delete_root_qdisc(shaped.index)?,
-        }
+        put_back(&mut socket, shaped)?;
     }
     Ok(())
 }
@@ -227,7 +247,8 @@ pub fn install_root_qdisc(
             });
         if let Err(err) = socket.replace_root_qdisc(link.index, kind, NRI_CHAOS_HANDLE, options) {
             for done in &shaped {
-                undo_one(socket, done);
+                // The first error is the one to report; this is best-effort cleanup.
+                let _ = put_back(socket, done);
             }
             return Err(err);
         }
@@ -240,19 +261,23 @@ pub fn install_root_qdisc(
     Ok(shaped)
 }
 
-fn undo_one(socket: &mut RouteSocket, shaped: &ShapedInterface) {
-    let _ = match &shaped.saved {
-        Some(saved) => {
-            socket.replace_root_qdisc(shaped.index, &saved.kind, saved.handle, &saved.options)
-        }
+/// Puts back what was there before nri-chaos: the saved qdisc, or the kernel's default.
+fn put_back(socket: &mut RouteSocket, shaped: &ShapedInterface) -> Result<(), NetlinkError> {
+    match &shaped.saved {
+        Some(saved) => socket.replace_root_qdisc(
+            shaped.index,
+            &saved.kind,
+            saved.handle,
+            &saved.options_to_restore(),
+        ),
         None => socket.delete_root_qdisc(shaped.index),
-    };
+    }
 }
 
 /// A NETLINK_ROUTE socket.
 #[derive(Debug)]
 pub struct RouteSocket {
-    fd: OwnedFd,
+    socket: Socket,
     seq: u32,
 }
 
@@ -260,64 +285,41 @@ fn io_err(op: &'static str) -> impl FnOnce(std::io::Error) -> NetlinkError {
     move |source| NetlinkError::Io { op, source }
 }
 
-fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(buf.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(buf.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn i32_at(buf: &[u8], at: usize) -> Option<i32> {
-    Some(i32::from_ne_bytes(buf.get(at..at + 4)?.try_into().ok()?))
-}
-
-/// Attributes `(type, payload)` in `buf`.
-fn attributes(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while buf.len() >= 4 {
-        let (Some(len), Some(kind)) = (u16_at(buf, 0), u16_at(buf, 2)) else {
-            break;
-        };
-        let len = usize::from(len);
-        if len < 4 || len > buf.len() {
-            break;
+/// The TCA_OPTIONS payload of a dumped qdisc, byte for byte, so a saved qdisc goes back as it
+/// was (empty when it has none).
+fn options_payload(attributes: &[TcAttribute]) -> Vec<u8> {
+    let Some(options) = attributes.iter().find_map(|attribute| match attribute {
+        TcAttribute::Options(options) => Some(options.as_slice()),
+        _ => None,
+    }) else {
+        return Vec::new();
+    };
+    match options {
+        // A kind the crate does not model (pfifo, tbf, htb, netem ...): it keeps the whole
+        // TCA_OPTIONS attribute as one raw attribute; its value is the payload.
+        [TcOption::Other(raw)] if raw.kind() & NLA_TYPE_MASK == TCA_OPTIONS => {
+            let mut payload = vec![0; raw.value_len()];
+            raw.emit_value(&mut payload);
+            payload
         }
-        out.push((kind & 0x3fff, &buf[4..len]));
-        let aligned = (len + 3) & !3;
-        buf = buf.get(aligned..).unwrap_or_default();
+        // A kind it models (fq_codel): its nested attributes, unknown ones kept raw.
+        nested => {
+            let mut payload = vec![0; nested.buffer_len()];
+            nested.emit(&mut payload);
+            payload
+        }
     }
-    out
-}
-
-fn c_string(payload: &[u8]) -> String {
-    let end = payload
-        .iter()
-        .position(|b| *b == 0)
-        .unwrap_or(payload.len());
-    String::from_utf8_lossy(&payload[..end]).into_owned()
 }
 
 impl RouteSocket {
     /// A socket in the calling thread's network namespace.
     pub fn open_current() -> Result<RouteSocket, NetlinkError> {
-        // SAFETY: plain socket(2) call with constant arguments; the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(NetlinkError::Io {
-                op: "socket",
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        // SAFETY: fd is a fresh, valid descriptor we exclusively own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(RouteSocket { fd, seq: 1 })
+        let socket = Socket::new(NETLINK_ROUTE).map_err(io_err("socket"))?;
+        // Port 0 is the kernel: every request goes to it, only its replies come back.
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(io_err("connect"))?;
+        Ok(RouteSocket { socket, seq: 1 })
     }
 
     /// A socket bound to the network namespace at `ns_path` (`/proc/<pid>/ns/net`, or the
@@ -331,15 +333,14 @@ impl RouteSocket {
         let joined = std::thread::Builder::new()
             .name("nri-chaos-netns".into())
             .spawn(move || {
-                // SAFETY: setns(2) on a namespace fd we hold open; it only changes this
-                // short-lived thread, which exits right after opening the socket.
-                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                if rc != 0 {
-                    return Err(NetlinkError::Namespace {
+                // setns(2) moves only this short-lived thread, which ends right after
+                // opening the socket.
+                move_into_link_name_space(ns.as_fd(), Some(LinkNameSpaceType::Network)).map_err(
+                    |errno| NetlinkError::Namespace {
                         path,
-                        source: std::io::Error::last_os_error(),
-                    });
-                }
+                        source: errno.into(),
+                    },
+                )?;
                 RouteSocket::open_current()
             })
             .map_err(io_err("spawning the namespace thread"))?;
@@ -349,89 +350,59 @@ impl RouteSocket {
         })?
     }
 
-    fn send(&mut self, kind: u16, flags: u16, body: &[u8]) -> Result<u32, NetlinkError> {
+    fn send(&mut self, message: RouteNetlinkMessage, flags: u16) -> Result<u32, NetlinkError> {
         self.seq = self.seq.wrapping_add(1);
-        let len = NLMSG_HDR_LEN + body.len();
-        let mut msg = Vec::with_capacity(len);
-        msg.extend_from_slice(&(len as u32).to_ne_bytes());
-        msg.extend_from_slice(&kind.to_ne_bytes());
-        msg.extend_from_slice(&flags.to_ne_bytes());
-        msg.extend_from_slice(&self.seq.to_ne_bytes());
-        msg.extend_from_slice(&0u32.to_ne_bytes());
-        msg.extend_from_slice(body);
-        // SAFETY: the buffer is valid for `msg.len()` bytes; a zeroed sockaddr_nl addresses
-        // the kernel.
-        let sent = unsafe {
-            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
-            addr.nl_family = libc::AF_NETLINK as u16;
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                msg.as_ptr().cast(),
-                msg.len(),
-                0,
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if sent < 0 {
-            return Err(NetlinkError::Io {
-                op: "send",
-                source: std::io::Error::last_os_error(),
-            });
-        }
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
+        packet.finalize();
+        let mut buf = vec![0; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        self.socket.send(&buf, 0).map_err(io_err("send"))?;
         Ok(self.seq)
     }
 
-    /// Reads replies to `seq` until DONE (dump) or the ACK/error; returns the payloads of the
-    /// data messages (after their nlmsghdr).
+    /// Reads replies to `seq` until DONE (dump) or the ACK/error; returns the data messages.
     fn receive(
         &mut self,
         op: &'static str,
         seq: u32,
         ifindex: i32,
-    ) -> Result<Vec<Vec<u8>>, NetlinkError> {
+    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        let kernel = |code: i32| NetlinkError::Kernel {
+            op,
+            ifindex,
+            source: std::io::Error::from_raw_os_error(code.abs()),
+        };
         let mut out = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
         loop {
-            // SAFETY: recv into a buffer we own of the given length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                return Err(NetlinkError::Io {
-                    op: "recv",
-                    source: std::io::Error::last_os_error(),
-                });
-            }
-            let mut chunk = &buf[..n as usize];
-            while chunk.len() >= NLMSG_HDR_LEN {
-                let len = u32_at(chunk, 0).unwrap_or(0) as usize;
-                let kind = u16_at(chunk, 4).unwrap_or(0);
-                let msg_seq = u32_at(chunk, 8).unwrap_or(0);
-                if len < NLMSG_HDR_LEN || len > chunk.len() {
-                    return Err(NetlinkError::Malformed {
-                        op,
-                        detail: format!("message length {len} in a {}-byte read", chunk.len()),
-                    });
-                }
-                let payload = &chunk[NLMSG_HDR_LEN..len];
-                chunk = chunk.get((len + 3) & !3..).unwrap_or_default();
-                if msg_seq != seq {
+            let (datagram, _) = self.socket.recv_from_full().map_err(io_err("recv"))?;
+            let mut chunk = datagram.as_slice();
+            while !chunk.is_empty() {
+                let malformed = |err: DecodeError| NetlinkError::Malformed {
+                    op,
+                    detail: err.to_string(),
+                };
+                // The header first: another request's replies are skipped unparsed.
+                let frame = NetlinkBuffer::new_checked(chunk).map_err(malformed)?;
+                let (len, ours) = (frame.length() as usize, frame.sequence_number() == seq);
+                let bytes = &chunk[..len];
+                chunk = chunk.get(len.next_multiple_of(4)..).unwrap_or_default();
+                if !ours {
                     continue;
                 }
-                match kind {
-                    NLMSG_DONE => return Ok(out),
-                    NLMSG_ERROR => {
-                        let errno = i32_at(payload, 0).unwrap_or(0);
-                        if errno == 0 {
-                            return Ok(out);
-                        }
-                        return Err(NetlinkError::Kernel {
-                            op,
-                            ifindex,
-                            source: std::io::Error::from_raw_os_error(-errno),
-                        });
-                    }
-                    _ => out.push(payload.to_vec()),
+                let message =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).map_err(malformed)?;
+                match message.payload {
+                    NetlinkPayload::Done(done) if done.code != 0 => return Err(kernel(done.code)),
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Error(error) => match error.code {
+                        None => return Ok(out),
+                        Some(code) => return Err(kernel(code.get())),
+                    },
+                    NetlinkPayload::InnerMessage(inner) => out.push(inner),
+                    _ => {}
                 }
             }
         }
@@ -439,76 +410,67 @@ impl RouteSocket {
 
     /// Every interface of the namespace.
     pub fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
-        let ifinfomsg = [0u8; 16];
-        let seq = self.send(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, &ifinfomsg)?;
+        let seq = self.send(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_REQUEST | NLM_F_DUMP,
+        )?;
         let mut links = Vec::new();
-        for payload in self.receive("list links", seq, 0)? {
-            let (Some(index), Some(flags)) = (i32_at(&payload, 4), u32_at(&payload, 8)) else {
+        for message in self.receive("list links", seq, 0)? {
+            let RouteNetlinkMessage::NewLink(link) = message else {
                 continue;
             };
-            let name = attributes(payload.get(16..).unwrap_or_default())
-                .into_iter()
-                .find(|(kind, _)| *kind == IFLA_IFNAME)
-                .map(|(_, value)| c_string(value))
+            let name = link
+                .attributes
+                .iter()
+                .find_map(|attribute| match attribute {
+                    LinkAttribute::IfName(name) => Some(name.clone()),
+                    _ => None,
+                })
                 .unwrap_or_default();
             links.push(Link {
-                index,
+                index: i32::try_from(link.header.index).map_err(|_| NetlinkError::Malformed {
+                    op: "list links",
+                    detail: format!("interface index {} out of range", link.header.index),
+                })?,
                 name,
-                loopback: flags & IFF_LOOPBACK != 0,
+                loopback: link.header.flags.contains(LinkFlags::Loopback),
             });
         }
         Ok(links)
     }
 
-    fn tcmsg(ifindex: i32, handle: u32, parent: u32) -> Vec<u8> {
-        let mut out = vec![0u8; 4]; // family AF_UNSPEC + padding
-        out.extend_from_slice(&ifindex.to_ne_bytes());
-        out.extend_from_slice(&handle.to_ne_bytes());
-        out.extend_from_slice(&parent.to_ne_bytes());
-        out.extend_from_slice(&0u32.to_ne_bytes());
-        out
-    }
-
     /// The root qdisc of `ifindex`, if the kernel reports one.
     pub fn root_qdisc(&mut self, ifindex: i32) -> Result<Option<RootQdisc>, NetlinkError> {
         let seq = self.send(
-            RTM_GETQDISC,
+            RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()),
             NLM_F_REQUEST | NLM_F_DUMP,
-            &Self::tcmsg(0, 0, 0),
         )?;
-        for payload in self.receive("list qdiscs", seq, ifindex)? {
-            let (Some(index), Some(handle), Some(parent)) = (
-                i32_at(&payload, 4),
-                u32_at(&payload, 8),
-                u32_at(&payload, 12),
-            ) else {
+        for message in self.receive("list qdiscs", seq, ifindex)? {
+            let RouteNetlinkMessage::NewQueueDiscipline(qdisc) = message else {
                 continue;
             };
-            if index != ifindex || parent != TC_H_ROOT {
+            if qdisc.header.index != ifindex || qdisc.header.parent != TcHandle::ROOT {
                 continue;
             }
-            let attrs = attributes(payload.get(20..).unwrap_or_default());
-            let kind = attrs
+            let kind = qdisc
+                .attributes
                 .iter()
-                .find(|(k, _)| *k == TCA_KIND)
-                .map(|(_, v)| c_string(v))
-                .unwrap_or_default();
-            let options = attrs
-                .iter()
-                .find(|(k, _)| *k == TCA_OPTIONS)
-                .map(|(_, v)| v.to_vec())
+                .find_map(|attribute| match attribute {
+                    TcAttribute::Kind(kind) => Some(kind.clone()),
+                    _ => None,
+                })
                 .unwrap_or_default();
             return Ok(Some(RootQdisc {
                 kind,
-                handle,
-                options,
+                handle: qdisc.header.handle.into(),
+                options: options_payload(&qdisc.attributes),
             }));
         }
         Ok(None)
     }
 
     /// Installs (or replaces) the root qdisc of `ifindex` with `kind` and its TCA_OPTIONS
-    /// payload, under `handle`.
+    /// payload (none when empty), under `handle`.
     pub fn replace_root_qdisc(
         &mut self,
         ifindex: i32,
@@ -516,19 +478,25 @@ impl RouteSocket {
         handle: u32,
         options: &[u8],
     ) -> Result<(), NetlinkError> {
-        let mut body = Self::tcmsg(ifindex, handle, TC_H_ROOT);
-        let mut name = kind.as_bytes().to_vec();
-        name.push(0);
-        netem_options::push_attr(&mut body, TCA_KIND, &name);
-        netem_options::push_attr(&mut body, TCA_OPTIONS, options);
+        let mut qdisc = TcMessage::with_index(ifindex);
+        qdisc.header.handle = handle.into();
+        qdisc.header.parent = TcHandle::ROOT;
+        qdisc.attributes.push(TcAttribute::Kind(kind.to_string()));
+        if !options.is_empty() {
+            // The crate types TCA_OPTIONS only for the kinds it models (no netem); a payload
+            // we built or saved goes as it is.
+            qdisc.attributes.push(TcAttribute::Other(DefaultNla::new(
+                TCA_OPTIONS,
+                options.to_vec(),
+            )));
+        }
         let seq = self.send(
-            RTM_NEWQDISC,
+            RouteNetlinkMessage::NewQueueDiscipline(qdisc),
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-            &body,
         )?;
         match self.receive("replace root qdisc", seq, ifindex) {
             Err(NetlinkError::Kernel { source, .. })
-                if source.raw_os_error() == Some(libc::ENOENT) =>
+                if Errno::from_io_error(&source) == Some(Errno::NOENT) =>
             {
                 Err(NetlinkError::QdiscUnavailable {
                     kind: kind.to_string(),
@@ -541,13 +509,17 @@ impl RouteSocket {
     /// Deletes the root qdisc of `ifindex` (the kernel's default comes back). Deleting where
     /// there is none is Ok.
     pub fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
-        let body = Self::tcmsg(ifindex, 0, TC_H_ROOT);
-        let seq = self.send(RTM_DELQDISC, NLM_F_REQUEST | NLM_F_ACK, &body)?;
+        let mut qdisc = TcMessage::with_index(ifindex);
+        qdisc.header.parent = TcHandle::ROOT;
+        let seq = self.send(
+            RouteNetlinkMessage::DelQueueDiscipline(qdisc),
+            NLM_F_REQUEST | NLM_F_ACK,
+        )?;
         match self.receive("delete root qdisc", seq, ifindex) {
             Err(NetlinkError::Kernel { source, .. })
                 if matches!(
-                    source.raw_os_error(),
-                    Some(libc::ENOENT) | Some(libc::EINVAL)
+                    Errno::from_io_error(&source),
+                    Some(Errno::NOENT) | Some(Errno::INVAL)
                 ) =>
             {
                 Ok(())

@@ -7,6 +7,11 @@
 //! The kernel then takes the 64-bit nanosecond attributes LATENCY64/JITTER64 when present,
 //! so they are always sent and carry the exact values. Rates at or above 2^32 bytes/s go in
 //! RATE64 with the 32-bit field saturated, as tc does.
+//!
+//! Hand-written because netlink-packet-route has no netem option (it types only fq_codel's and
+//! ingress's); the attributes after the struct are framed by netlink-packet-core.
+
+use netlink_packet_core::{DefaultNla, Emitable};
 
 use crate::faults::netem::NetemFault;
 
@@ -32,15 +37,6 @@ fn ticks(ns: u64) -> u32 {
     u32::try_from(ns >> 6).unwrap_or(u32::MAX)
 }
 
-/// Appends one netlink attribute (`u16 len, u16 type`, payload, padding to 4).
-pub fn push_attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
-    let len = 4 + payload.len();
-    out.extend_from_slice(&(len as u16).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(payload);
-    out.resize(out.len() + (4 - len % 4) % 4, 0);
-}
-
 fn u32s(values: &[u32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_ne_bytes()).collect()
 }
@@ -55,7 +51,7 @@ pub fn netem_options(fault: &NetemFault) -> Vec<u8> {
     let gap = u32::from(fault.reorder.is_some_and(|p| p > 0.0));
     let limit = fault.limit.unwrap_or(DEFAULT_LIMIT);
 
-    let mut out = u32s(&[
+    let qopt = u32s(&[
         ticks(latency_ns),
         limit,
         loss,
@@ -63,51 +59,44 @@ pub fn netem_options(fault: &NetemFault) -> Vec<u8> {
         duplicate,
         ticks(jitter_ns),
     ]);
-    debug_assert_eq!(out.len(), QOPT_LEN);
+    debug_assert_eq!(qopt.len(), QOPT_LEN);
+    let mut attributes = Vec::new();
+    let mut attr = |kind: u16, payload: Vec<u8>| attributes.push(DefaultNla::new(kind, payload));
 
     let corr = fault.correlation.map(probability).unwrap_or(0);
     if corr != 0 {
-        push_attr(&mut out, TCA_NETEM_CORR, &u32s(&[corr, corr, corr]));
+        attr(TCA_NETEM_CORR, u32s(&[corr, corr, corr]));
     }
     if let Some(reorder) = fault.reorder {
-        push_attr(
-            &mut out,
-            TCA_NETEM_REORDER,
-            &u32s(&[probability(reorder), corr]),
-        );
+        attr(TCA_NETEM_REORDER, u32s(&[probability(reorder), corr]));
     }
     if let Some(corrupt) = fault.corrupt {
-        push_attr(
-            &mut out,
-            TCA_NETEM_CORRUPT,
-            &u32s(&[probability(corrupt), corr]),
-        );
+        attr(TCA_NETEM_CORRUPT, u32s(&[probability(corrupt), corr]));
     }
     if let Some(rate) = fault.rate_bytes_per_sec {
         let rate32 = u32::try_from(rate).unwrap_or(u32::MAX);
-        let mut payload = u32s(&[rate32]);
-        payload.extend_from_slice(&0i32.to_ne_bytes()); // packet overhead
-        payload.extend_from_slice(&0u32.to_ne_bytes()); // cell size
-        payload.extend_from_slice(&0i32.to_ne_bytes()); // cell overhead
-        push_attr(&mut out, TCA_NETEM_RATE, &payload);
+        // tc_netem_rate: rate, packet overhead, cell size, cell overhead.
+        attr(TCA_NETEM_RATE, u32s(&[rate32, 0, 0, 0]));
         if rate > u64::from(u32::MAX) - 1 {
-            push_attr(&mut out, TCA_NETEM_RATE64, &rate.to_ne_bytes());
+            attr(TCA_NETEM_RATE64, rate.to_ne_bytes().to_vec());
         }
     }
     if latency_ns != 0 {
-        push_attr(
-            &mut out,
+        attr(
             TCA_NETEM_LATENCY64,
-            &(latency_ns as i64).to_ne_bytes(),
+            (latency_ns as i64).to_ne_bytes().to_vec(),
         );
     }
     if jitter_ns != 0 {
-        push_attr(
-            &mut out,
+        attr(
             TCA_NETEM_JITTER64,
-            &(jitter_ns as i64).to_ne_bytes(),
+            (jitter_ns as i64).to_ne_bytes().to_vec(),
         );
     }
+
+    let mut out = qopt;
+    out.resize(QOPT_LEN + attributes.as_slice().buffer_len(), 0);
+    attributes.as_slice().emit(&mut out[QOPT_LEN..]);
     out
 }
 

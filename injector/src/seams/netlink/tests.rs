@@ -3,6 +3,8 @@
 
 use std::process::{Child, Command};
 
+use netlink_packet_core::Parseable;
+
 use super::*;
 
 struct PrivateNetns {
@@ -11,10 +13,8 @@ struct PrivateNetns {
 
 impl PrivateNetns {
     fn new() -> PrivateNetns {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let euid = unsafe { libc::geteuid() };
-        assert_eq!(
-            euid, 0,
+        assert!(
+            rustix::process::geteuid().is_root(),
             "the netlink kernel tests need root (a private network namespace)"
         );
         let child = Command::new("unshare")
@@ -119,18 +119,6 @@ fn a_missing_namespace_is_named_in_the_error() {
 }
 
 #[test]
-fn attributes_parse_and_stop_at_garbage() {
-    let mut buf = Vec::new();
-    netem_options::push_attr(&mut buf, TCA_KIND, b"netem\0");
-    netem_options::push_attr(&mut buf, TCA_OPTIONS, &[1, 2, 3]);
-    buf.extend_from_slice(&[0xff, 0xff, 0, 0]); // a length past the end
-    let attrs = attributes(&buf);
-    assert_eq!(attrs.len(), 2);
-    assert_eq!(c_string(attrs[0].1), "netem");
-    assert_eq!(attrs[1].1, &[1, 2, 3]);
-}
-
-#[test]
 fn a_foreign_root_qdisc_is_saved_and_put_back() {
     let netns = PrivateNetns::new();
     let mut socket = RouteSocket::open_in_netns(&netns.path()).unwrap();
@@ -150,6 +138,7 @@ fn a_foreign_root_qdisc_is_saved_and_put_back() {
     let back = socket.root_qdisc(lo[0].index).unwrap().unwrap();
     assert_eq!((back.kind.as_str(), back.handle), ("bfifo", 0x0001_0000));
     assert_eq!(&back.options[..4], &4096u32.to_ne_bytes());
+    assert_eq!(back.options, 4096u32.to_ne_bytes());
 
     // The namespace gone: nothing left to remove.
     let path = netns.path();
@@ -170,4 +159,105 @@ fn a_named_interface_that_is_missing_is_reported_with_what_exists() {
         "{err}"
     );
     assert!(target_links(&mut socket, None).unwrap().is_empty());
+}
+
+/// The bytes of a TCA_OPTIONS payload made of `attributes` (a kind with nested options).
+fn nested(attributes: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let attributes: Vec<DefaultNla> = attributes
+        .iter()
+        .map(|(kind, value)| DefaultNla::new(*kind, value.clone()))
+        .collect();
+    let mut out = vec![0; attributes.as_slice().buffer_len()];
+    attributes.as_slice().emit(&mut out);
+    out
+}
+
+/// A qdisc as the kernel dumps it, parsed by the crate: header, TCA_KIND, TCA_OPTIONS.
+fn dumped(kind: &str, options: Option<&[u8]>) -> TcMessage {
+    let mut qdisc = TcMessage::with_index(3);
+    qdisc.header.parent = TcHandle::ROOT;
+    qdisc.attributes.push(TcAttribute::Kind(kind.into()));
+    if let Some(options) = options {
+        let raw = DefaultNla::new(TCA_OPTIONS, options.to_vec());
+        qdisc.attributes.push(TcAttribute::Other(raw));
+    }
+    let mut bytes = vec![0; qdisc.buffer_len()];
+    qdisc.emit(&mut bytes);
+    TcMessage::parse(bytes.as_slice()).unwrap()
+}
+
+#[test]
+fn options_of_a_kind_the_crate_does_not_model_are_kept_byte_for_byte() {
+    let bfifo = 4096u32.to_ne_bytes();
+    let parsed = dumped("bfifo", Some(&bfifo));
+    assert!(
+        parsed.attributes.iter().any(
+            |a| matches!(a, TcAttribute::Options(o) if matches!(o.as_slice(), [TcOption::Other(_)]))
+        ),
+        "{parsed:?}"
+    );
+    assert_eq!(options_payload(&parsed.attributes), bfifo);
+
+    // tbf's options are nested attributes, but the crate keeps them as one opaque payload.
+    let tbf = nested(&[(1, vec![7; 36]), (3, vec![1; 8])]);
+    assert_eq!(options_payload(&dumped("tbf", Some(&tbf)).attributes), tbf);
+
+    assert!(options_payload(&dumped("noqueue", None).attributes).is_empty());
+}
+
+#[test]
+fn options_of_a_kind_the_crate_types_are_emitted_back_unchanged() {
+    let fq_codel = nested(&[
+        (1, 5_000u32.to_ne_bytes().to_vec()),  // TCA_FQ_CODEL_TARGET
+        (2, 10_240u32.to_ne_bytes().to_vec()), // TCA_FQ_CODEL_LIMIT
+        (4, 1u32.to_ne_bytes().to_vec()),      // TCA_FQ_CODEL_ECN
+        (99, vec![1, 2, 3, 4, 5, 6]),          // an attribute of a newer kernel
+    ]);
+    let parsed = dumped("fq_codel", Some(&fq_codel));
+    assert!(
+        parsed.attributes.iter().any(|a| matches!(a, TcAttribute::Options(o) if matches!(o.first(), Some(TcOption::FqCodel(_))))),
+        "the crate should type fq_codel's options: {parsed:?}"
+    );
+    assert_eq!(options_payload(&parsed.attributes), fq_codel);
+}
+
+/// htb's TCA_OPTIONS: TCA_HTB_INIT (`tc_htb_glob`: version, r2q, default class, debug,
+/// direct packets) and TCA_HTB_DIRECT_QLEN. tc sends version 3, the kernel dumps its HTB_VER.
+fn htb_options(version: u32, default_class: u32, direct_qlen: u32) -> Vec<u8> {
+    let glob: Vec<u8> = [version, 10, default_class, 0, 0]
+        .iter()
+        .flat_map(|v| v.to_ne_bytes())
+        .collect();
+    nested(&[(2, glob), (5, direct_qlen.to_ne_bytes().to_vec())])
+}
+
+#[test]
+fn a_foreign_qdisc_with_nested_options_is_put_back_exactly() {
+    let netns = PrivateNetns::new();
+    let mut socket = RouteSocket::open_in_netns(&netns.path()).unwrap();
+    let lo = socket.links().unwrap();
+    socket
+        .replace_root_qdisc(lo[0].index, "htb", 0x0007_0000, &htb_options(3, 0x12, 333))
+        .unwrap();
+    let before = socket.root_qdisc(lo[0].index).unwrap().unwrap();
+    assert_eq!((before.kind.as_str(), before.handle), ("htb", 0x0007_0000));
+    assert_eq!(
+        before.options,
+        htb_options(0x0003_0011, 0x12, 333),
+        "the kernel's dump"
+    );
+
+    let shaped = install_root_qdisc(&mut socket, &lo, "pfifo", &10u32.to_ne_bytes()).unwrap();
+    let saved = shaped[0].saved.clone().unwrap();
+    assert_eq!(
+        (saved.kind.as_str(), saved.handle, &saved.options),
+        ("htb", 0x0007_0000, &before.options)
+    );
+    assert_eq!(
+        socket.root_qdisc(lo[0].index).unwrap().unwrap().kind,
+        "pfifo"
+    );
+
+    remove_netem(&netns.path(), &shaped).unwrap();
+    assert_eq!(socket.root_qdisc(lo[0].index).unwrap(), Some(before));
 }
