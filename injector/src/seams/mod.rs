@@ -4,8 +4,9 @@
 //! - [`signal`]: signals by pidfd ([`signal::Signaller`]).
 //! - [`cgroup`]: a container's cgroups, their accounting and the freezer
 //!   ([`cgroup::Freezer`]).
-//! - [`netlink`]: a NETLINK_ROUTE socket inside a pod's network namespace: links and root
-//!   qdiscs, and the netem qdisc's options ([`netlink::RouteSocket`]).
+//! - [`netlink`]: a NETLINK_ROUTE socket inside a pod's network namespace (netlink-sys,
+//!   netlink-packet-route): links and root qdiscs, and the netem qdisc's options
+//!   ([`netlink::RouteSocket`]).
 //! - [`procfs`]: OOM scores and process identity (PID + start time)
 //!   ([`procfs::ProcessTable`]).
 

@@ -419,21 +419,21 @@ impl RouteSocket {
             let RouteNetlinkMessage::NewLink(link) = message else {
                 continue;
             };
-            let name = link
-                .attributes
-                .iter()
-                .find_map(|attribute| match attribute {
-                    LinkAttribute::IfName(name) => Some(name.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
+            let index = i32::try_from(link.header.index).map_err(|_| NetlinkError::Malformed {
+                op: "list links",
+                detail: format!("interface index {} out of range", link.header.index),
+            })?;
+            let loopback = link.header.flags.contains(LinkFlags::Loopback);
+            let mut name = String::new();
+            for attribute in link.attributes {
+                if let LinkAttribute::IfName(ifname) = attribute {
+                    name = ifname;
+                }
+            }
             links.push(Link {
-                index: i32::try_from(link.header.index).map_err(|_| NetlinkError::Malformed {
-                    op: "list links",
-                    detail: format!("interface index {} out of range", link.header.index),
-                })?,
+                index,
                 name,
-                loopback: link.header.flags.contains(LinkFlags::Loopback),
+                loopback,
             });
         }
         Ok(links)

@@ -118,15 +118,26 @@ fn a_missing_namespace_is_named_in_the_error() {
     assert!(err.to_string().contains("/proc/0/ns/net"), "{err}");
 }
 
-#[test]
-fn a_foreign_root_qdisc_is_saved_and_put_back() {
+/// A private namespace whose `lo` has someone else's root qdisc.
+fn with_foreign_root_qdisc(
+    kind: &str,
+    handle: u32,
+    options: &[u8],
+) -> (PrivateNetns, RouteSocket, Vec<Link>) {
     let netns = PrivateNetns::new();
     let mut socket = RouteSocket::open_in_netns(&netns.path()).unwrap();
     let lo = socket.links().unwrap();
-    // Someone else's root qdisc (bfifo, limit 4096 bytes, handle 1:).
     socket
-        .replace_root_qdisc(lo[0].index, "bfifo", 0x0001_0000, &4096u32.to_ne_bytes())
+        .replace_root_qdisc(lo[0].index, kind, handle, options)
         .unwrap();
+    (netns, socket, lo)
+}
+
+#[test]
+fn a_foreign_root_qdisc_is_saved_and_put_back() {
+    // Someone else's root qdisc (bfifo, limit 4096 bytes, handle 1:).
+    let (netns, mut socket, lo) =
+        with_foreign_root_qdisc("bfifo", 0x0001_0000, &4096u32.to_ne_bytes());
     let shaped = install_root_qdisc(&mut socket, &lo, "pfifo", &10u32.to_ne_bytes()).unwrap();
     assert_eq!(
         shaped[0].saved.as_ref().map(|s| s.kind.as_str()),
@@ -233,12 +244,8 @@ fn htb_options(version: u32, default_class: u32, direct_qlen: u32) -> Vec<u8> {
 
 #[test]
 fn a_foreign_qdisc_with_nested_options_is_put_back_exactly() {
-    let netns = PrivateNetns::new();
-    let mut socket = RouteSocket::open_in_netns(&netns.path()).unwrap();
-    let lo = socket.links().unwrap();
-    socket
-        .replace_root_qdisc(lo[0].index, "htb", 0x0007_0000, &htb_options(3, 0x12, 333))
-        .unwrap();
+    let (netns, mut socket, lo) =
+        with_foreign_root_qdisc("htb", 0x0007_0000, &htb_options(3, 0x12, 333));
     let before = socket.root_qdisc(lo[0].index).unwrap().unwrap();
     assert_eq!((before.kind.as_str(), before.handle), ("htb", 0x0007_0000));
     assert_eq!(
