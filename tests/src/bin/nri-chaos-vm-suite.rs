@@ -350,6 +350,46 @@ fn netem_scenario(s: &mut AssertSuite) -> Result<()> {
             after.avg_ms, baseline.avg_ms, after.received, after.sent
         ),
     );
+    foreign_root_qdisc_put_back(s, &ns, &fault)
+}
+
+/// The first `qdisc` line of `tc qdisc show` on IF_A (no statistics: they move).
+fn tc_root_line() -> Result<String> {
+    let out = run(&[
+        "ip", "netns", "exec", NS_A, "tc", "qdisc", "show", "dev", IF_A,
+    ])?;
+    let line = out.lines().find(|l| l.starts_with("qdisc")).unwrap_or("");
+    println!("INFO tc: {line}");
+    Ok(line.to_string())
+}
+
+/// Someone else's root qdisc (fq_codel, whose options netlink-packet-route parses into typed
+/// attributes) is saved under netem and put back with the same parameters.
+fn foreign_root_qdisc_put_back(s: &mut AssertSuite, ns: &Path, fault: &NetemFault) -> Result<()> {
+    run(&[
+        "ip", "netns", "exec", NS_A, "tc", "qdisc", "replace", "dev", IF_A, "root", "handle", "5:",
+        "fq_codel", "limit", "777", "target", "3ms", "interval", "50ms", "quantum", "1000", "ecn",
+    ])?;
+    let before = tc_root_line()?;
+    let mut socket = RouteSocket::open_in_netns(ns)?;
+    let links = target_links(&mut socket, Some(IF_A))?;
+    let shaped = install_netem(&mut socket, &links, &netem_options(fault))?;
+    let during = tc_root_line()?;
+    remove_netem(ns, &shaped)?;
+    let after = tc_root_line()?;
+    run(&[
+        "ip", "netns", "exec", NS_A, "tc", "qdisc", "del", "dev", IF_A, "root",
+    ])?;
+    s.check(
+        "netem_over_foreign_fq_codel",
+        before.contains("qdisc fq_codel 5: root") && during.contains("qdisc netem 4e43: root"),
+        format!("before: {before} | during: {during}"),
+    );
+    s.check(
+        "netem_foreign_fq_codel_put_back_unchanged",
+        after == before && before.contains("limit 777p") && before.contains("quantum 1000"),
+        format!("before: {before} | after: {after}"),
+    );
     Ok(())
 }
 
