@@ -19,7 +19,7 @@ use netlink_packet_core::{
     NetlinkPayload, Nla, NlasIterator, Parseable, NLA_TYPE_MASK, NLM_F_ACK, NLM_F_CREATE,
     NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST,
 };
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage};
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -410,8 +410,13 @@ impl RouteSocket {
 
     /// Every interface of the namespace.
     pub fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
+        // Index, flags and name are all we read: the kernel leaves out the counters.
+        let mut request = LinkMessage::default();
+        request
+            .attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
         let seq = self.send(
-            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            RouteNetlinkMessage::GetLink(request),
             NLM_F_REQUEST | NLM_F_DUMP,
         )?;
         let mut links = Vec::new();
