@@ -43,6 +43,7 @@ fn u32s(values: &[u32]) -> Vec<u8> {
 
 /// The TCA_OPTIONS payload for `fault`.
 pub fn netem_options(fault: &NetemFault) -> Vec<u8> {
+    // By hand: netlink-packet-route 0.34 has no netem option (TcOption: fq_codel, ingress).
     let latency_ns = fault.delay.map(|d| d.as_nanos() as u64).unwrap_or(0);
     let jitter_ns = fault.jitter.map(|d| d.as_nanos() as u64).unwrap_or(0);
     let loss = fault.loss.map(probability).unwrap_or(0);
