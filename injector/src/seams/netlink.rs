@@ -9,6 +9,7 @@
 //! on a short-lived dedicated OS thread that joins the namespace; the socket stays bound to
 //! that namespace for its whole life and is then used from any thread.
 
+mod messages;
 pub mod netem_options;
 
 use std::os::fd::AsFd;
@@ -21,12 +22,13 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage};
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
-use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use rustix::io::Errno;
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use messages::{Reply, Request};
 
 /// `TCA_OPTIONS` (linux/rtnetlink.h): the qdisc's own configuration.
 const TCA_OPTIONS: u16 = 2;
@@ -350,7 +352,7 @@ impl RouteSocket {
         })?
     }
 
-    fn send(&mut self, message: RouteNetlinkMessage, flags: u16) -> Result<u32, NetlinkError> {
+    fn send(&mut self, message: Request, flags: u16) -> Result<u32, NetlinkError> {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = flags;
@@ -369,7 +371,7 @@ impl RouteSocket {
         op: &'static str,
         seq: u32,
         ifindex: i32,
-    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+    ) -> Result<Vec<Reply>, NetlinkError> {
         let kernel = |code: i32| NetlinkError::Kernel {
             op,
             ifindex,
@@ -392,8 +394,7 @@ impl RouteSocket {
                 if !ours {
                     continue;
                 }
-                let message =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).map_err(malformed)?;
+                let message = NetlinkMessage::<Reply>::deserialize(bytes).map_err(malformed)?;
                 match message.payload {
                     NetlinkPayload::Done(done) if done.code != 0 => return Err(kernel(done.code)),
                     NetlinkPayload::Done(_) => return Ok(out),
@@ -415,13 +416,10 @@ impl RouteSocket {
         request
             .attributes
             .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-        let seq = self.send(
-            RouteNetlinkMessage::GetLink(request),
-            NLM_F_REQUEST | NLM_F_DUMP,
-        )?;
+        let seq = self.send(Request::GetLinks(request), NLM_F_REQUEST | NLM_F_DUMP)?;
         let mut links = Vec::new();
         for message in self.receive("list links", seq, 0)? {
-            let RouteNetlinkMessage::NewLink(link) = message else {
+            let Reply::Link(link) = message else {
                 continue;
             };
             let index = i32::try_from(link.header.index).map_err(|_| NetlinkError::Malformed {
@@ -447,11 +445,11 @@ impl RouteSocket {
     /// The root qdisc of `ifindex`, if the kernel reports one.
     pub fn root_qdisc(&mut self, ifindex: i32) -> Result<Option<RootQdisc>, NetlinkError> {
         let seq = self.send(
-            RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()),
+            Request::GetQdiscs(TcMessage::default()),
             NLM_F_REQUEST | NLM_F_DUMP,
         )?;
         for message in self.receive("list qdiscs", seq, ifindex)? {
-            let RouteNetlinkMessage::NewQueueDiscipline(qdisc) = message else {
+            let Reply::Qdisc(qdisc) = message else {
                 continue;
             };
             if qdisc.header.index != ifindex || qdisc.header.parent != TcHandle::ROOT {
@@ -496,7 +494,7 @@ impl RouteSocket {
             )));
         }
         let seq = self.send(
-            RouteNetlinkMessage::NewQueueDiscipline(qdisc),
+            Request::NewQdisc(qdisc),
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
         )?;
         match self.receive("replace root qdisc", seq, ifindex) {
@@ -516,10 +514,7 @@ impl RouteSocket {
     pub fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
         let mut qdisc = TcMessage::with_index(ifindex);
         qdisc.header.parent = TcHandle::ROOT;
-        let seq = self.send(
-            RouteNetlinkMessage::DelQueueDiscipline(qdisc),
-            NLM_F_REQUEST | NLM_F_ACK,
-        )?;
+        let seq = self.send(Request::DelQdisc(qdisc), NLM_F_REQUEST | NLM_F_ACK)?;
         match self.receive("delete root qdisc", seq, ifindex) {
             Err(NetlinkError::Kernel { source, .. })
                 if matches!(
