@@ -1,9 +1,9 @@
 //! Netlink seam: a NETLINK_ROUTE socket bound to a pod's network namespace, to list its
 //! interfaces and add, replace, read and delete root qdiscs. No `tc`, `ip` or `nsenter`.
 //!
-//! The socket is `netlink-sys`'s, the messages (links, qdiscs and their attributes) are
-//! `netlink-packet-route`'s, framed by `netlink-packet-core`. Only netem's TCA_OPTIONS payload
-//! is ours ([`netem_options`]).
+//! The socket is `netlink-sys`'s; messages are framed by `netlink-packet-core` around
+//! `netlink-packet-route`'s link and tc headers (`messages.rs` says why not its attribute
+//! enums). Only netem's TCA_OPTIONS payload is encoded here ([`netem_options`]).
 //!
 //! `setns` only moves the calling thread, so [`RouteSocket::open_in_netns`] opens the socket
 //! on a short-lived dedicated OS thread that joins the namespace; the socket stays bound to
@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 
 use netlink_packet_core::{
     DecodeError, DefaultNla, Emitable, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, Nla, NlasIterator, Parseable, NLA_TYPE_MASK, NLM_F_ACK, NLM_F_CREATE,
-    NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST,
+    NetlinkPayload, Nla, NlasIterator, Parseable, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_REPLACE, NLM_F_REQUEST,
 };
-use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage};
-use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
+use netlink_packet_route::link::LinkFlags;
+use netlink_packet_route::tc::{TcHandle, TcHeader};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use rustix::io::Errno;
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
@@ -30,8 +30,6 @@ use thiserror::Error;
 
 use messages::{Reply, Request};
 
-/// `TCA_OPTIONS` (linux/rtnetlink.h): the qdisc's own configuration.
-const TCA_OPTIONS: u16 = 2;
 /// The handle nri-chaos gives the qdiscs it installs (`4e43:`, "NC"): how a root qdisc is
 /// recognised as ours later, even after a restart.
 pub const NRI_CHAOS_HANDLE: u32 = 0x4e43_0000;
@@ -287,32 +285,6 @@ fn io_err(op: &'static str) -> impl FnOnce(std::io::Error) -> NetlinkError {
     move |source| NetlinkError::Io { op, source }
 }
 
-/// The TCA_OPTIONS payload of a dumped qdisc, byte for byte, so a saved qdisc goes back as it
-/// was (empty when it has none).
-fn options_payload(attributes: &[TcAttribute]) -> Vec<u8> {
-    let Some(options) = attributes.iter().find_map(|attribute| match attribute {
-        TcAttribute::Options(options) => Some(options.as_slice()),
-        _ => None,
-    }) else {
-        return Vec::new();
-    };
-    match options {
-        // A kind the crate does not model (pfifo, tbf, htb, netem ...): it keeps the whole
-        // TCA_OPTIONS attribute as one raw attribute; its value is the payload.
-        [TcOption::Other(raw)] if raw.kind() & NLA_TYPE_MASK == TCA_OPTIONS => {
-            let mut payload = vec![0; raw.value_len()];
-            raw.emit_value(&mut payload);
-            payload
-        }
-        // A kind it models (fq_codel): its nested attributes, unknown ones kept raw.
-        nested => {
-            let mut payload = vec![0; nested.buffer_len()];
-            nested.emit(&mut payload);
-            payload
-        }
-    }
-}
-
 impl RouteSocket {
     /// A socket in the calling thread's network namespace.
     pub fn open_current() -> Result<RouteSocket, NetlinkError> {
@@ -411,32 +383,20 @@ impl RouteSocket {
 
     /// Every interface of the namespace.
     pub fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
-        // Index, flags and name are all we read: the kernel leaves out the counters.
-        let mut request = LinkMessage::default();
-        request
-            .attributes
-            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-        let seq = self.send(Request::GetLinks(request), NLM_F_REQUEST | NLM_F_DUMP)?;
+        let seq = self.send(Request::GetLinks, NLM_F_REQUEST | NLM_F_DUMP)?;
         let mut links = Vec::new();
         for message in self.receive("list links", seq, 0)? {
-            let Reply::Link(link) = message else {
+            let Reply::Link { header, name } = message else {
                 continue;
             };
-            let index = i32::try_from(link.header.index).map_err(|_| NetlinkError::Malformed {
+            let index = i32::try_from(header.index).map_err(|_| NetlinkError::Malformed {
                 op: "list links",
-                detail: format!("interface index {} out of range", link.header.index),
+                detail: format!("interface index {} out of range", header.index),
             })?;
-            let loopback = link.header.flags.contains(LinkFlags::Loopback);
-            let mut name = String::new();
-            for attribute in link.attributes {
-                if let LinkAttribute::IfName(ifname) = attribute {
-                    name = ifname;
-                }
-            }
             links.push(Link {
                 index,
                 name,
-                loopback,
+                loopback: header.flags.contains(LinkFlags::Loopback),
             });
         }
         Ok(links)
@@ -444,30 +404,23 @@ impl RouteSocket {
 
     /// The root qdisc of `ifindex`, if the kernel reports one.
     pub fn root_qdisc(&mut self, ifindex: i32) -> Result<Option<RootQdisc>, NetlinkError> {
-        let seq = self.send(
-            Request::GetQdiscs(TcMessage::default()),
-            NLM_F_REQUEST | NLM_F_DUMP,
-        )?;
+        let seq = self.send(Request::GetQdiscs, NLM_F_REQUEST | NLM_F_DUMP)?;
         for message in self.receive("list qdiscs", seq, ifindex)? {
-            let Reply::Qdisc(qdisc) = message else {
+            let Reply::Qdisc {
+                header,
+                kind,
+                options,
+            } = message
+            else {
                 continue;
             };
-            if qdisc.header.index != ifindex || qdisc.header.parent != TcHandle::ROOT {
-                continue;
+            if header.index == ifindex && header.parent == TcHandle::ROOT {
+                return Ok(Some(RootQdisc {
+                    kind,
+                    handle: header.handle.into(),
+                    options,
+                }));
             }
-            let kind = qdisc
-                .attributes
-                .iter()
-                .find_map(|attribute| match attribute {
-                    TcAttribute::Kind(kind) => Some(kind.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            return Ok(Some(RootQdisc {
-                kind,
-                handle: qdisc.header.handle.into(),
-                options: options_payload(&qdisc.attributes),
-            }));
         }
         Ok(None)
     }
@@ -481,20 +434,18 @@ impl RouteSocket {
         handle: u32,
         options: &[u8],
     ) -> Result<(), NetlinkError> {
-        let mut qdisc = TcMessage::with_index(ifindex);
-        qdisc.header.handle = handle.into();
-        qdisc.header.parent = TcHandle::ROOT;
-        qdisc.attributes.push(TcAttribute::Kind(kind.to_string()));
-        if !options.is_empty() {
-            // The crate types TCA_OPTIONS only for the kinds it models (no netem); a payload
-            // we built or saved goes as it is.
-            qdisc.attributes.push(TcAttribute::Other(DefaultNla::new(
-                TCA_OPTIONS,
-                options.to_vec(),
-            )));
-        }
+        let header = TcHeader {
+            index: ifindex,
+            handle: handle.into(),
+            parent: TcHandle::ROOT,
+            ..TcHeader::default()
+        };
         let seq = self.send(
-            Request::NewQdisc(qdisc),
+            Request::NewQdisc {
+                header,
+                kind: kind.to_string(),
+                options: options.to_vec(),
+            },
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
         )?;
         match self.receive("replace root qdisc", seq, ifindex) {
@@ -512,9 +463,12 @@ impl RouteSocket {
     /// Deletes the root qdisc of `ifindex` (the kernel's default comes back). Deleting where
     /// there is none is Ok.
     pub fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
-        let mut qdisc = TcMessage::with_index(ifindex);
-        qdisc.header.parent = TcHandle::ROOT;
-        let seq = self.send(Request::DelQdisc(qdisc), NLM_F_REQUEST | NLM_F_ACK)?;
+        let header = TcHeader {
+            index: ifindex,
+            parent: TcHandle::ROOT,
+            ..TcHeader::default()
+        };
+        let seq = self.send(Request::DelQdisc(header), NLM_F_REQUEST | NLM_F_ACK)?;
         match self.receive("delete root qdisc", seq, ifindex) {
             Err(NetlinkError::Kernel { source, .. })
                 if matches!(

@@ -3,8 +3,6 @@
 
 use std::process::{Child, Command};
 
-use netlink_packet_core::Parseable;
-
 use super::*;
 
 struct PrivateNetns {
@@ -173,7 +171,7 @@ fn a_named_interface_that_is_missing_is_reported_with_what_exists() {
 }
 
 /// The bytes of a TCA_OPTIONS payload made of `attributes` (a kind with nested options).
-fn nested(attributes: &[(u16, Vec<u8>)]) -> Vec<u8> {
+pub(super) fn nested(attributes: &[(u16, Vec<u8>)]) -> Vec<u8> {
     let attributes: Vec<DefaultNla> = attributes
         .iter()
         .map(|(kind, value)| DefaultNla::new(*kind, value.clone()))
@@ -181,55 +179,6 @@ fn nested(attributes: &[(u16, Vec<u8>)]) -> Vec<u8> {
     let mut out = vec![0; attributes.as_slice().buffer_len()];
     attributes.as_slice().emit(&mut out);
     out
-}
-
-/// A qdisc as the kernel dumps it, parsed by the crate: header, TCA_KIND, TCA_OPTIONS.
-fn dumped(kind: &str, options: Option<&[u8]>) -> TcMessage {
-    let mut qdisc = TcMessage::with_index(3);
-    qdisc.header.parent = TcHandle::ROOT;
-    qdisc.attributes.push(TcAttribute::Kind(kind.into()));
-    if let Some(options) = options {
-        let raw = DefaultNla::new(TCA_OPTIONS, options.to_vec());
-        qdisc.attributes.push(TcAttribute::Other(raw));
-    }
-    let mut bytes = vec![0; qdisc.buffer_len()];
-    qdisc.emit(&mut bytes);
-    TcMessage::parse(bytes.as_slice()).unwrap()
-}
-
-#[test]
-fn options_of_a_kind_the_crate_does_not_model_are_kept_byte_for_byte() {
-    let bfifo = 4096u32.to_ne_bytes();
-    let parsed = dumped("bfifo", Some(&bfifo));
-    assert!(
-        parsed.attributes.iter().any(
-            |a| matches!(a, TcAttribute::Options(o) if matches!(o.as_slice(), [TcOption::Other(_)]))
-        ),
-        "{parsed:?}"
-    );
-    assert_eq!(options_payload(&parsed.attributes), bfifo);
-
-    // tbf's options are nested attributes, but the crate keeps them as one opaque payload.
-    let tbf = nested(&[(1, vec![7; 36]), (3, vec![1; 8])]);
-    assert_eq!(options_payload(&dumped("tbf", Some(&tbf)).attributes), tbf);
-
-    assert!(options_payload(&dumped("noqueue", None).attributes).is_empty());
-}
-
-#[test]
-fn options_of_a_kind_the_crate_types_are_emitted_back_unchanged() {
-    let fq_codel = nested(&[
-        (1, 5_000u32.to_ne_bytes().to_vec()),  // TCA_FQ_CODEL_TARGET
-        (2, 10_240u32.to_ne_bytes().to_vec()), // TCA_FQ_CODEL_LIMIT
-        (4, 1u32.to_ne_bytes().to_vec()),      // TCA_FQ_CODEL_ECN
-        (99, vec![1, 2, 3, 4, 5, 6]),          // an attribute of a newer kernel
-    ]);
-    let parsed = dumped("fq_codel", Some(&fq_codel));
-    assert!(
-        parsed.attributes.iter().any(|a| matches!(a, TcAttribute::Options(o) if matches!(o.first(), Some(TcOption::FqCodel(_))))),
-        "the crate should type fq_codel's options: {parsed:?}"
-    );
-    assert_eq!(options_payload(&parsed.attributes), fq_codel);
 }
 
 /// htb's TCA_OPTIONS: TCA_HTB_INIT (`tc_htb_glob`: version, r2q, default class, debug,
