@@ -13,17 +13,17 @@ use netlink_packet_core::{
 use netlink_packet_route::link::{LinkExtentMask, LinkHeader};
 use netlink_packet_route::tc::TcHeader;
 
-// Message and attribute types (linux/rtnetlink.h, linux/if_link.h); the crate's are private.
+// Message types (linux/rtnetlink.h); netlink-packet-route keeps its own private.
+/// An interface (a dump's entries).
 const RTM_NEWLINK: u16 = 16;
+/// Asks for the interfaces.
 const RTM_GETLINK: u16 = 18;
+/// A qdisc (a dump's entries, or a request to install one).
 const RTM_NEWQDISC: u16 = 36;
+/// Removes a qdisc.
 const RTM_DELQDISC: u16 = 37;
+/// Asks for the qdiscs.
 const RTM_GETQDISC: u16 = 38;
-const IFLA_IFNAME: u16 = 3;
-const IFLA_EXT_MASK: u16 = 29;
-const TCA_KIND: u16 = 1;
-/// `TCA_OPTIONS`: the qdisc's own configuration.
-pub(super) const TCA_OPTIONS: u16 = 2;
 
 /// A request to the kernel.
 #[derive(Debug)]
@@ -44,6 +44,16 @@ pub(super) enum Request {
     /// RTM_DELQDISC.
     DelQdisc(TcHeader),
 }
+
+// Attribute types (linux/if_link.h, linux/rtnetlink.h).
+/// The interface's name, NUL-terminated.
+const IFLA_IFNAME: u16 = 3;
+/// Which optional parts of a link dump to leave out or add (`RTEXT_FILTER_*`).
+const IFLA_EXT_MASK: u16 = 29;
+/// The qdisc's kind, NUL-terminated.
+const TCA_KIND: u16 = 1;
+/// The qdisc's own configuration.
+const TCA_OPTIONS: u16 = 2;
 
 impl Request {
     fn parts(&self) -> (Box<dyn Emitable + '_>, Vec<DefaultNla>) {
