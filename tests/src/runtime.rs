@@ -56,6 +56,17 @@ impl ContainerdVersion {
     pub fn config_v3(self) -> bool {
         !matches!(self, Self::V17)
     }
+
+    /// The version a driver's command-line argument names: `1.7`, `2` (or `2.x`, the
+    /// default when absent) or `2.3`.
+    pub fn from_arg(arg: Option<&str>) -> Result<ContainerdVersion> {
+        match arg {
+            None | Some("2") | Some("2.x") => Ok(Self::V2),
+            Some("1.7") => Ok(Self::V17),
+            Some("2.3") => Ok(Self::V23),
+            Some(other) => bail!("unknown containerd version '{other}' (1.7, 2 or 2.3)"),
+        }
+    }
 }
 
 /// Name of the 2.3 release: its folder in `../shared/runtime` and in the cache.

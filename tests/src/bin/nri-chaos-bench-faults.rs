@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use nri_chaos_tests::timeline::field;
 use nri_chaos_tests::{
     plugin_binary, require_root, ContainerSpec, ContainerdVersion, Cri, Node, NodeEnv, Pod, PodSpec,
@@ -98,11 +98,7 @@ async fn freeze_latencies(
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     require_root()?;
-    let version = match std::env::args().nth(1).as_deref() {
-        None | Some("2") | Some("2.x") => ContainerdVersion::V2,
-        Some("1.7") => ContainerdVersion::V17,
-        Some(other) => bail!("unknown containerd version '{other}' (1.7 or 2)"),
-    };
+    let version = ContainerdVersion::from_arg(std::env::args().nth(1).as_deref())?;
     NodeEnv::print()?;
     let node = Node::start(version).await?;
     let cri = node.cri().await?;

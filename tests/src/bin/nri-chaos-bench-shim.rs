@@ -57,12 +57,7 @@ async fn exec_ms(cri: &Cri, id: &str) -> Result<f64> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     require_root()?;
-    let version = match std::env::args().nth(1).as_deref() {
-        None | Some("2") | Some("2.x") => ContainerdVersion::V2,
-        Some("1.7") => ContainerdVersion::V17,
-        Some("2.3") => ContainerdVersion::V23,
-        Some(other) => bail!("unknown containerd version '{other}' (1.7, 2 or 2.3)"),
-    };
+    let version = ContainerdVersion::from_arg(std::env::args().nth(1).as_deref())?;
     let wrapper = try_shim_wrapper_binary()?;
     NodeEnv::print()?;
     let node = Node::start(version).await?;

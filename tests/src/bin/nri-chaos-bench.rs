@@ -83,11 +83,7 @@ async fn main() -> Result<()> {
             .with_context(|| format!("N '{n}' is not a number"))?,
         None => 200,
     };
-    let version = match args.next().as_deref() {
-        None | Some("2") | Some("2.x") => ContainerdVersion::V2,
-        Some("1.7") => ContainerdVersion::V17,
-        Some(other) => bail!("unknown containerd version '{other}' (1.7 or 2)"),
-    };
+    let version = ContainerdVersion::from_arg(args.next().as_deref())?;
     NodeEnv::print()?;
     let node = Node::start(version).await?;
     let cri = node.cri().await?;
