@@ -116,7 +116,7 @@ pub fn boot_and_check(
 ) -> Result<Console> {
     let mut run = boot(cache, initrd, timeout, console_log)?;
     if run.timed_out && run.console.contains("soft lockup") {
-        // Seen once in ~20 runs: under TCG both vCPUs spin in the guest kernel (runc and
+        // Seen once here (a rerun passed): under TCG both vCPUs spin in the guest kernel (runc and
         // runc init at the first container) until the timeout, before any check could run.
         // That is the emulator, not a claim of ours: boot once more, saying so; a second hang
         // (or any failed check) fails the test.
