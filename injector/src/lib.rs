@@ -24,6 +24,7 @@ pub mod journal;
 pub mod plan;
 pub mod policy;
 pub mod schedule;
+pub mod scope;
 pub mod seams;
 pub mod stressor;
 pub mod timing;
@@ -36,4 +37,5 @@ pub use plan::{
 };
 pub use policy::Policy;
 pub use schedule::{Firing, FiringLedger, LedgerKey, Rng, Schedule, SplitMix64};
+pub use scope::{FaultKey, Scope};
 pub use units::Size;
