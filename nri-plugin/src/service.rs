@@ -1,5 +1,6 @@
 //! The NRI Plugin service: decode each request, hand plain data to the engine, answer at once.
-//! This is the one place where engine errors become ttrpc statuses.
+//! Engine errors become ttrpc statuses through `From<EngineError> for ttrpc::Error`
+//! (`engine::error`), the one mapping shared with the control service.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -15,7 +16,7 @@ use nri_chaos_proto::nri_ttrpc::Plugin;
 use ttrpc::r#async::TtrpcContext;
 
 use crate::engine::hooks::HookAdjustment;
-use crate::engine::{ContainerInfo, Engine, EngineError, PodInfo};
+use crate::engine::{ContainerInfo, Engine, PodInfo};
 use injector::hookplan::HookPoint;
 
 /// The events nri-chaos subscribes to (bit `1 << (event - 1)`); all within what NRI 0.6.1
@@ -77,13 +78,6 @@ impl NriPlugin {
         );
         result
     }
-}
-
-fn engine_error_to_ttrpc(err: EngineError) -> ttrpc::Error {
-    ttrpc::Error::RpcStatus(ttrpc::get_status(
-        ttrpc::Code::FAILED_PRECONDITION,
-        err.to_string(),
-    ))
 }
 
 /// The engine's hook adjustment as NRI's ContainerAdjustment (annotations 2, hooks 5).
@@ -242,7 +236,7 @@ impl Plugin for NriPlugin {
                 self.engine
                     .create_container(pod_info(pod), container_info(container))
             })
-            .map_err(engine_error_to_ttrpc)?;
+            .map_err(ttrpc::Error::from)?;
         Ok(CreateContainerResponse {
             adjust: adjustment.map(adjustment_to_nri).into(),
             ..Default::default()

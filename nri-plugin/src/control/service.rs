@@ -1,11 +1,13 @@
 //! The `Control` service: reads the engine's registry, asks the engine to recover or inject,
-//! and reports the daemon's state. The one place where control errors become ttrpc statuses.
+//! and reports the daemon's state. Its errors are the engine's ([`EngineError`]), which become
+//! ttrpc statuses in one place (`engine::error`).
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use injector::annotations::UnknownFaultKind;
 use injector::units::format_duration;
 use injector::{FaultKind, Policy};
 use nri_chaos_proto::control::{
@@ -17,7 +19,7 @@ use ttrpc::r#async::TtrpcContext;
 
 use crate::engine::events::Subject;
 use crate::engine::introspect::{FaultRecord, RejectionRecord};
-use crate::engine::{Engine, InjectError};
+use crate::engine::{Engine, EngineError, InjectError};
 use crate::service::RuntimeInfo;
 
 /// How long `Recover` waits for the recoveries it started.
@@ -38,20 +40,6 @@ pub struct ControlService {
     pub socket: String,
     /// The metrics address, or `off`.
     pub metrics_address: String,
-}
-
-fn status(code: ttrpc::Code, message: impl Into<String>) -> ttrpc::Error {
-    ttrpc::Error::RpcStatus(ttrpc::get_status(code, message.into()))
-}
-
-impl From<InjectError> for ttrpc::Error {
-    fn from(err: InjectError) -> ttrpc::Error {
-        let code = match err {
-            InjectError::NotFound(_) => ttrpc::Code::NOT_FOUND,
-            InjectError::Target(_) | InjectError::Rejected(_) => ttrpc::Code::INVALID_ARGUMENT,
-        };
-        status(code, err.to_string())
-    }
 }
 
 fn ms(value: Option<u64>) -> i64 {
@@ -191,30 +179,12 @@ impl Control for ControlService {
         _ctx: &TtrpcContext,
         req: RecoverRequest,
     ) -> ttrpc::Result<RecoverResponse> {
-        let id = if req.all {
-            None
-        } else {
-            match self.engine.registry().get(req.id) {
-                None => {
-                    return Err(status(
-                        ttrpc::Code::NOT_FOUND,
-                        format!("no fault with id {} (see `nri-chaos ctl list`)", req.id),
-                    ))
-                }
-                Some(record) if !record.state.is_active() => {
-                    return Err(status(
-                        ttrpc::Code::FAILED_PRECONDITION,
-                        format!(
-                            "fault {} has already ended ({})",
-                            req.id,
-                            record.state.as_str()
-                        ),
-                    ))
-                }
-                Some(_) => Some(req.id),
-            }
-        };
-        let recovered = self.engine.recover(id, RECOVER_GRACE).await;
+        let id = (!req.all).then_some(req.id);
+        let recovered = self
+            .engine
+            .recover(id, RECOVER_GRACE)
+            .await
+            .map_err(EngineError::from)?;
         Ok(RecoverResponse {
             recovered: recovered.iter().map(fault_message).collect(),
             ..Default::default()
@@ -226,13 +196,14 @@ impl Control for ControlService {
         _ctx: &TtrpcContext,
         req: InjectRequest,
     ) -> ttrpc::Result<InjectResponse> {
-        let kind: FaultKind =
-            req.kind
-                .parse()
-                .map_err(|err: injector::annotations::UnknownFaultKind| {
-                    status(ttrpc::Code::INVALID_ARGUMENT, err.to_string())
-                })?;
-        let armed = self.engine.inject(&req.target, kind, &req.value)?;
+        let kind: FaultKind = req
+            .kind
+            .parse()
+            .map_err(|err: UnknownFaultKind| EngineError::from(InjectError::from(err)))?;
+        let armed = self
+            .engine
+            .inject(&req.target, kind, &req.value)
+            .map_err(EngineError::from)?;
         Ok(InjectResponse {
             armed: armed.iter().map(fault_message).collect(),
             ..Default::default()

@@ -81,15 +81,13 @@ pub(crate) fn adjustment(
     faults: &[FaultRequest],
 ) -> Option<HookAdjustment> {
     let path = inner.hook_path();
-    // Checked once, and only for containers that have a hook fault: most have none.
-    let mut hook_usable: Option<bool> = None;
     let mut rng = SplitMix64::new(seed());
     let mut chosen: Vec<&FaultRequest> = Vec::new();
     for fault in faults {
         let Some(HookPoint::CreateRuntime) = hook_point(fault) else {
             continue;
         };
-        if !*hook_usable.get_or_insert_with(|| hook_unusable(path).is_none()) {
+        if inner.hook_problem.is_some() {
             // `start` was refused earlier in that case; `oom` is then applied after start.
             continue;
         }

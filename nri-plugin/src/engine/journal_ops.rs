@@ -116,7 +116,7 @@ pub(super) async fn resume(
     }
     let id = entry.id.clone();
     let (pod, container, kind) = (entry.pod.clone(), entry.container_name.clone(), entry.kind);
-    let container_id = entry.container_id.clone();
+    let key = injector::FaultKey::of(entry.kind, &entry.pod_uid, &entry.container_name);
     if recover_blocking(&engine, entry).await {
         engine.registry.recovered(fault_id);
         tracing::info!(fault_id = %id, pod = %pod, container = %container, fault = kind.as_str(), "recovered from the journal");
@@ -127,7 +127,7 @@ pub(super) async fn resume(
         );
     }
     engine.registry.ended(fault_id);
-    engine.disarm(&container_id, fault_id);
+    engine.disarm(&key, fault_id);
 }
 
 /// A holding fault whose whole recovery is its journal entry (thaw, restore scores): run it

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use injector::{FaultKind, LedgerKey, Schedule, SplitMix64, Timing};
+use injector::{FaultKey, FaultKind, LedgerKey, Schedule, SplitMix64, Timing};
 use tokio::sync::watch;
 
+use super::state::{ledger_key, Origin};
 use super::Inner;
 
 /// What the runner needs about its target.
@@ -21,8 +22,16 @@ pub(super) struct Target {
     pub value: String,
     pub pod: String,
     pub pod_uid: String,
+    /// Container name ("" for a pod-scoped fault).
     pub container: String,
+    /// The instance acted on: container id, or the pod's sandbox id (pod-scoped fault).
     pub container_id: String,
+    /// The pod's sandbox id.
+    pub sandbox: String,
+    /// What the fault is: its scope and kind.
+    pub key: FaultKey,
+    /// Where it came from (how its firings are counted).
+    pub origin: Origin,
     pub pid: u32,
     /// The pod's network namespace (pod-scoped faults: netem).
     pub netns: Option<std::path::PathBuf>,
@@ -72,6 +81,45 @@ pub(super) enum FireError {
     Failed(String),
 }
 
+/// Where a fault's firings are counted.
+enum Counter {
+    /// In the durable ledger, shared by every instance of the fault's scope.
+    Ledger(LedgerKey),
+    /// By this task alone (`ctl inject`: each injection has its own `count`).
+    Own(u32),
+}
+
+impl Counter {
+    fn of(target: &Target) -> Counter {
+        match target.origin {
+            Origin::Ctl => Counter::Own(0),
+            Origin::Annotation | Origin::Journal => Counter::Ledger(ledger_key(&target.key)),
+        }
+    }
+
+    /// Takes one firing; None when `limit` is spent.
+    fn claim(&mut self, engine: &Inner, limit: Option<u32>) -> Option<u32> {
+        match self {
+            Counter::Ledger(key) => engine.claim_firing(key, limit),
+            Counter::Own(taken) => {
+                if limit.is_some_and(|limit| *taken >= limit) {
+                    return None;
+                }
+                *taken += 1;
+                Some(*taken)
+            }
+        }
+    }
+
+    /// Gives back a firing that did nothing.
+    fn release(&mut self, engine: &Inner) {
+        match self {
+            Counter::Ledger(key) => engine.release_firing(key),
+            Counter::Own(taken) => *taken = taken.saturating_sub(1),
+        }
+    }
+}
+
 /// Resolves when `stop` is raised (or its sender dropped).
 pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|raised| *raised).await;
@@ -94,7 +142,7 @@ pub(super) async fn run<E: Effect>(
     mut stop: watch::Receiver<bool>,
 ) {
     let kind = effect.kind();
-    let key = LedgerKey::new(target.pod_uid.clone(), target.container.clone(), kind);
+    let mut counter = Counter::of(&target);
     let schedule = Schedule::new(&timing);
     let mut rng = SplitMix64::new(seed(&target));
     let mut index = 0u32;
@@ -106,7 +154,7 @@ pub(super) async fn run<E: Effect>(
             _ = tokio::time::sleep_until(planned.into()) => {}
             _ = stopped(&mut stop) => break,
         }
-        let Some(ordinal) = engine.claim_firing(&key, timing.count) else {
+        let Some(ordinal) = counter.claim(&engine, timing.count) else {
             tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), "count spent");
             break;
         };
@@ -137,12 +185,12 @@ pub(super) async fn run<E: Effect>(
                 }
             }
             Err(FireError::TargetGone(reason)) => {
-                engine.release_firing(&key);
+                counter.release(&engine);
                 tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), reason = %reason, "container is gone; nothing done");
                 break;
             }
             Err(FireError::Failed(reason)) => {
-                engine.release_firing(&key);
+                counter.release(&engine);
                 engine.registry.failed(target.fault_id, &reason);
                 tracing::error!(pod = %target.pod, container = %target.container, fault = kind.as_str(), reason = %reason, "fault could not be applied; container unaffected");
                 break;
@@ -153,5 +201,5 @@ pub(super) async fn run<E: Effect>(
         }
     }
     engine.registry.ended(target.fault_id);
-    engine.disarm(&target.container_id, target.fault_id);
+    engine.disarm(&target.key, target.fault_id);
 }

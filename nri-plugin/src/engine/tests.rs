@@ -11,9 +11,11 @@ use injector::seams::procfs::FakeProcesses;
 use injector::seams::signal::RecordingSignaller;
 use injector::Policy;
 
+use injector::FaultKind;
+
 use super::*;
 
-fn pod(annotation: Option<(&str, &str)>) -> PodInfo {
+pub(super) fn pod(annotation: Option<(&str, &str)>) -> PodInfo {
     let mut annotations = HashMap::new();
     if let Some((key, value)) = annotation {
         annotations.insert(key.to_string(), value.to_string());
@@ -30,7 +32,7 @@ fn pod(annotation: Option<(&str, &str)>) -> PodInfo {
     }
 }
 
-fn container(id: &str, name: &str, pid: u32) -> ContainerInfo {
+pub(super) fn container(id: &str, name: &str, pid: u32) -> ContainerInfo {
     ContainerInfo {
         id: id.into(),
         pod_sandbox_id: "sandbox-1".into(),
@@ -41,7 +43,7 @@ fn container(id: &str, name: &str, pid: u32) -> ContainerInfo {
     }
 }
 
-fn engine(policy: Policy, dir: &std::path::Path) -> (Engine, Arc<RecordingSignaller>) {
+pub(super) fn engine(policy: Policy, dir: &std::path::Path) -> (Engine, Arc<RecordingSignaller>) {
     let signaller = Arc::new(RecordingSignaller::new());
     let seams = Seams {
         signaller: signaller.clone(),
@@ -55,7 +57,10 @@ fn engine(policy: Policy, dir: &std::path::Path) -> (Engine, Arc<RecordingSignal
     (engine, signaller)
 }
 
-async fn wait_for_signals(signaller: &RecordingSignaller, count: usize) -> Vec<(u32, Signal)> {
+pub(super) async fn wait_for_signals(
+    signaller: &RecordingSignaller,
+    count: usize,
+) -> Vec<(u32, Signal)> {
     for _ in 0..100 {
         if signaller.sent().len() >= count {
             break;
@@ -213,7 +218,10 @@ async fn a_fault_resumed_from_the_journal_is_listed_and_recoverable() {
     assert_eq!(fault.applied_unix_ms, Some(applied));
     assert!(freezer.calls().is_empty(), "nothing thawed before its time");
 
-    let recovered = engine.recover(Some(fault.id), Duration::from_secs(5)).await;
+    let recovered = engine
+        .recover(Some(fault.id), Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0].state, introspect::FaultState::Recovered);
     assert_eq!(freezer.calls(), vec![(FreezerOp::Thaw, location)]);

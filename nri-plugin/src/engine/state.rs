@@ -1,0 +1,165 @@
+//! The engine's view under one lock: pods, plans, started containers, and the armed faults
+//! keyed by [`FaultKey`] (a pod-scoped and a container-scoped fault never share a key).
+
+use std::collections::HashMap;
+
+use injector::{FaultKey, FaultKind, FaultRequest, LedgerKey, Scope};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::model::{ContainerInfo, PodInfo};
+
+/// Where an armed fault came from; it decides how its firings are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// A pod annotation: counted in the durable ledger, across restarts.
+    Annotation,
+    /// `ctl inject`: counted by its own task (its `count` is its own).
+    Ctl,
+    /// Resumed from the journal of a previous run (stands for its annotation's fault).
+    Journal,
+}
+
+/// How the firing ledger keys a fault: derived from its [`FaultKey`] (a pod-scoped fault has
+/// no container name).
+pub(super) fn ledger_key(key: &FaultKey) -> LedgerKey {
+    LedgerKey::new(
+        key.scope.pod_uid(),
+        key.scope.container().unwrap_or_default(),
+        key.kind,
+    )
+}
+
+/// A container's validated faults, kept from CreateContainer to its start.
+#[derive(Debug, Clone)]
+pub(super) struct Planned {
+    pub pod: PodInfo,
+    pub container_name: String,
+    pub faults: Vec<FaultRequest>,
+}
+
+/// A fault task and its stop signal.
+#[derive(Debug)]
+pub(super) struct ArmedFault {
+    pub id: u64,
+    pub origin: Origin,
+    /// The runtime instance it acts on: the container id (container scope) or the pod's
+    /// sandbox id (pod scope).
+    pub instance: String,
+    /// The pod sandbox of that instance ("" when a journal entry did not say).
+    pub sandbox: String,
+    pub stop: watch::Sender<bool>,
+    pub task: JoinHandle<()>,
+}
+
+impl ArmedFault {
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct State {
+    /// Pod sandboxes by sandbox id.
+    pub pods: HashMap<String, PodInfo>,
+    /// Plans by container id.
+    pub plans: HashMap<String, Planned>,
+    /// Armed faults by what they are.
+    pub armed: HashMap<FaultKey, Vec<ArmedFault>>,
+    /// Started containers with a PID, by id (targets of `ctl inject`).
+    pub containers: HashMap<String, ContainerInfo>,
+}
+
+impl State {
+    /// Records `fault` under `key`, next to what is armed there already.
+    pub fn insert(&mut self, key: FaultKey, fault: ArmedFault) {
+        self.armed.entry(key).or_default().push(fault);
+    }
+
+    /// Whether `key` already has a fault standing for its annotation on `instance` (any
+    /// instance when `None`): armed from an annotation, or resumed from the journal.
+    pub fn holds_annotation(&self, key: &FaultKey, instance: Option<&str>) -> bool {
+        self.armed.get(key).is_some_and(|faults| {
+            faults.iter().any(|fault| {
+                fault.origin != Origin::Ctl && instance.is_none_or(|i| fault.instance == i)
+            })
+        })
+    }
+
+    /// Removes and returns every armed fault `select` picks.
+    pub fn take(&mut self, select: impl Fn(&FaultKey, &ArmedFault) -> bool) -> Vec<ArmedFault> {
+        let mut taken = Vec::new();
+        for (key, faults) in self.armed.iter_mut() {
+            let (stop, keep): (Vec<ArmedFault>, Vec<ArmedFault>) = std::mem::take(faults)
+                .into_iter()
+                .partition(|fault| select(key, fault));
+            *faults = keep;
+            taken.extend(stop);
+        }
+        self.armed.retain(|_, faults| !faults.is_empty());
+        taken
+    }
+
+    /// Stops (and forgets) every armed fault `select` picks.
+    pub fn stop(&mut self, select: impl Fn(&FaultKey, &ArmedFault) -> bool) {
+        self.take(select).iter().for_each(ArmedFault::stop);
+    }
+
+    /// Forgets fault `id` of `key` (its task ended by itself).
+    pub fn forget(&mut self, key: &FaultKey, id: u64) {
+        if let Some(faults) = self.armed.get_mut(key) {
+            faults.retain(|fault| fault.id != id);
+            if faults.is_empty() {
+                self.armed.remove(key);
+            }
+        }
+    }
+
+    /// Faults with a live task, per kind.
+    pub fn active_by_kind(&self) -> Vec<(FaultKind, i64)> {
+        let mut active: Vec<(FaultKind, i64)> = Vec::new();
+        for (key, faults) in &self.armed {
+            let live = faults.iter().filter(|f| !f.task.is_finished()).count();
+            if live == 0 {
+                continue;
+            }
+            let live = i64::try_from(live).unwrap_or(i64::MAX);
+            match active.iter_mut().find(|(kind, _)| *kind == key.kind) {
+                Some((_, count)) => *count += live,
+                None => active.push((key.kind, live)),
+            }
+        }
+        active
+    }
+}
+
+/// Whether `fault` (of `key`) still has its target among the runtime's live pods and running
+/// containers: a pod-scoped fault while its pod sandbox lives, a container fault while its
+/// container instance runs.
+pub(super) fn target_alive(
+    key: &FaultKey,
+    fault: &ArmedFault,
+    pods: &HashMap<String, PodInfo>,
+    running: &HashMap<&str, &ContainerInfo>,
+) -> bool {
+    match &key.scope {
+        Scope::Pod { pod_uid } => pods
+            .get(&fault.instance)
+            .is_some_and(|pod| &pod.uid == pod_uid),
+        Scope::Container { .. } => running.contains_key(fault.instance.as_str()),
+    }
+}
+
+/// Whether `fault` (of `key`) belongs to pod sandbox `sandbox` (of pod `pod_uid`, when known).
+pub(super) fn of_pod(
+    key: &FaultKey,
+    fault: &ArmedFault,
+    sandbox: &str,
+    pod_uid: Option<&str>,
+) -> bool {
+    if fault.sandbox.is_empty() {
+        pod_uid == Some(key.scope.pod_uid())
+    } else {
+        fault.sandbox == sandbox
+    }
+}

@@ -1,0 +1,60 @@
+//! StopContainer, RemoveContainer, RemovePodSandbox and plugin shutdown: the faults of what
+//! is gone are stopped; each task recovers what it holds.
+
+use std::time::Duration;
+
+use injector::Scope;
+
+use super::state::{of_pod, ArmedFault};
+use super::{ledger_store, lock, Engine};
+
+impl Engine {
+    /// StopContainer / RemoveContainer: ends every fault of that container instance.
+    pub fn container_gone(&self, container_id: &str) {
+        let mut state = lock(&self.inner.state);
+        state.plans.remove(container_id);
+        state.containers.remove(container_id);
+        state.stop(|key, fault| {
+            matches!(key.scope, Scope::Container { .. }) && fault.instance == container_id
+        });
+    }
+
+    /// RemovePodSandbox: forgets the sandbox and ends every fault of it and its containers.
+    pub fn pod_removed(&self, sandbox_id: &str) {
+        let mut state = lock(&self.inner.state);
+        let uid = state.pods.remove(sandbox_id).map(|pod| pod.uid);
+        state.stop(|key, fault| of_pod(key, fault, sandbox_id, uid.as_deref()));
+        state
+            .containers
+            .retain(|_, c| c.pod_sandbox_id != sandbox_id);
+        state
+            .plans
+            .retain(|_, planned| planned.pod.id != sandbox_id);
+    }
+
+    /// Plugin shutdown: stops every armed fault, waits (bounded) for each to recover what it
+    /// holds, and saves the ledger.
+    pub async fn shutdown(&self, grace: Duration) {
+        let faults = lock(&self.inner.state).take(|_, _| true);
+        if !stop_and_wait(faults, grace).await {
+            tracing::error!(
+                grace_ms = grace.as_millis() as u64,
+                "some faults did not finish recovering before shutdown"
+            );
+        }
+        if let Err(err) = ledger_store::save(&self.inner.ledger_path, &self.inner.ledger) {
+            tracing::error!(error = %err, path = %self.inner.ledger_path.display(), "saving the firing ledger at shutdown");
+        }
+    }
+}
+
+/// Stops `faults` and waits up to `grace` for their tasks; false when time ran out.
+pub(super) async fn stop_and_wait(faults: Vec<ArmedFault>, grace: Duration) -> bool {
+    faults.iter().for_each(ArmedFault::stop);
+    let all = async {
+        for fault in faults {
+            let _ = fault.task.await;
+        }
+    };
+    tokio::time::timeout(grace, all).await.is_ok()
+}
