@@ -100,6 +100,37 @@ impl FromStr for FaultKind {
     }
 }
 
+/// Why an annotation was rejected, in three classes (the `reason` label of the rejection
+/// metric, the `class` of `ctl list`). Set where the rejection is made, never guessed from
+/// its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RejectionClass {
+    /// The key or value does not parse.
+    Parse,
+    /// The admin policy refused it.
+    Policy,
+    /// Valid, but this node does not execute it (the fault kind, or the OCI hook it needs).
+    Unsupported,
+}
+
+impl RejectionClass {
+    /// Every class, for metrics families that list zeroes.
+    pub const ALL: [RejectionClass; 3] = [
+        RejectionClass::Parse,
+        RejectionClass::Policy,
+        RejectionClass::Unsupported,
+    ];
+
+    /// Lower-case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RejectionClass::Parse => "parse",
+            RejectionClass::Policy => "policy",
+            RejectionClass::Unsupported => "unsupported",
+        }
+    }
+}
+
 /// An annotation that was not turned into a fault, and why.
 ///
 /// Displays as `annotation <key>: "<value>": <reason>`, for example
@@ -113,11 +144,14 @@ pub struct Rejection {
     pub value: String,
     /// Why it was rejected; names the field and the offending text.
     pub reason: String,
+    /// The class of the reason.
+    pub class: RejectionClass,
 }
 
 impl Rejection {
-    /// Builds a rejection.
+    /// A rejection of class `class`.
     pub fn new(
+        class: RejectionClass,
         key: impl Into<String>,
         value: impl Into<String>,
         reason: impl Into<String>,
@@ -126,20 +160,21 @@ impl Rejection {
             key: key.into(),
             value: value.into(),
             reason: reason.into(),
+            class,
         }
     }
 }
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "annotation {}: {}: {}",
-            self.key,
-            Quoted(&self.value, 200),
-            self.reason
-        )
+        f.write_str(&rejection_text(&self.key, &self.value, &self.reason))
     }
+}
+
+/// How a rejected annotation is worded: `annotation <key>: "<value>": <reason>` (the value
+/// quoted and cut), for the plugin's logs and `nri-chaos validate` alike.
+pub fn rejection_text(key: &str, value: &str, reason: &str) -> String {
+    format!("annotation {key}: {}: {reason}", Quoted(value, 200))
 }
 
 impl std::error::Error for Rejection {}
@@ -326,6 +361,7 @@ mod tests {
     #[test]
     fn rejection_display_quotes_and_truncates() {
         let r = Rejection::new(
+            RejectionClass::Parse,
             "kill.nri-chaos.io/container.app",
             "{after: 2x}",
             "after: \"2x\" is not a duration (examples: 250ms, 30s, 1h30m)",
@@ -335,10 +371,10 @@ mod tests {
             "annotation kill.nri-chaos.io/container.app: \"{after: 2x}\": after: \"2x\" is not a duration (examples: 250ms, 30s, 1h30m)"
         );
         let long = "x".repeat(1000);
-        let shown = Rejection::new("k", long, "r").to_string();
+        let shown = Rejection::new(RejectionClass::Parse, "k", long, "r").to_string();
         assert!(shown.len() < 260, "{shown}");
         assert!(shown.contains('…'));
-        let multi = Rejection::new("k", "a: 1\nb: 2", "r").to_string();
+        let multi = Rejection::new(RejectionClass::Parse, "k", "a: 1\nb: 2", "r").to_string();
         assert!(multi.contains("a: 1\\nb: 2"));
     }
 }

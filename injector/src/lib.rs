@@ -30,7 +30,7 @@ pub mod stressor;
 pub mod timing;
 pub mod units;
 
-pub use annotations::{FaultKind, Rejection};
+pub use annotations::{FaultKind, Rejection, RejectionClass};
 pub use journal::{Journal, JournalEntry, JournalError, ProcessId, Recovery};
 pub use plan::{
     plan_container, ContainerPlan, FaultRequest, FaultSpec, KindFields, PodRef, Timing,

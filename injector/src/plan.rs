@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::annotations::{classify_key, FaultKind, KeyMatch, Rejection, Scope};
+use crate::annotations::{classify_key, FaultKind, KeyMatch, Rejection, RejectionClass, Scope};
 use crate::faults::exec::ExecFault;
 use crate::faults::freeze::FreezeFault;
 use crate::faults::kill::KillFault;
@@ -258,7 +258,10 @@ pub fn plan_container(
     for (key, value) in pod.annotations {
         match classify_key(key, &policy.domain, container_name) {
             KeyMatch::Foreign | KeyMatch::OtherContainer => {}
-            KeyMatch::Invalid(reason) => plan.rejections.push(Rejection::new(key, value, reason)),
+            KeyMatch::Invalid(reason) => {
+                plan.rejections
+                    .push(Rejection::new(RejectionClass::Parse, key, value, reason))
+            }
             KeyMatch::Applies(kind, scope) => {
                 let slot = &mut best[kind as usize];
                 if slot.is_none_or(|(s, _, _)| scope > s) {
@@ -272,18 +275,26 @@ pub fn plan_container(
         let Some((_, key, value)) = best[kind as usize] else {
             continue;
         };
+        let refused = |reason: String| (RejectionClass::Policy, reason);
         let checked = namespace
             .clone()
             .and_then(|()| policy.check_kind(kind))
-            .and_then(|()| FaultRequest::parse(kind, key, value).map_err(|e| e.to_string()))
+            .map_err(refused)
+            .and_then(|()| {
+                FaultRequest::parse(kind, key, value)
+                    .map_err(|e| (RejectionClass::Parse, e.to_string()))
+            })
             .and_then(|req| {
                 policy
                     .check_request(&req, pod.host_network, memory_limit_bytes)
                     .map(|()| req)
+                    .map_err(refused)
             });
         match checked {
             Ok(req) => plan.faults.push(req),
-            Err(reason) => plan.rejections.push(Rejection::new(key, value, reason)),
+            Err((class, reason)) => plan
+                .rejections
+                .push(Rejection::new(class, key, value, reason)),
         }
     }
     plan.rejections.sort_by(|a, b| a.key.cmp(&b.key));

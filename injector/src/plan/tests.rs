@@ -1067,3 +1067,40 @@ fn the_tables_are_what_the_grammar_accepts() {
         .iter()
         .any(|f| f.name == "duration"));
 }
+
+#[test]
+fn each_rejection_carries_the_class_it_was_made_in() {
+    let policy = Policy::from_toml_str("max_duration = \"1m\"").expect("policy");
+    let p = plan_with(
+        &[
+            ("kill.nri-chaos.io/container.app", "{after: policy}"),
+            ("freeze.nri-chaos.io", "{duration: 1h}"),
+            ("zap.nri-chaos.io", "{}"),
+        ],
+        "default",
+        false,
+        Some(GI),
+        &policy,
+    );
+    let classes: Vec<(&str, RejectionClass)> = p
+        .rejections
+        .iter()
+        .map(|r| (r.key.as_str(), r.class))
+        .collect();
+    assert_eq!(
+        classes,
+        vec![
+            ("freeze.nri-chaos.io", RejectionClass::Policy),
+            ("kill.nri-chaos.io/container.app", RejectionClass::Parse),
+            ("zap.nri-chaos.io", RejectionClass::Parse),
+        ]
+    );
+    let denied = plan_with(
+        &[("kill.nri-chaos.io", "{}")],
+        "kube-system",
+        false,
+        None,
+        &Policy::default(),
+    );
+    assert_eq!(denied.rejections[0].class, RejectionClass::Policy);
+}

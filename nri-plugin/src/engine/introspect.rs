@@ -101,45 +101,7 @@ impl FaultRecord {
     }
 }
 
-/// Why an annotation was rejected, in three classes (metrics label `reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum RejectionClass {
-    /// The key or value does not parse.
-    Parse,
-    /// The admin policy refused it.
-    Policy,
-    /// Valid, but this build does not execute that fault kind.
-    Unsupported,
-}
-
-impl RejectionClass {
-    /// Every class, for metrics families that list zeroes.
-    pub const ALL: [RejectionClass; 3] = [
-        RejectionClass::Parse,
-        RejectionClass::Policy,
-        RejectionClass::Unsupported,
-    ];
-
-    /// Classifies a rejection reason by the wording the injector and engine use.
-    pub fn of(reason: &str) -> RejectionClass {
-        if reason.contains("not supported by this build") {
-            RejectionClass::Unsupported
-        } else if reason.contains("policy") {
-            RejectionClass::Policy
-        } else {
-            RejectionClass::Parse
-        }
-    }
-
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectionClass::Parse => "parse",
-            RejectionClass::Policy => "policy",
-            RejectionClass::Unsupported => "unsupported",
-        }
-    }
-}
+pub use injector::RejectionClass;
 
 /// One rejected annotation.
 #[derive(Debug, Clone, PartialEq)]
@@ -356,7 +318,7 @@ impl Registry {
             }) {
                 continue;
             }
-            let class = RejectionClass::of(&rejection.reason);
+            let class = rejection.class;
             self.metrics.annotation_rejected(class);
             if kept.len() >= MAX_REJECTIONS {
                 kept.pop_front();
@@ -458,23 +420,10 @@ mod tests {
     }
 
     #[test]
-    fn rejections_are_classified_and_counted() {
-        assert_eq!(
-            RejectionClass::of("after: \"2x\" is not a duration"),
-            RejectionClass::Parse
-        );
-        assert_eq!(
-            RejectionClass::of("namespace \"kube-system\" is denied by policy (deny = [..])"),
-            RejectionClass::Policy
-        );
-        assert_eq!(
-            RejectionClass::of(
-                "fault 'netem' is valid but not supported by this build of nri-chaos"
-            ),
-            RejectionClass::Unsupported
-        );
+    fn rejections_are_counted_by_the_class_they_carry() {
         let registry = Registry::default();
         let bad = [Rejection::new(
+            RejectionClass::Parse,
             "kill.nri-chaos.io",
             "{after: 2x}",
             "after: \"2x\" is not a duration",

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use injector::{ContainerPlan, FaultKind, FaultRequest, Rejection};
+use injector::{ContainerPlan, FaultKind, FaultRequest, Rejection, RejectionClass};
 
 /// Whether this build executes `kind` (`start` through the OCI hook, see `hooks`, refused when
 /// the hook binary is missing). The others are parsed and validated, then reported as not
@@ -46,12 +46,18 @@ pub fn screen(
         let value = || annotations.get(&fault.key).cloned().unwrap_or_default();
         if let Some(reason) = hook_problem(&fault) {
             rejections.push(Rejection::new(
+                RejectionClass::Unsupported,
                 &fault.key,
                 value(),
                 format!("fault '{}' is executed by the OCI hook: {reason} (install it, or set hook_path in the policy or --hook-path)", fault.kind.as_str()),
             ));
         } else if let Some(reason) = unsupported(fault.kind) {
-            rejections.push(Rejection::new(&fault.key, value(), reason));
+            rejections.push(Rejection::new(
+                RejectionClass::Unsupported,
+                &fault.key,
+                value(),
+                reason,
+            ));
         } else {
             faults.push(fault);
         }

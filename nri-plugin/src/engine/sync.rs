@@ -1,6 +1,6 @@
 //! Synchronize and RunPodSandbox: the runtime's view replaces the engine's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::state::target_alive;
 use super::{lock, ContainerInfo, Engine, PodInfo};
@@ -23,9 +23,8 @@ impl Engine {
                 .map(|c| (c.id.as_str(), c))
                 .collect();
             state.stop(|key, fault| !target_alive(key, fault, &pods, &running));
-            state
-                .plans
-                .retain(|id, _| containers.iter().any(|c| &c.id == id));
+            let listed: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
+            state.plans.retain(|id, _| listed.contains(id.as_str()));
             for container in running.values().filter(|c| c.pid != 0) {
                 if state.containers.contains_key(&container.id) {
                     continue;

@@ -57,6 +57,32 @@ pub(super) fn engine(policy: Policy, dir: &std::path::Path) -> (Engine, Arc<Reco
     (engine, signaller)
 }
 
+/// A journal entry a previous run left for pod `default/web` (`uid-1`): fault `kind` on
+/// `(instance id, container name)`, applied a second ago, to hold `hold_ms` in all, from
+/// annotation `(key, value)`.
+pub(super) fn journaled(
+    (instance, container_name): (&str, &str),
+    kind: FaultKind,
+    hold_ms: u64,
+    recovery: injector::Recovery,
+    (source, value): (&str, &str),
+) -> injector::JournalEntry {
+    let applied = injector::journal::now_unix_ms() - 1_000;
+    injector::JournalEntry {
+        id: injector::journal::new_fault_id(),
+        pod: "default/web".into(),
+        pod_uid: "uid-1".into(),
+        container_id: instance.into(),
+        container_name: container_name.into(),
+        kind,
+        applied_at_unix_ms: applied,
+        deadline_unix_ms: Some(applied + hold_ms),
+        recovery,
+        source: source.into(),
+        value: value.into(),
+    }
+}
+
 pub(super) async fn wait_for_signals(
     signaller: &RecordingSignaller,
     count: usize,
@@ -174,25 +200,18 @@ async fn a_fault_resumed_from_the_journal_is_listed_and_recoverable() {
     let location = FreezerLocation::V1 {
         state_file: dir.path().join("freezer.state"),
     };
-    let applied = injector::journal::now_unix_ms() - 1_000;
     let journal = injector::Journal::open(dir.path().join("journal")).unwrap();
-    journal
-        .record(&injector::JournalEntry {
-            id: injector::journal::new_fault_id(),
-            pod: "default/web".into(),
-            pod_uid: "uid-1".into(),
-            container_id: "c1".into(),
-            container_name: "app".into(),
-            kind: FaultKind::Freeze,
-            applied_at_unix_ms: applied,
-            deadline_unix_ms: Some(applied + 3_600_000),
-            recovery: injector::Recovery::Thaw {
-                freezer: location.clone(),
-            },
-            source: "freeze.nri-chaos.io/container.app".into(),
-            value: "{duration: 1h}".into(),
-        })
-        .unwrap();
+    let entry = journaled(
+        ("c1", "app"),
+        FaultKind::Freeze,
+        3_600_000,
+        injector::Recovery::Thaw {
+            freezer: location.clone(),
+        },
+        ("freeze.nri-chaos.io/container.app", "{duration: 1h}"),
+    );
+    let applied = entry.applied_at_unix_ms;
+    journal.record(&entry).unwrap();
     let freezer = Arc::new(RecordingFreezer::new());
     let seams = Seams {
         signaller: Arc::new(RecordingSignaller::new()),
@@ -234,5 +253,42 @@ async fn a_fault_resumed_from_the_journal_is_listed_and_recoverable() {
             .iter()
             .any(|e| e.kind == events::EventKind::Recovered),
         "{events:?}"
+    );
+}
+
+/// A rejection carries the class it was made in: a value that merely contains the word
+/// "policy" is a parse error, a missing OCI hook makes a fault unsupported on this node.
+#[test]
+fn a_rejection_carries_the_class_it_was_made_in() {
+    use introspect::RejectionClass;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = Policy {
+        hook_path: Some(dir.path().join("no-such-hook").display().to_string()),
+        ..Policy::default()
+    };
+    let (engine, _) = engine(policy, dir.path());
+    let mut p = pod(Some(("kill.nri-chaos.io/container.app", "{after: policy}")));
+    p.annotations.insert(
+        "start.nri-chaos.io/container.app".into(),
+        "{delay: 1s}".into(),
+    );
+    engine
+        .create_container(p, container("c1", "app", 0))
+        .unwrap();
+    let (_, rejections) = engine.registry().snapshot();
+    let class = |key: &str| {
+        rejections
+            .iter()
+            .find(|r| r.key == key)
+            .map(|r| r.class)
+            .unwrap_or_else(|| panic!("{key} not rejected: {rejections:?}"))
+    };
+    assert_eq!(
+        class("kill.nri-chaos.io/container.app"),
+        RejectionClass::Parse
+    );
+    assert_eq!(
+        class("start.nri-chaos.io/container.app"),
+        RejectionClass::Unsupported
     );
 }

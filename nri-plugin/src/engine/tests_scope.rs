@@ -8,7 +8,7 @@ use injector::faults::kill::Signal;
 use injector::Policy;
 
 use super::introspect::{FaultRecord, FaultState};
-use super::tests::{container, engine, pod, wait_for_signals};
+use super::tests::{container, engine, journaled, pod, wait_for_signals};
 use injector::FaultKind;
 
 use super::*;
@@ -68,26 +68,18 @@ async fn synchronize_keeps_an_armed_netem_while_its_pod_lives() {
 #[tokio::test]
 async fn a_netem_resumed_from_the_journal_survives_the_first_synchronize() {
     let dir = tempfile::tempdir().unwrap();
-    let applied = injector::journal::now_unix_ms() - 1_000;
     let journal = injector::Journal::open(dir.path().join("journal")).unwrap();
-    journal
-        .record(&injector::JournalEntry {
-            id: injector::journal::new_fault_id(),
-            pod: "default/web".into(),
-            pod_uid: "uid-1".into(),
-            container_id: "sandbox-1".into(),
-            container_name: String::new(),
-            kind: FaultKind::Netem,
-            applied_at_unix_ms: applied,
-            deadline_unix_ms: Some(applied + 60_000),
-            recovery: injector::Recovery::RemoveNetem {
-                netns: "/nonexistent/nri-chaos-test-netns".into(),
-                interfaces: Vec::new(),
-            },
-            source: "netem.nri-chaos.io/pod".into(),
-            value: "{delay: 100ms, duration: 60s}".into(),
-        })
-        .unwrap();
+    let entry = journaled(
+        ("sandbox-1", ""),
+        FaultKind::Netem,
+        60_000,
+        injector::Recovery::RemoveNetem {
+            netns: "/nonexistent/nri-chaos-test-netns".into(),
+            interfaces: Vec::new(),
+        },
+        ("netem.nri-chaos.io/pod", "{delay: 100ms, duration: 60s}"),
+    );
+    journal.record(&entry).unwrap();
     let (engine, _) = engine(Policy::default(), dir.path());
     engine.replay_journal();
     let p = with_netns(pod(Some((

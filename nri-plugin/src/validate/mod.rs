@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use injector::annotations::named_container;
+use injector::annotations::{named_container, rejection_text};
 use injector::{plan_container, PodRef, Policy, Rejection};
 
 use manifest::PodSpec;
@@ -81,7 +81,7 @@ impl Finding {
     /// annotation, exactly as the plugin logs it.
     fn message(&self) -> String {
         match &self.annotation {
-            Some((key, value)) => Rejection::new(key, value, &self.reason).to_string(),
+            Some((key, value)) => rejection_text(key, value, &self.reason),
             None => self.reason.clone(),
         }
     }
