@@ -10,6 +10,7 @@ use futures_core::future::BoxFuture;
 use injector::{FaultKey, FaultRequest, FaultSpec};
 use tokio::sync::watch;
 
+use super::kinds::{self, executor, Executor};
 use super::runner::{self, Target};
 use super::state::{ledger_key, ArmedFault, Origin, State};
 use super::{effects, introspect, Inner, PodInfo};
@@ -32,6 +33,10 @@ impl Inner {
         target.fault_id = id;
         let (stop, stop_rx) = watch::channel(false);
         let engine = self.clone();
+        if executor(fault.kind) != Executor::Engine {
+            // Executed by the OCI hook (`start`) or the shim (`exec`): no task, no record.
+            return None;
+        }
         let timing = fault.timing;
         let task_target = target.clone();
         let run: BoxFuture<'static, ()> = match &fault.spec {
@@ -86,8 +91,8 @@ impl Inner {
                 };
                 Box::pin(runner::run(engine, task_target, timing, effect, stop_rx))
             }
-            // Executed by the OCI hook (`start`) or the shim (`exec`): no task, no record.
-            _ => return None,
+            // Not `Executor::Engine` (returned above).
+            FaultSpec::Start(_) | FaultSpec::Exec(_) => return None,
         };
         self.registry.armed(new_fault(&target, fault));
         let task = tokio::spawn(run);
@@ -175,6 +180,6 @@ fn new_fault<'a>(target: &'a Target, fault: &FaultRequest) -> introspect::NewFau
         kind: fault.kind,
         value: &target.value,
         source: &target.source,
-        holds: !matches!(fault.spec, FaultSpec::Kill(_)),
+        holds: kinds::holds(fault.kind),
     }
 }

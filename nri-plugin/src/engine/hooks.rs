@@ -10,8 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use injector::hookplan::{hook_point, hook_timeout_secs, HookPlan, HookPoint, PLAN_ANNOTATION};
-use injector::{FaultKind, FaultRequest, LedgerKey, Rng, SplitMix64};
+use injector::{FaultKey, FaultRequest, Rng, SplitMix64};
 
+use super::kinds::{executor, Executor};
+use super::state::ledger_key;
 use super::{Inner, PodInfo};
 
 /// Where the hook binary is when neither the policy nor `--hook-path` says otherwise.
@@ -62,7 +64,7 @@ pub(crate) fn hook_unusable(path: &str) -> Option<String> {
 
 /// True when `fault` can only be executed by the hook (without it, it is refused).
 pub(crate) fn needs_hook_binary(fault: &FaultRequest) -> bool {
-    fault.kind == FaultKind::Start
+    executor(fault.kind) == Executor::Hook
 }
 
 fn seed() -> u64 {
@@ -91,27 +93,18 @@ pub(crate) fn adjustment(
             // `start` was refused earlier in that case; `oom` is then applied after start.
             continue;
         }
-        // netem is pod scoped: its firings are counted per pod, by the plugin's own netem
-        // fault, which also removes it; the hook only makes sure it is there first.
-        let owner = if fault.kind == FaultKind::Netem {
-            String::new()
-        } else {
-            container_name.to_string()
-        };
-        let key = LedgerKey::new(pod.uid.clone(), owner, fault.kind);
-        if matches!(fault.kind, FaultKind::Oom | FaultKind::Netem) {
+        // Keyed by its scope: netem's firings are counted per pod, by the plugin's own
+        // netem fault, which also removes it; the hook only makes sure it is there first.
+        let key = FaultKey::of(fault.kind, &pod.uid, container_name);
+        if executor(fault.kind) == Executor::Engine {
             // The engine applies (and counts) it at start as well; the hook only makes it
             // early. Left to the engine when the count is spent or a draw must decide.
-            let spent = fault
-                .timing
-                .count
-                .is_some_and(|limit| inner.ledger.count(&key) >= limit);
-            if !spent && fault.timing.probability >= 1.0 {
+            if !inner.spent(&key, fault) && fault.timing.probability >= 1.0 {
                 chosen.push(fault);
             }
             continue;
         }
-        let Some(ordinal) = inner.claim_firing(&key, fault.timing.count) else {
+        let Some(ordinal) = inner.claim_firing(&ledger_key(&key), fault.timing.count) else {
             tracing::info!(pod = %pod.display_name(), container = %container_name, fault = fault.kind.as_str(), "count spent; no start fault for this container");
             continue;
         };
@@ -155,7 +148,7 @@ mod tests {
     use injector::seams::cgroup::{CgroupFs, RecordingFreezer};
     use injector::seams::procfs::FakeProcesses;
     use injector::seams::signal::RecordingSignaller;
-    use injector::Policy;
+    use injector::{FaultKind, Policy};
 
     use super::super::{ContainerInfo, Engine, Seams};
     use super::*;

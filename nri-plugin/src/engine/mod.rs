@@ -17,6 +17,7 @@ pub mod hooks;
 mod inject;
 pub mod introspect;
 mod journal_ops;
+pub mod kinds;
 pub mod ledger_store;
 pub mod model;
 mod recover;

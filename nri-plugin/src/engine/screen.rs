@@ -6,12 +6,14 @@ use std::collections::HashMap;
 
 use injector::{ContainerPlan, FaultKind, FaultRequest, Rejection, RejectionClass};
 
+use super::kinds::{executor, Executor};
+
 /// Whether this build executes `kind` (`start` through the OCI hook, see `hooks`, refused when
 /// the hook binary is missing). The others are parsed and validated, then reported as not
 /// supported so that nothing is silently ignored. The kinds come from `FaultKind::ALL`.
 fn executed(kind: FaultKind) -> bool {
     // `exec` needs the shim wrapper's exec interception, not built yet.
-    !matches!(kind, FaultKind::Exec)
+    executor(kind) != Executor::Shim
 }
 
 /// Why this build does not execute `kind` (the rejection reason), or None when it does.
