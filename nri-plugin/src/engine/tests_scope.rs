@@ -265,3 +265,35 @@ fn an_inject_racing_poststart_is_not_stopped() {
     );
     assert_eq!(engine.active_faults(), 2 * rounds as usize);
 }
+
+/// A container restarted while the plugin was away (new instance, same name): Synchronize
+/// stops the fault of the old instance and arms the new one, measured from now.
+#[tokio::test]
+async fn synchronize_moves_a_container_fault_to_the_restarted_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, signaller) = engine(Policy::default(), dir.path());
+    let p = pod(Some((
+        "kill.nri-chaos.io/container.app",
+        "{after: 300ms, count: 2}",
+    )));
+    engine.synchronize(vec![p.clone()], vec![container("c1", "app", 101)]);
+    let first = records(&engine, FaultKind::Kill);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].container_id, "c1");
+    engine.synchronize(vec![p.clone()], vec![container("c2", "app", 102)]);
+    assert_eq!(
+        wait_for_signals(&signaller, 1).await,
+        vec![(102, Signal::KILL)],
+        "the new instance, never the old one"
+    );
+    settle().await;
+    let kills = records(&engine, FaultKind::Kill);
+    let states: Vec<(&str, FaultState)> = kills
+        .iter()
+        .map(|f| (f.container_id.as_str(), f.state))
+        .collect();
+    assert_eq!(
+        states,
+        vec![("c1", FaultState::Stopped), ("c2", FaultState::Applied)]
+    );
+}
