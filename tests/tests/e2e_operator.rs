@@ -580,11 +580,63 @@ async fn ctl_lists_and_recovers_a_freeze_resumed_from_the_journal(
     node.shutdown().await
 }
 
+/// The pod's netem faults `ctl list` shows, as (container, state).
+fn netem_faults(node: &ChaosNode) -> Result<Vec<(String, String)>> {
+    let list = ctl_json(node, &["list"])?;
+    let faults = list["faults"].as_array().context("faults")?;
+    Ok(faults
+        .iter()
+        .filter(|f| f["kind"] == "netem" && f["pod"] == "default/shaped")
+        .map(|f| {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            (text(&f["container"]), text(&f["state"]))
+        })
+        .collect())
+}
+
+/// A resync never ends a pod-scoped fault early: the pod's netem (armed once for the pod,
+/// its first firing an hour away) is still armed after containerd restarts and nri-chaos
+/// reconnects and synchronizes. (That the pod's removal ends it is the engine's unit test:
+/// in this harness no RemovePodSandbox reached the plugin after the restart.)
+async fn a_containerd_restart_keeps_the_pods_netem_armed(version: ContainerdVersion) -> Result<()> {
+    let mut node = ChaosNode::start(version, CONFIG).await?;
+    let cri = node.node.cri().await?;
+    let pod = cri
+        .run_pod(&PodSpec::new("shaped").annotation(
+            "netem.nri-chaos.io/pod",
+            "{delay: 100ms, after: 1h, duration: 60s}",
+        ))
+        .await?;
+    cri.run_container(&pod, &ContainerSpec::new("app", SLEEPER))
+        .await?;
+    let armed = vec![(String::new(), "armed".to_string())];
+    let seen = common::eventually(Duration::from_secs(5), || {
+        netem_faults(&node).is_ok_and(|f| f == armed)
+    })
+    .await;
+    ensure!(
+        seen,
+        "netem once for the pod, armed: {:?}",
+        netem_faults(&node)?
+    );
+    node.node.restart_containerd().await?;
+    let synced = common::eventually(Duration::from_secs(15), || {
+        node.log_lines(&["synchronized with the runtime"]).len() >= 2
+    })
+    .await;
+    ensure!(synced, "nri-chaos did not resync:\n{}", node.log());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = netem_faults(&node)?;
+    ensure!(after == armed, "after the resync: {after:?}");
+    node.shutdown().await
+}
+
 on_both_containerd_versions!(
     ctl_inject_kill_list_metrics_and_root_only_socket,
     ctl_recover_all_thaws_a_running_freeze,
     ctl_events_follows_an_applied_kill,
     ctl_lists_and_recovers_a_freeze_resumed_from_the_journal,
+    a_containerd_restart_keeps_the_pods_netem_armed,
 );
 
 /// The endpoint is an aid: with its port taken nri-chaos logs why, registers and answers
