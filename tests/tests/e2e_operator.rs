@@ -596,9 +596,9 @@ fn netem_faults(node: &ChaosNode) -> Result<Vec<(String, String)>> {
 
 /// A resync never ends a pod-scoped fault early: the pod's netem (armed once for the pod,
 /// its first firing an hour away) is still armed after containerd restarts and nri-chaos
-/// reconnects and synchronizes. (That the pod's removal ends it is the engine's unit test:
+/// reconnects and synchronizes, and armed once for the pod by a restarted nri-chaos. (That the pod's removal ends it is the engine's unit test:
 /// in this harness no RemovePodSandbox reached the plugin after the restart.)
-async fn a_containerd_restart_keeps_the_pods_netem_armed(version: ContainerdVersion) -> Result<()> {
+async fn a_restart_keeps_the_pods_netem_armed_once(version: ContainerdVersion) -> Result<()> {
     let mut node = ChaosNode::start(version, CONFIG).await?;
     let cri = node.node.cri().await?;
     let pod = cri
@@ -628,6 +628,20 @@ async fn a_containerd_restart_keeps_the_pods_netem_armed(version: ContainerdVers
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = netem_faults(&node)?;
     ensure!(after == armed, "after the resync: {after:?}");
+    // nri-chaos SIGKILLed and started again: armed once more, for the pod, at its first
+    // Synchronize.
+    node.plugin.kill()?;
+    node.restart_plugin(CONFIG).await?;
+    let synced = common::eventually(Duration::from_secs(15), || {
+        !node
+            .log_lines(&["synchronized with the runtime"])
+            .is_empty()
+    })
+    .await;
+    ensure!(synced, "the new nri-chaos did not sync:\n{}", node.log());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = netem_faults(&node)?;
+    ensure!(after == armed, "after the plugin restart: {after:?}");
     node.shutdown().await
 }
 
@@ -636,7 +650,7 @@ on_both_containerd_versions!(
     ctl_recover_all_thaws_a_running_freeze,
     ctl_events_follows_an_applied_kill,
     ctl_lists_and_recovers_a_freeze_resumed_from_the_journal,
-    a_containerd_restart_keeps_the_pods_netem_armed,
+    a_restart_keeps_the_pods_netem_armed_once,
 );
 
 /// The endpoint is an aid: with its port taken nri-chaos logs why, registers and answers
