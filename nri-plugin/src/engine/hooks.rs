@@ -107,13 +107,17 @@ pub(crate) fn adjustment(
             let spent = fault
                 .timing
                 .count
-                .is_some_and(|limit| inner.ledger.count(&key) >= limit);
+                .is_some_and(|limit| inner.store.ledger().count(&key) >= limit);
             if !spent && fault.timing.probability >= 1.0 {
                 chosen.push(fault);
             }
             continue;
         }
-        let Some(ordinal) = inner.claim_firing(&key, fault.timing.count) else {
+        // The handler never waits: the count is durable shortly after (its ack is not awaited).
+        let Some(ordinal) = inner
+            .claim_firing(&key, fault.timing.count)
+            .map(|claim| claim.ordinal)
+        else {
             tracing::info!(pod = %pod.display_name(), container = %container_name, fault = fault.kind.as_str(), "count spent; no start fault for this container");
             continue;
         };

@@ -10,23 +10,18 @@ pub mod events;
 pub mod hooks;
 pub mod introspect;
 mod journal_ops;
-pub mod ledger_store;
 pub mod model;
 mod runner;
 mod screen;
 pub mod seams;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use injector::seams::signal::Signaller;
-use injector::{
-    plan_container, FaultKind, FaultRequest, FaultSpec, FiringLedger, Journal, PodRef, Policy,
-    Rejection,
-};
+use injector::{plan_container, FaultKind, FaultRequest, FaultSpec, PodRef, Policy, Rejection};
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -48,10 +43,11 @@ pub enum EngineError {
         /// Every rejection, `; `-separated.
         reasons: String,
     },
-    /// The journal of active faults cannot be opened: no recovery could be guaranteed.
-    #[error("fault journal {path}: {reason}")]
-    Journal {
-        /// The journal directory.
+    /// The durable store (journal of active faults, firing ledger) cannot be opened: no
+    /// recovery could be guaranteed.
+    #[error("durable store in {path}: {reason}")]
+    Store {
+        /// The state directory.
         path: String,
         /// What failed.
         reason: String,
@@ -108,9 +104,8 @@ impl ArmedFault {
 pub(crate) struct Inner {
     policy: Policy,
     seams: Seams,
-    journal: Journal,
-    ledger: FiringLedger,
-    ledger_path: PathBuf,
+    /// The journal of active faults and the firing ledger.
+    store: crate::store::Store,
     state: Mutex<State>,
     next_fault_id: AtomicU64,
     /// What the operator sees (`ctl list`, metrics).
@@ -121,7 +116,7 @@ impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inner")
             .field("policy", &self.policy)
-            .field("ledger_path", &self.ledger_path)
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
@@ -147,20 +142,15 @@ impl Engine {
         seams: Seams,
         state_dir: &std::path::Path,
     ) -> Result<Engine, EngineError> {
-        let ledger_path = ledger_store::ledger_path(state_dir);
-        let ledger = ledger_store::load(&ledger_path);
-        let journal_dir = state_dir.join("journal");
-        let journal = Journal::open(&journal_dir).map_err(|err| EngineError::Journal {
-            path: journal_dir.display().to_string(),
+        let store = crate::store::Store::open(state_dir).map_err(|err| EngineError::Store {
+            path: state_dir.display().to_string(),
             reason: err.to_string(),
         })?;
         Ok(Engine {
             inner: Arc::new(Inner {
                 policy,
                 seams,
-                journal,
-                ledger,
-                ledger_path,
+                store,
                 state: Mutex::new(State::default()),
                 next_fault_id: AtomicU64::new(1),
                 registry: introspect::Registry::default(),
@@ -172,10 +162,7 @@ impl Engine {
     /// deadline passed, or resumed to be recovered at its deadline (or when Synchronize
     /// reports its container gone). Call before connecting to the runtime.
     pub fn replay_journal(&self) {
-        let (entries, errors) = self.inner.journal.load();
-        for err in errors {
-            tracing::error!(error = %err, "unreadable journal entry set aside");
-        }
+        let entries = self.inner.store.take_resumed();
         if !entries.is_empty() {
             tracing::info!(
                 faults = entries.len(),
@@ -250,7 +237,7 @@ impl Engine {
         }
         let observed = crate::metrics::Observed {
             active,
-            journal_entries: i64::try_from(self.inner.journal.count()).unwrap_or(i64::MAX),
+            journal_entries: i64::try_from(self.inner.store.journal_len()).unwrap_or(i64::MAX),
         };
         self.metrics().render(&observed)
     }
@@ -427,7 +414,7 @@ impl Engine {
                 .map(|c| (c.id.clone(), c.clone()))
                 .collect();
             let known_uids: Vec<String> = state.pods.values().map(|p| p.uid.clone()).collect();
-            self.inner.ledger.retain_pods(&known_uids);
+            self.inner.store.retain_pods(&known_uids);
         }
         tracing::info!(
             pods = lock(&self.inner.state).pods.len(),
@@ -448,7 +435,13 @@ impl Engine {
     /// Forgets a pod sandbox and everything armed for its containers.
     pub fn pod_removed(&self, pod_id: &str) {
         let mut state = lock(&self.inner.state);
-        state.pods.remove(pod_id);
+        if let Some(pod) = state.pods.remove(pod_id) {
+            // Its firing counts go with it, unless another sandbox of the same pod lives on
+            // (the kubelet removes an old sandbox after it made a new one).
+            if !state.pods.values().any(|other| other.uid == pod.uid) {
+                self.inner.store.forget_pod(&pod.uid);
+            }
+        }
         if let Some(faults) = state.armed.remove(pod_id) {
             faults.iter().for_each(ArmedFault::stop);
         }
@@ -529,7 +522,7 @@ impl Engine {
         if fault
             .timing
             .count
-            .is_some_and(|limit| self.inner.ledger.count(&key) >= limit)
+            .is_some_and(|limit| self.inner.store.ledger().count(&key) >= limit)
         {
             tracing::info!(pod = %pod.display_name(), fault = fault.kind.as_str(), "count spent; not armed");
             return;
@@ -613,7 +606,7 @@ impl Engine {
             if fault
                 .timing
                 .count
-                .is_some_and(|limit| self.inner.ledger.count(&key) >= limit)
+                .is_some_and(|limit| self.inner.store.ledger().count(&key) >= limit)
             {
                 tracing::info!(pod = %target.pod, container = %target.container, fault = fault.kind.as_str(), "count spent; not armed");
                 continue;
@@ -737,7 +730,7 @@ impl Engine {
     }
 
     /// Plugin shutdown: stops every armed fault, waits (bounded) for each to recover what it
-    /// holds, and saves the ledger.
+    /// holds, and waits until the store has made everything durable.
     pub async fn shutdown(&self, grace: std::time::Duration) {
         let faults: Vec<ArmedFault> = {
             let mut state = lock(&self.inner.state);
@@ -756,8 +749,8 @@ impl Engine {
                 "some faults did not finish recovering before shutdown"
             );
         }
-        if let Err(err) = ledger_store::save(&self.inner.ledger_path, &self.inner.ledger) {
-            tracing::error!(error = %err, path = %self.inner.ledger_path.display(), "saving the firing ledger at shutdown");
+        if let Err(err) = self.inner.store.sync().durable().await {
+            tracing::error!(error = %err, "the durable store could not be flushed at shutdown");
         }
     }
 
@@ -816,27 +809,6 @@ impl Engine {
 }
 
 impl Inner {
-    /// Takes one firing from the ledger and persists it; None when `count` is spent.
-    pub(crate) fn claim_firing(
-        &self,
-        key: &injector::LedgerKey,
-        limit: Option<u32>,
-    ) -> Option<u32> {
-        let ordinal = self.ledger.claim(key, limit)?;
-        if let Err(err) = ledger_store::save(&self.ledger_path, &self.ledger) {
-            tracing::error!(error = %err, path = %self.ledger_path.display(), "saving the firing ledger");
-        }
-        Some(ordinal)
-    }
-
-    /// Gives back a firing that signalled nothing (the process was already gone).
-    pub(crate) fn release_firing(&self, key: &injector::LedgerKey) {
-        self.ledger.release(key);
-        if let Err(err) = ledger_store::save(&self.ledger_path, &self.ledger) {
-            tracing::error!(error = %err, path = %self.ledger_path.display(), "saving the firing ledger");
-        }
-    }
-
     pub(crate) fn signaller(&self) -> &dyn Signaller {
         self.seams.signaller.as_ref()
     }

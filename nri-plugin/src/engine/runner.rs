@@ -106,10 +106,19 @@ pub(super) async fn run<E: Effect>(
             _ = tokio::time::sleep_until(planned.into()) => {}
             _ = stopped(&mut stop) => break,
         }
-        let Some(ordinal) = engine.claim_firing(&key, timing.count) else {
+        let Some(claim) = engine.claim_firing(&key, timing.count) else {
             tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), "count spent");
             break;
         };
+        // The count is durable before the firing acts: a crash never lets it fire again.
+        if let Err(err) = claim.ack.durable().await {
+            engine.release_firing(&key);
+            let reason = format!("cannot record the firing durably, so it does not act: {err}");
+            engine.registry.failed(target.fault_id, &reason);
+            tracing::error!(pod = %target.pod, container = %target.container, fault = kind.as_str(), reason = %reason, "firing not applied");
+            break;
+        }
+        let ordinal = claim.ordinal;
         if !firing.fire {
             tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), ordinal, "firing skipped by probability");
             continue;

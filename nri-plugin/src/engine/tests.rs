@@ -170,9 +170,10 @@ async fn a_fault_resumed_from_the_journal_is_listed_and_recoverable() {
         state_file: dir.path().join("freezer.state"),
     };
     let applied = injector::journal::now_unix_ms() - 1_000;
-    let journal = injector::Journal::open(dir.path().join("journal")).unwrap();
-    journal
-        .record(&injector::JournalEntry {
+    // Left by a previous run: the entry is in the store's log.
+    let mut log = injector::store::StoreFile::open(dir.path()).unwrap().file;
+    let left = injector::store::Record::Journal {
+        entry: injector::JournalEntry {
             id: injector::journal::new_fault_id(),
             pod: "default/web".into(),
             pod_uid: "uid-1".into(),
@@ -186,8 +187,12 @@ async fn a_fault_resumed_from_the_journal_is_listed_and_recoverable() {
             },
             source: "freeze.nri-chaos.io/container.app".into(),
             value: "{duration: 1h}".into(),
-        })
+        },
+    };
+    log.append(&injector::store::encode(&[left]).unwrap(), 1)
         .unwrap();
+    log.sync().unwrap();
+    drop(log);
     let freezer = Arc::new(RecordingFreezer::new());
     let seams = Seams {
         signaller: Arc::new(RecordingSignaller::new()),
@@ -217,7 +222,9 @@ async fn a_fault_resumed_from_the_journal_is_listed_and_recoverable() {
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0].state, introspect::FaultState::Recovered);
     assert_eq!(freezer.calls(), vec![(FreezerOp::Thaw, location)]);
-    assert!(journal.load().0.is_empty(), "the journal entry is cleared");
+    let (stored, _) = injector::store::read_state(dir.path()).unwrap();
+    assert!(stored.journal.is_empty(), "the journal entry is cleared");
+    assert_eq!(engine.inner.store.journal_len(), 0);
     assert_eq!(engine.active_faults(), 0);
     let events = engine.registry().events().since(0);
     assert!(
@@ -227,4 +234,82 @@ async fn a_fault_resumed_from_the_journal_is_listed_and_recoverable() {
             .any(|e| e.kind == events::EventKind::Recovered),
         "{events:?}"
     );
+}
+
+/// Regression: concurrent claims shared one temp file without fsync, so an older snapshot
+/// could win the rename and counts were lost. Every claim a fault task was told is durable
+/// must be on disk, whatever happens next (no shutdown here: a crash).
+#[test]
+fn concurrent_claims_are_all_durable() {
+    const THREADS: usize = 8;
+    const CLAIMS: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = engine(Policy::default(), dir.path());
+    let key = injector::LedgerKey::new("uid-1", "app", FaultKind::Kill);
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (inner, key) = (engine.inner.clone(), key.clone());
+            std::thread::spawn(move || {
+                for _ in 0..CLAIMS {
+                    let claim = inner.claim_firing(&key, None).expect("unlimited");
+                    claim.ack.wait().expect("durable");
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let (stored, problems) = injector::store::read_state(dir.path()).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        stored.firings.get(&injector::FaultKey::from(&key)),
+        Some(&((THREADS * CLAIMS) as u32))
+    );
+}
+
+/// Regression: the ledger never forgot a removed pod. RemovePodSandbox forgets its counts
+/// (in memory and on disk), unless another sandbox of the same pod lives on.
+#[tokio::test]
+async fn a_removed_pod_is_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, signaller) = engine(Policy::default(), dir.path());
+    let pod = pod(Some(("kill.nri-chaos.io/container.app", "{after: 10ms}")));
+    engine.pod_started(pod.clone());
+    engine.container_started(pod.clone(), container("c1", "app", 101));
+    assert_eq!(wait_for_signals(&signaller, 1).await.len(), 1);
+    let key = injector::LedgerKey::new("uid-1", "app", FaultKind::Kill);
+    assert_eq!(engine.inner.store.ledger().count(&key), 1);
+
+    // A newer sandbox of the same pod: removing the old one keeps the counts.
+    let newer = PodInfo {
+        id: "sandbox-2".into(),
+        ..pod.clone()
+    };
+    engine.pod_started(newer);
+    engine.pod_removed("sandbox-1");
+    assert_eq!(engine.inner.store.ledger().count(&key), 1);
+    engine.pod_removed("sandbox-2");
+    assert!(engine.inner.store.ledger().is_empty());
+    engine.shutdown(Duration::from_secs(1)).await;
+    let (stored, _) = injector::store::read_state(dir.path()).unwrap();
+    assert!(stored.firings.is_empty(), "{:?}", stored.firings);
+}
+
+/// Regression: `ctl inject` counts (kept apart, under `<uid>#ctl`) were dropped at every
+/// Synchronize, so an injected fault with `count` could fire again after a resync.
+#[tokio::test]
+async fn injected_counts_survive_a_synchronize() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, signaller) = engine(Policy::default(), dir.path());
+    engine.synchronize(vec![pod(None)], vec![container("c1", "app", 101)]);
+    engine
+        .inject("default/web/app", FaultKind::Kill, "{count: 1}")
+        .unwrap();
+    assert_eq!(wait_for_signals(&signaller, 1).await.len(), 1);
+    let injected = injector::LedgerKey::new("uid-1#ctl", "app", FaultKind::Kill);
+    assert_eq!(engine.inner.store.ledger().count(&injected), 1);
+    engine.synchronize(vec![pod(None)], vec![container("c1", "app", 101)]);
+    assert_eq!(engine.inner.store.ledger().count(&injected), 1);
+    // The pod gone at the next resync: its injected counts go too.
+    engine.synchronize(vec![], vec![]);
+    assert_eq!(engine.inner.store.ledger().count(&injected), 0);
 }
