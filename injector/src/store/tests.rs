@@ -9,20 +9,22 @@ use crate::journal::{JournalEntry, ProcessId, Recovery};
 use crate::schedule::FiringLedger;
 use crate::seams::cgroup::FreezerLocation;
 
+/// An entry as the previous version wrote it (its JSON field names are the format).
 fn entry(id: &str, at: u64, recovery: Recovery) -> JournalEntry {
-    JournalEntry {
-        id: id.to_string(),
-        pod: "default/web".to_string(),
-        pod_uid: "0b1f-uid".to_string(),
-        container_id: "c0ffee".to_string(),
-        container_name: "app".to_string(),
-        kind: FaultKind::Freeze,
-        applied_at_unix_ms: at,
-        deadline_unix_ms: Some(at + 20_000),
-        recovery,
-        source: "freeze.nri-chaos.io/container.app".to_string(),
-        value: "{duration: 20s}".to_string(),
-    }
+    serde_json::from_value(serde_json::json!({
+        "id": id,
+        "pod": "default/web",
+        "pod_uid": "0b1f-uid",
+        "container_id": "c0ffee",
+        "container_name": "app",
+        "kind": "freeze",
+        "applied_at_unix_ms": at,
+        "deadline_unix_ms": at + 20_000,
+        "recovery": recovery,
+        "source": "freeze.nri-chaos.io/container.app",
+        "value": "{duration: 20s}",
+    }))
+    .unwrap()
 }
 
 fn thaw() -> Recovery {
