@@ -282,3 +282,25 @@ fn release_gives_a_firing_back_and_retain_prunes_gone_pods() {
     assert_eq!(ledger.count(&key), 0);
     assert_eq!(ledger.count(&other), 1);
 }
+
+#[test]
+fn a_pods_counts_include_its_tagged_ones() {
+    use crate::schedule::belongs_to_pod;
+    assert!(belongs_to_pod("uid-1", "uid-1"));
+    assert!(belongs_to_pod("uid-1#ctl", "uid-1"));
+    assert!(!belongs_to_pod("uid-10", "uid-1"));
+    assert!(!belongs_to_pod("uid-1", "uid-1#ctl"));
+    let ledger = FiringLedger::new();
+    let injected = LedgerKey::new("uid-1#ctl", "app", FaultKind::Kill);
+    let other = LedgerKey::new("uid-10", "app", FaultKind::Kill);
+    ledger.claim(&injected, None);
+    ledger.claim(&other, None);
+    // A resync that lists the pod keeps its injected counts.
+    ledger.retain_pods(&["uid-1".to_string(), "uid-10".to_string()]);
+    assert_eq!(ledger.count(&injected), 1);
+    ledger.forget_pod("uid-1");
+    assert_eq!(ledger.count(&injected), 0);
+    assert_eq!(ledger.count(&other), 1);
+    // Without a store taking them, no change is remembered.
+    assert!(ledger.take_changes().is_empty());
+}
