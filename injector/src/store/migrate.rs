@@ -139,7 +139,7 @@ pub fn read_old(state_dir: &Path) -> (OldState, Vec<StoreProblem>) {
     (old, problems)
 }
 
-/// Removes the old files once the store holds their content; then the journal directory if
+/// Removes the old files once the store holds their content, then the journal directory if
 /// it is empty. Failures are only logged: the files are read again (to the same result) at
 /// the next start.
 pub fn remove_old(state_dir: &Path, done: &[PathBuf]) {
@@ -148,8 +148,9 @@ pub fn remove_old(state_dir: &Path, done: &[PathBuf]) {
             tracing::warn!(path = %path.display(), error = %err, "store: cannot remove a migrated file");
         }
     }
+    // Only an empty directory goes; one with files that did not parse stays for inspection.
+    let _ = fs::remove_dir(state_dir.join(OLD_JOURNAL));
     if !done.is_empty() {
-        let _ = fs::remove_dir(state_dir.join(OLD_JOURNAL));
         tracing::info!(
             files = done.len(),
             "store: the previous version's ledger and journal are folded in"
