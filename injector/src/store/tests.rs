@@ -409,3 +409,50 @@ fn ledger_changes_become_records_in_order() {
     );
     assert!(ledger.take_changes().is_empty());
 }
+
+/// A crash can cut the log at any byte: whatever the cut, loading never fails, and gives
+/// exactly the records written whole before it (at most the last one torn).
+#[test]
+fn a_cut_at_any_byte_loads_the_records_before_it() {
+    let batches: Vec<Vec<Record>> = vec![
+        vec![Record::Journal {
+            entry: entry("k-1", 1, thaw()),
+        }],
+        vec![
+            Record::Fired {
+                key: (&kill("uid-1", "app")).into(),
+                count: 1,
+            },
+            Record::Clear { id: "k-1".into() },
+        ],
+        vec![Record::ForgetPod {
+            pod_uid: "uid-1".into(),
+        }],
+    ];
+    let records: Vec<Record> = batches.concat();
+    let bytes = encode(&records).unwrap();
+    let ends: Vec<usize> = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
+    let t = tempfile::tempdir().unwrap();
+    for cut in 0..=bytes.len() {
+        fs::write(t.path().join(LOG_NAME), &bytes[..cut]).unwrap();
+        let (state, problems) = read_state(t.path()).unwrap();
+        let whole = ends.iter().filter(|&&end| end <= cut).count();
+        let mut expected = StoreState::default();
+        records[..whole]
+            .iter()
+            .cloned()
+            .for_each(|r| expected.apply(r));
+        assert_eq!(state, expected, "cut at byte {cut}");
+        let torn = ends.get(whole.wrapping_sub(1)).copied().unwrap_or(0) != cut;
+        assert_eq!(
+            problems.len(),
+            usize::from(torn),
+            "cut at byte {cut}: {problems:?}"
+        );
+    }
+}

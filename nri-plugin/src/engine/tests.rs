@@ -337,3 +337,44 @@ async fn injected_counts_survive_a_synchronize() {
     engine.synchronize(vec![], vec![]);
     assert_eq!(engine.inner.store.ledger().count(&injected), 0);
 }
+
+/// A node upgraded while a freeze held: the previous version's `journal/<id>.json` is folded
+/// into the store at start and the freeze is resumed (listed, recoverable).
+#[tokio::test]
+async fn a_journal_entry_of_the_previous_version_is_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let applied = injector::journal::now_unix_ms() - 1_000;
+    let old = serde_json::json!({
+        "id": "1700000000000-42-0",
+        "pod": "default/web",
+        "pod_uid": "uid-1",
+        "container_id": "c1",
+        "container_name": "app",
+        "kind": "freeze",
+        "applied_at_unix_ms": applied,
+        "deadline_unix_ms": applied + 3_600_000,
+        "recovery": {"action": "thaw", "freezer": {"version": "v1", "state_file": dir.path().join("freezer.state")}},
+    });
+    std::fs::create_dir(dir.path().join("journal")).unwrap();
+    std::fs::write(
+        dir.path().join("journal/1700000000000-42-0.json"),
+        serde_json::to_vec_pretty(&old).unwrap(),
+    )
+    .unwrap();
+    let (engine, _) = engine(Policy::default(), dir.path());
+    engine.replay_journal();
+    let (faults, _) = engine.registry().snapshot();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(faults[0].kind, FaultKind::Freeze);
+    assert_eq!(faults[0].source, "journal");
+    assert!(
+        !dir.path().join("journal").exists(),
+        "folded into the store"
+    );
+    let (stored, _) = injector::store::read_state(dir.path()).unwrap();
+    assert_eq!(
+        stored.journal.keys().collect::<Vec<_>>(),
+        ["1700000000000-42-0"]
+    );
+    engine.shutdown(Duration::from_secs(5)).await;
+}
