@@ -42,7 +42,7 @@ pub(super) fn entry(
 
 impl Inner {
     /// Takes one firing from the ledger; None when `count` is spent. Never blocks: the
-    /// claim's ack says when the count is durable (a fault task awaits it before acting).
+    /// claim's ack says when the count is in the log (a fault task awaits it before acting).
     pub(crate) fn claim_firing(
         &self,
         key: impl Into<FaultKey>,

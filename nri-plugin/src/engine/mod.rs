@@ -749,7 +749,7 @@ impl Engine {
                 "some faults did not finish recovering before shutdown"
             );
         }
-        if let Err(err) = self.inner.store.sync().durable().await {
+        if let Err(err) = self.inner.store.sync().acked().await {
             tracing::error!(error = %err, "the durable store could not be flushed at shutdown");
         }
     }

@@ -110,8 +110,8 @@ pub(super) async fn run<E: Effect>(
             tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), "count spent");
             break;
         };
-        // The count is durable before the firing acts: a crash never lets it fire again.
-        if let Err(err) = claim.ack.durable().await {
+        // The count is in the log before the firing acts: a crash never lets it fire again.
+        if let Err(err) = claim.ack.acked().await {
             engine.release_firing(&key);
             let reason = format!("cannot record the firing durably, so it does not act: {err}");
             engine.registry.failed(target.fault_id, &reason);

@@ -13,7 +13,8 @@
 //! writing. Firing counts are not sent at all: a claim changes the in-memory
 //! [`FiringLedger`], which remembers the change and rings the writer; the writer writes each
 //! changed key with its count at that moment, so an older count never overwrites a newer one.
-//! Every operation can be acknowledged ([`Ack`]) once the batch holding it is fsynced.
+//! Every operation can be acknowledged ([`Ack`]) once the batch holding it is fsynced; a
+//! firing count once it is written, just before that fsync ([`Claim`]).
 
 mod writer;
 
@@ -58,8 +59,8 @@ impl Ack {
         (tx, Ack(rx))
     }
 
-    /// Waits (async) until the write is durable.
-    pub async fn durable(self) -> Result<(), AckError> {
+    /// Waits (async) for the acknowledgement.
+    pub async fn acked(self) -> Result<(), AckError> {
         self.0.await.unwrap_or(Err(AckError::WriterGone))
     }
 
@@ -69,7 +70,7 @@ impl Ack {
         self.0.try_recv().ok()
     }
 
-    /// Waits (blocking) until the write is durable: only on a blocking thread
+    /// Waits (blocking) for the acknowledgement: only on a blocking thread
     /// (`spawn_blocking`), never on an async worker.
     pub fn wait(self) -> Result<(), AckError> {
         self.0.blocking_recv().unwrap_or(Err(AckError::WriterGone))
@@ -77,11 +78,16 @@ impl Ack {
 }
 
 /// One firing taken from the ledger.
+///
+/// Its `ack` resolves once the count is written to the log, where a restarted nri-chaos
+/// reads it, and before the fsync that follows in the same batch: a fault task waits for it
+/// before acting, so a crash of nri-chaos never lets a fault fire beyond its `count`, without
+/// putting a disk flush between a firing's plan and its effect (the firing lateness).
 #[derive(Debug)]
 pub struct Claim {
     /// 1-based, counted across restarts.
     pub ordinal: u32,
-    /// Resolves once the count is durable.
+    /// Resolves once the count is in the log.
     pub ack: Ack,
 }
 
@@ -192,7 +198,7 @@ impl Store {
     }
 
     /// Takes one firing for `key` within `limit` (see [`FiringLedger::claim`]). Never blocks:
-    /// the count is in memory at once, and the claim's `ack` says when it is durable.
+    /// the count is in memory at once, and the claim's `ack` says when it is in the log.
     pub fn claim(&self, key: impl Into<FaultKey>, limit: Option<u32>) -> Option<Claim> {
         let ordinal = self.shared.ledger.claim(key, limit)?;
         // After the change: the writer takes the acknowledgements before the changes.

@@ -136,23 +136,50 @@ fn wait_for(events: &Mutex<Vec<&'static str>>, what: &str) {
     panic!("never saw {what}: {:?}", events.lock().unwrap());
 }
 
+fn count(events: &Mutex<Vec<&'static str>>, what: &str) -> usize {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| **e == what)
+        .count()
+}
+
 #[test]
-fn acknowledged_only_after_fsync() {
+fn acknowledged_only_after_fsync_and_counts_once_written() {
     let (store, open, events) = gated();
     let mut journaled = store.record(&entry("j-1"));
-    let mut claim = store.claim(key("uid-1", "app"), Some(1)).unwrap();
     wait_for(&events, "fsync started");
     std::thread::sleep(Duration::from_millis(30));
     assert!(journaled.try_now().is_none(), "acknowledged before fsync");
-    assert!(claim.ack.try_now().is_none(), "acknowledged before fsync");
     assert_eq!(store.journal_len(), 0, "not durable yet");
-    // From now on every fsync completes (the claim may be in the first batch or the next).
-    let feeder = std::thread::spawn(move || while open.send(Ok(())).is_ok() {});
+    // A claim now goes into the next batch, once this fsync is done.
+    let mut claim = store.claim(key("uid-1", "app"), Some(1)).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(claim.ack.try_now().is_none(), "acknowledged before written");
+    open.send(Ok(())).unwrap();
     journaled.wait().unwrap();
-    claim.ack.wait().unwrap();
     assert_eq!(store.journal_len(), 1);
-    let seen = events.lock().unwrap().clone();
-    assert_eq!(&seen[..3], ["append", "fsync started", "fsync done"]);
+    // The count is acknowledged once appended, while its batch's fsync is still held.
+    claim.ack.wait().unwrap();
+    assert_eq!(count(&events, "append"), 2);
+    assert_eq!(count(&events, "fsync done"), 1);
+    let mut synced = store.sync();
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(synced.try_now().is_none(), "a sync waits for the fsync");
+    let feeder = std::thread::spawn(move || while open.send(Ok(())).is_ok() {});
+    synced.wait().unwrap();
+    assert_eq!(
+        &events.lock().unwrap()[..6],
+        [
+            "append",
+            "fsync started",
+            "fsync done",
+            "append",
+            "fsync started",
+            "fsync done"
+        ]
+    );
     drop(store);
     feeder.join().unwrap();
 }

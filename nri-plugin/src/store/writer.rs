@@ -1,6 +1,7 @@
 //! The one writer: takes every operation submitted since its last batch (the channel, then
 //! the overflow, then the ledger's changes), appends them with one write and one fsync, and
-//! only then acknowledges them. A failed write is acknowledged as failed, the ledger's
+//! only then acknowledges them (firing counts are acknowledged once written, just before the
+//! fsync: see [`super::Claim`]). A failed write is acknowledged as failed, the ledger's
 //! changes are put back, and the next batch rewrites the whole log from the durable state
 //! (so a half-written batch never stays in it).
 
@@ -104,14 +105,15 @@ impl<S: Sink> Writer<S> {
         }
         // Acknowledgements first, then changes: a claim's change precedes its acknowledgement,
         // so every acknowledgement taken here has its change in this batch or an earlier one.
-        acks.append(&mut lock(&shared.ledger_acks));
+        let mut written = std::mem::take(&mut *lock(&shared.ledger_acks));
         let changes = shared.ledger.take_changes();
         records.extend(changes.iter().cloned().map(Record::from));
         let result = if records.is_empty() {
             Ok(())
         } else {
-            self.write(records)
+            self.write(records, &mut written)
         };
+        acks.append(&mut written);
         match &result {
             Ok(()) => {
                 shared
@@ -129,7 +131,9 @@ impl<S: Sink> Writer<S> {
         }
     }
 
-    fn write(&mut self, records: Vec<Record>) -> Result<(), StoreError> {
+    /// Writes `records` durably; `written` is acknowledged as soon as they are in the log
+    /// (before the fsync), and emptied then.
+    fn write(&mut self, records: Vec<Record>, written: &mut Vec<AckTx>) -> Result<(), StoreError> {
         let count = records.len();
         let bytes = encode(&records)?;
         if self.rewrite {
@@ -140,11 +144,13 @@ impl<S: Sink> Writer<S> {
             self.state = next;
             return Ok(());
         }
-        if let Err(err) = self
-            .sink
-            .append(&bytes, count)
-            .and_then(|()| self.sink.sync())
-        {
+        let synced = self.sink.append(&bytes, count).and_then(|()| {
+            for ack in written.drain(..) {
+                let _ = ack.send(Ok(()));
+            }
+            self.sink.sync()
+        });
+        if let Err(err) = synced {
             self.rewrite = true;
             return Err(err);
         }
