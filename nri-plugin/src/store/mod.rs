@@ -180,11 +180,14 @@ impl Store {
     fn submit(&self, op: Op) {
         let mut overflow = lock(&self.shared.overflow);
         if !overflow.is_empty() {
-            overflow.push(op);
+            // The writer has yet to take the overflow: it is woken already.
+            if !matches!(op, Op::Wake) {
+                overflow.push(op);
+            }
             return;
         }
         match self.tx.try_send(op) {
-            Ok(()) => {}
+            Ok(()) | Err(TrySendError::Full(Op::Wake)) => {}
             Err(TrySendError::Full(op)) => overflow.push(op),
             // Dropping the op drops its acknowledgement: the caller sees `WriterGone`.
             Err(TrySendError::Closed(_)) => {}

@@ -266,13 +266,29 @@ fn more_operations_than_the_channel_holds_keep_their_order() {
         lock(&store.shared.overflow).len() > CHANNEL_CAPACITY,
         "the overflow is used"
     );
+    // Claims meanwhile (as from NRI handlers): nothing blocks, nothing is lost.
+    let claims: Vec<Claim> = (0..(3 * CHANNEL_CAPACITY))
+        .map(|_| store.claim(key("uid-1", "app"), None).unwrap())
+        .collect();
     let feeder = std::thread::spawn(move || while open.send(Ok(())).is_ok() {});
     first.wait().unwrap();
     for ack in acks {
         ack.wait().unwrap();
     }
+    for claim in claims {
+        claim.ack.wait().unwrap();
+    }
     // A clear written before its entry would leave the entry behind.
     assert_eq!(store.journal_len(), 1);
+    assert_eq!(
+        store.ledger().take_changes(),
+        Vec::new(),
+        "every count was taken by the writer"
+    );
+    assert_eq!(
+        store.ledger().count(key("uid-1", "app")),
+        3 * CHANNEL_CAPACITY as u32
+    );
     drop(store);
     feeder.join().unwrap();
 }
