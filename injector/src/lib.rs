@@ -12,7 +12,8 @@
 //!   container restarts ([`FiringLedger`]).
 //! - [`seams`]: kernel seams behind narrow traits, with recording fakes (signals, cgroups and
 //!   the freezer, procfs).
-//! - [`journal`]: the durable journal of active faults and the recovery each entry describes.
+//! - [`journal`]: the journal entries of active faults and the recovery each describes.
+//! - [`store`]: the one durable store (one log) of the journal and the firing ledger.
 //! - [`hookplan`]: the plan the OCI hook `nri-chaos-hook` executes (OCI annotation
 //!   `nri-chaos.io/plan`) and the hook points.
 
@@ -26,16 +27,17 @@ pub mod policy;
 pub mod schedule;
 pub mod scope;
 pub mod seams;
+pub mod store;
 pub mod stressor;
 pub mod timing;
 pub mod units;
 
 pub use annotations::{FaultKind, Rejection, RejectionClass};
-pub use journal::{Journal, JournalEntry, JournalError, ProcessId, Recovery};
+pub use journal::{JournalEntry, JournalError, ProcessId, Recovery};
 pub use plan::{
     plan_container, ContainerPlan, FaultRequest, FaultSpec, KindFields, PodRef, Timing,
 };
 pub use policy::Policy;
-pub use schedule::{Firing, FiringLedger, LedgerKey, Rng, Schedule, SplitMix64};
+pub use schedule::{Firing, FiringLedger, LedgerChange, LedgerKey, Rng, Schedule, SplitMix64};
 pub use scope::{FaultKey, Scope};
 pub use units::Size;

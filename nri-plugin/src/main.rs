@@ -5,6 +5,7 @@ mod ctl;
 mod engine;
 mod metrics;
 mod service;
+mod store;
 mod supervisor;
 mod transport;
 mod validate;

@@ -471,11 +471,8 @@ async fn sigterm_recovers_every_fault_before_exit(version: ContainerdVersion) ->
         cgroup_pids(&pod, &busy)?.len() == 1,
         "stressor left after SIGTERM"
     );
-    let journal = node.dir().join("nri-chaos-state/journal");
-    let left: Vec<_> = std::fs::read_dir(&journal)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name())
-        .collect();
+    let (stored, _) = injector::store::read_state(&node.dir().join("nri-chaos-state"))?;
+    let left: Vec<&String> = stored.journal.keys().collect();
     ensure!(left.is_empty(), "journal not empty after SIGTERM: {left:?}");
     node.shutdown().await
 }

@@ -270,9 +270,94 @@ async fn reconnects_after_containerd_restart_and_stopped_plugin_is_harmless(
     node.shutdown().await
 }
 
+/// `count` holds across a crash of nri-chaos and across an upgrade from the previous
+/// version. Pod `crashed` (`{after: 1s, count: 2}`): its first instance is killed, nri-chaos
+/// is SIGKILLed and started again, the second instance is killed, the third survives. Pod
+/// `upgraded` (`{after: 1s}`), created while nri-chaos is down, has its one kill counted in
+/// a `firings.ledger` of the previous version: it is never killed, and that file is folded
+/// into the store.
+async fn kill_count_holds_across_a_plugin_crash_and_an_upgrade(
+    version: ContainerdVersion,
+) -> Result<()> {
+    let mut node = ChaosNode::start(version, "").await?;
+    let cri = node.node.cri().await?;
+    let key = "kill.nri-chaos.io/container.app";
+    let pod = cri
+        .run_pod(&PodSpec::new("crashed").annotation(key, "{after: 1s, count: 2}"))
+        .await?;
+    let first = cri
+        .run_container(&pod, &ContainerSpec::new("app", SLEEPER))
+        .await?;
+    let status = cri.wait_exited(&first, Duration::from_secs(5)).await?;
+    ensure!(
+        status.exit_code == 137,
+        "first: exit code {}",
+        status.exit_code
+    );
+    cri.remove_container(&first).await?;
+    node.plugin.kill()?;
+
+    // A pod that was there before the upgrade, and its count in the old ledger.
+    let upgraded = cri
+        .run_pod(&PodSpec::new("upgraded").annotation(key, "{after: 1s}"))
+        .await?;
+    let state = node.node.dir().join("nri-chaos-state");
+    let old_ledger = state.join("firings.ledger");
+    std::fs::write(
+        &old_ledger,
+        format!(
+            "# nri-chaos firing ledger v1: <pod-uid> <container> <fault> <count>\n{} app kill 1\n",
+            upgraded.spec.uid
+        ),
+    )?;
+    node.restart_plugin("").await?;
+    node.plugin
+        .wait_log_contains("synchronized with the runtime", Duration::from_secs(10))
+        .await?;
+    ensure!(!old_ledger.exists(), "the old ledger was not folded in");
+
+    let second = cri
+        .run_container(&pod, &ContainerSpec::new("app", SLEEPER).attempt(1))
+        .await?;
+    let status = cri.wait_exited(&second, Duration::from_secs(5)).await?;
+    ensure!(
+        status.exit_code == 137,
+        "second: exit code {}",
+        status.exit_code
+    );
+    cri.remove_container(&second).await?;
+    let third = cri
+        .run_container(&pod, &ContainerSpec::new("app", SLEEPER).attempt(2))
+        .await?;
+    let spared = cri
+        .run_container(&upgraded, &ContainerSpec::new("app", SLEEPER))
+        .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (name, id) in [("third instance", &third), ("upgraded pod", &spared)] {
+        let status = cri.container_status(id).await?;
+        ensure!(
+            status.state == ContainerState::Running,
+            "{name}: {:?} (exit code {})",
+            status.state,
+            status.exit_code
+        );
+    }
+    let (stored, problems) = injector::store::read_state(&state)?;
+    ensure!(problems.is_empty(), "{problems:?}");
+    ensure!(
+        stored.firings.len() == 2,
+        "counts of both pods in the store: {:?}",
+        stored.firings
+    );
+    // The restarted nri-chaos (its own log) sent one signal: the second kill.
+    ensure!(node.log_lines(&["signal sent"]).len() == 1);
+    node.shutdown().await
+}
+
 on_both_containerd_versions!(
     kill_after_2s_once_and_only_the_named_container,
     kill_count_is_counted_across_restarts,
+    kill_count_holds_across_a_plugin_crash_and_an_upgrade,
     kill_with_sigterm_exits_143,
     bad_or_refused_annotations_leave_the_container_running,
     strict_policy_fails_create_with_the_reason,

@@ -560,12 +560,8 @@ async fn ctl_lists_and_recovers_a_freeze_resumed_from_the_journal(
         "freezer.state {state} right after ctl recover {id}"
     );
     ensure!(out.contains("recovered 1 fault"), "{out}");
-    let journal = node.node.dir().join("nri-chaos-state").join("journal");
-    let left: Vec<_> = std::fs::read_dir(&journal)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name())
-        .filter(|name| !name.to_string_lossy().starts_with('.'))
-        .collect();
+    let (stored, _) = injector::store::read_state(&node.node.dir().join("nri-chaos-state"))?;
+    let left: Vec<&String> = stored.journal.keys().collect();
     ensure!(
         left.is_empty(),
         "journal not empty after ctl recover: {left:?}"

@@ -16,7 +16,7 @@ mod rng;
 
 use std::time::Duration;
 
-pub use ledger::{FiringLedger, LedgerError, LedgerKey};
+pub use ledger::{belongs_to_pod, FiringLedger, LedgerChange, LedgerKey};
 pub use rng::{Rng, SplitMix64};
 
 use crate::plan::Timing;

@@ -265,80 +265,6 @@ fn ledger_claim_is_atomic_across_threads() {
 }
 
 #[test]
-fn ledger_text_round_trip() {
-    let ledger = FiringLedger::new();
-    ledger.claim(
-        &LedgerKey::new("0b7e5c1e-7a4e", "app", FaultKind::Kill),
-        None,
-    );
-    for _ in 0..3 {
-        ledger.claim(
-            &LedgerKey::new("0b7e5c1e-7a4e", "db", FaultKind::Netem),
-            None,
-        );
-    }
-    ledger.claim(&LedgerKey::new("odd uid%#\n", "", FaultKind::Exec), None);
-    ledger.claim(&LedgerKey::new("ünï", "c\tx", FaultKind::Oom), None);
-    let text = ledger.to_text();
-    assert!(text.starts_with(ledger::LEDGER_HEADER));
-    assert!(text.contains("0b7e5c1e-7a4e app kill 1\n"));
-    assert!(text.contains("0b7e5c1e-7a4e db netem 3\n"));
-    assert!(text.contains("odd%20uid%25%23%0A % exec 1\n"), "{text}");
-    let back = FiringLedger::from_text(&text).unwrap();
-    assert_eq!(back.snapshot(), ledger.snapshot());
-    assert_eq!(back.to_text(), text);
-    assert_eq!(FiringLedger::from_text("").unwrap().len(), 0);
-}
-
-#[test]
-fn ledger_parser_is_tolerant() {
-    let text = "\n  # comment\n\tpod  app   kill  2  \r\n\npod app kill 1\n# end";
-    let ledger = FiringLedger::from_text(text).unwrap();
-    // Duplicate key: the larger count wins.
-    assert_eq!(
-        ledger.count(&LedgerKey::new("pod", "app", FaultKind::Kill)),
-        2
-    );
-}
-
-#[test]
-fn ledger_corrupt_lines_are_named() {
-    let cases = [
-        ("pod app kill", "expected 4 fields"),
-        ("pod app kill 1 extra", "expected 4 fields"),
-        ("pod app kil 1", "unknown fault kind \"kil\""),
-        ("pod app kill -1", "count \"-1\" is not a number"),
-        ("pod app kill 99999999999", "is not a number"),
-        ("pod app kill one", "is not a number"),
-        ("po%zd app kill 1", "bad escape"),
-        ("po%4 app kill 1", "bad escape"),
-        ("po%FF app kill 1", "does not decode to UTF-8"),
-    ];
-    for (line, reason) in cases {
-        let text = format!("# header\ngood app kill 1\n{line}\n");
-        let err = FiringLedger::from_text(&text).unwrap_err();
-        let LedgerError::Line {
-            line: n,
-            text: t,
-            reason: r,
-        } = &err;
-        assert_eq!(*n, 3, "{err}");
-        assert_eq!(t, line);
-        assert!(r.contains(reason), "{line}: {err}");
-        assert!(
-            err.to_string().starts_with("firing ledger line 3: "),
-            "{err}"
-        );
-        let (lossy, errors) = FiringLedger::from_text_lossy(&text);
-        assert_eq!(errors.len(), 1);
-        assert_eq!(
-            lossy.count(&LedgerKey::new("good", "app", FaultKind::Kill)),
-            1
-        );
-    }
-}
-
-#[test]
 fn release_gives_a_firing_back_and_retain_prunes_gone_pods() {
     let ledger = FiringLedger::new();
     let key = LedgerKey::new("uid-1", "app", FaultKind::Kill);
@@ -355,4 +281,26 @@ fn release_gives_a_firing_back_and_retain_prunes_gone_pods() {
     ledger.retain_pods(&["uid-2".to_string()]);
     assert_eq!(ledger.count(&key), 0);
     assert_eq!(ledger.count(&other), 1);
+}
+
+#[test]
+fn a_pods_counts_include_its_tagged_ones() {
+    use crate::schedule::belongs_to_pod;
+    assert!(belongs_to_pod("uid-1", "uid-1"));
+    assert!(belongs_to_pod("uid-1#ctl", "uid-1"));
+    assert!(!belongs_to_pod("uid-10", "uid-1"));
+    assert!(!belongs_to_pod("uid-1", "uid-1#ctl"));
+    let ledger = FiringLedger::new();
+    let injected = LedgerKey::new("uid-1#ctl", "app", FaultKind::Kill);
+    let other = LedgerKey::new("uid-10", "app", FaultKind::Kill);
+    ledger.claim(&injected, None);
+    ledger.claim(&other, None);
+    // A resync that lists the pod keeps its injected counts.
+    ledger.retain_pods(&["uid-1".to_string(), "uid-10".to_string()]);
+    assert_eq!(ledger.count(&injected), 1);
+    ledger.forget_pod("uid-1");
+    assert_eq!(ledger.count(&injected), 0);
+    assert_eq!(ledger.count(&other), 1);
+    // Without a store taking them, no change is remembered.
+    assert!(ledger.take_changes().is_empty());
 }

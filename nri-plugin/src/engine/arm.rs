@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::kinds::{self, executor, Executor};
 use super::runner::{self, Target};
-use super::state::{ledger_key, ArmedFault, Origin, State};
+use super::state::{ArmedFault, Origin, State};
 use super::{effects, introspect, Inner, PodInfo};
 
 /// A stressor without `duration` stops after this long.
@@ -111,7 +111,7 @@ impl Inner {
         fault
             .timing
             .count
-            .is_some_and(|limit| self.ledger.count(&ledger_key(key)) >= limit)
+            .is_some_and(|limit| self.store.ledger().count(key) >= limit)
     }
 
     /// Arms the pod-scoped faults among `faults` (netem: the network namespace is the pod's)

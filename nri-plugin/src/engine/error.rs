@@ -2,7 +2,7 @@
 //! where they become ttrpc statuses (for the NRI service and the control service alike).
 
 use injector::annotations::UnknownFaultKind;
-use injector::JournalError;
+use injector::store::StoreError;
 use thiserror::Error;
 
 /// Errors the engine hands back to the runtime or to the operator.
@@ -17,13 +17,14 @@ pub enum EngineError {
     /// `ctl recover ID` has nothing to recover.
     #[error(transparent)]
     Recover(#[from] RecoverError),
-    /// The journal of active faults cannot be opened: no recovery could be guaranteed.
-    #[error("fault journal {path}: {source}")]
-    Journal {
-        /// The journal directory.
+    /// The durable store (journal of active faults, firing ledger) cannot be opened: no
+    /// recovery could be guaranteed.
+    #[error("durable store in {path}: {source}")]
+    Store {
+        /// The state directory.
         path: String,
         /// What failed.
-        source: JournalError,
+        source: StoreError,
     },
 }
 
@@ -84,7 +85,7 @@ impl EngineError {
             EngineError::Inject(_) => ttrpc::Code::INVALID_ARGUMENT,
             EngineError::Recover(RecoverError::Unknown(_)) => ttrpc::Code::NOT_FOUND,
             EngineError::Recover(RecoverError::Ended { .. }) => ttrpc::Code::FAILED_PRECONDITION,
-            EngineError::Journal { .. } => ttrpc::Code::INTERNAL,
+            EngineError::Store { .. } => ttrpc::Code::INTERNAL,
         }
     }
 }

@@ -13,7 +13,6 @@ use injector::hookplan::{hook_point, hook_timeout_secs, HookPlan, HookPoint, PLA
 use injector::{FaultKey, FaultRequest, Rng, SplitMix64};
 
 use super::kinds::{executor, Executor};
-use super::state::ledger_key;
 use super::{Inner, PodInfo};
 
 /// Where the hook binary is when neither the policy nor `--hook-path` says otherwise.
@@ -104,7 +103,11 @@ pub(crate) fn adjustment(
             }
             continue;
         }
-        let Some(ordinal) = inner.claim_firing(&ledger_key(&key), fault.timing.count) else {
+        // The handler never waits: the count is durable shortly after (its ack is not awaited).
+        let Some(ordinal) = inner
+            .claim_firing(&key, fault.timing.count)
+            .map(|claim| claim.ordinal)
+        else {
             tracing::info!(pod = %pod.display_name(), container = %container_name, fault = fault.kind.as_str(), "count spent; no start fault for this container");
             continue;
         };

@@ -1,16 +1,18 @@
-//! The engine's use of the durable journal: every fault with a side effect to undo is
-//! recorded before the side effect and cleared after its recovery; at start, what a previous
-//! run left is recovered (deadline passed) or resumed (its remaining time).
+//! The engine's use of the durable store (`crate::store`): every fault with a side effect to
+//! undo is journaled (durable) before the side effect and cleared after its recovery; each
+//! firing is claimed from the ledger; at start, what a previous run left is recovered
+//! (deadline passed) or resumed (its remaining time).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use injector::journal::{kill_if_same, now_unix_ms, recover_entry};
-use injector::{FaultKind, JournalEntry, Recovery};
+use injector::{FaultKey, FaultKind, JournalEntry, Recovery};
 use tokio::sync::watch;
 
 use super::runner::{stopped, Holding, Target};
 use super::Inner;
+use crate::store::{AckError, Claim};
 
 /// The source `ctl list` shows for a fault resumed from the journal at start.
 pub(super) const JOURNAL_SOURCE: &str = "journal";
@@ -39,19 +41,41 @@ pub(super) fn entry(
 }
 
 impl Inner {
-    /// Records `entry` before its side effect. A fault that cannot be journaled is not
-    /// applied: its recovery could not be guaranteed.
+    /// Takes one firing from the ledger; None when `count` is spent. Never blocks: the
+    /// claim's ack says when the count is in the log (a fault task awaits it before acting).
+    pub(crate) fn claim_firing(
+        &self,
+        key: impl Into<FaultKey>,
+        limit: Option<u32>,
+    ) -> Option<Claim> {
+        self.store.claim(key, limit)
+    }
+
+    /// Gives back a firing that did nothing (the target was already gone).
+    pub(crate) fn release_firing(&self, key: impl Into<FaultKey>) {
+        self.store.release(key);
+    }
+
+    /// Records `entry` and waits until it is durable, before its side effect (blocking: call
+    /// on a blocking thread). A fault that cannot be journaled is not applied: its recovery
+    /// could not be guaranteed.
     pub(super) fn journal_record(&self, entry: &JournalEntry) -> Result<(), String> {
-        self.journal
+        self.store
             .record(entry)
+            .wait()
             .map_err(|err| format!("cannot journal the fault, so it is not applied: {err}"))
     }
 
-    /// Clears `id` after its recovery.
+    /// Replaces `entry` (what to undo grew: stressor pids, shaped interfaces) and waits until
+    /// it is durable (blocking: call on a blocking thread).
+    pub(super) fn journal_update(&self, entry: &JournalEntry) -> Result<(), AckError> {
+        self.store.record(entry).wait()
+    }
+
+    /// Clears `id` after its recovery, without waiting (safe anywhere): a clear lost in a
+    /// crash only repeats the recovery at the next start.
     pub(super) fn journal_clear(&self, id: &str) {
-        if let Err(err) = self.journal.clear(id) {
-            tracing::error!(fault_id = id, error = %err, "clearing a recovered fault from the journal");
-        }
+        drop(self.store.clear(id));
     }
 
     /// Runs the recovery an entry describes (blocking: call on a blocking thread), then
@@ -69,7 +93,9 @@ impl Inner {
         };
         match recover_entry(entry, seams.freezer.as_ref(), seams.procs.as_ref(), &stop) {
             Ok(()) => {
-                self.journal_clear(&entry.id);
+                if let Err(err) = self.store.clear(&entry.id).wait() {
+                    tracing::error!(fault_id = %entry.id, error = %err, "clearing a recovered fault from the journal; the next start repeats its recovery");
+                }
                 true
             }
             Err(err) => {

@@ -18,7 +18,6 @@ mod inject;
 pub mod introspect;
 mod journal_ops;
 pub mod kinds;
-pub mod ledger_store;
 pub mod model;
 mod recover;
 mod runner;
@@ -29,12 +28,11 @@ mod state;
 mod stop;
 mod sync;
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use injector::seams::signal::Signaller;
-use injector::{FaultKey, FiringLedger, Journal, Policy};
+use injector::{FaultKey, Policy};
 
 pub use error::{EngineError, InjectError};
 pub use model::{ContainerInfo, PodInfo};
@@ -47,9 +45,8 @@ use state::State;
 pub(crate) struct Inner {
     policy: Policy,
     seams: Seams,
-    journal: Journal,
-    ledger: FiringLedger,
-    ledger_path: PathBuf,
+    /// The journal of active faults and the firing ledger.
+    store: crate::store::Store,
     /// Why the OCI hook binary cannot be used (checked once at start: handlers never stat).
     hook_problem: Option<String>,
     state: Mutex<State>,
@@ -62,7 +59,6 @@ impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inner")
             .field("policy", &self.policy)
-            .field("ledger_path", &self.ledger_path)
             .finish_non_exhaustive()
     }
 }
@@ -88,11 +84,8 @@ impl Engine {
         seams: Seams,
         state_dir: &std::path::Path,
     ) -> Result<Engine, EngineError> {
-        let ledger_path = ledger_store::ledger_path(state_dir);
-        let ledger = ledger_store::load(&ledger_path);
-        let journal_dir = state_dir.join("journal");
-        let journal = Journal::open(&journal_dir).map_err(|source| EngineError::Journal {
-            path: journal_dir.display().to_string(),
+        let store = crate::store::Store::open(state_dir).map_err(|source| EngineError::Store {
+            path: state_dir.display().to_string(),
             source,
         })?;
         let hook_problem = hooks::hook_unusable(
@@ -108,9 +101,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 policy,
                 seams,
-                journal,
-                ledger,
-                ledger_path,
+                store,
                 hook_problem,
                 state: Mutex::new(State::default()),
                 next_fault_id: AtomicU64::new(1),
@@ -140,7 +131,7 @@ impl Engine {
         let active = lock(&self.inner.state).active_by_kind();
         let observed = crate::metrics::Observed {
             active,
-            journal_entries: i64::try_from(self.inner.journal.count()).unwrap_or(i64::MAX),
+            journal_entries: i64::try_from(self.inner.store.journal_len()).unwrap_or(i64::MAX),
         };
         self.metrics().render(&observed)
     }
@@ -152,27 +143,6 @@ impl Engine {
 }
 
 impl Inner {
-    /// Takes one firing from the ledger and persists it; None when `count` is spent.
-    pub(crate) fn claim_firing(
-        &self,
-        key: &injector::LedgerKey,
-        limit: Option<u32>,
-    ) -> Option<u32> {
-        let ordinal = self.ledger.claim(key, limit)?;
-        if let Err(err) = ledger_store::save(&self.ledger_path, &self.ledger) {
-            tracing::error!(error = %err, path = %self.ledger_path.display(), "saving the firing ledger");
-        }
-        Some(ordinal)
-    }
-
-    /// Gives back a firing that signalled nothing (the process was already gone).
-    pub(crate) fn release_firing(&self, key: &injector::LedgerKey) {
-        self.ledger.release(key);
-        if let Err(err) = ledger_store::save(&self.ledger_path, &self.ledger) {
-            tracing::error!(error = %err, path = %self.ledger_path.display(), "saving the firing ledger");
-        }
-    }
-
     pub(crate) fn signaller(&self) -> &dyn Signaller {
         self.seams.signaller.as_ref()
     }

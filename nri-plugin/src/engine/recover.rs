@@ -19,10 +19,7 @@ impl Engine {
     /// reports its target gone). It stands for its annotation's fault, keyed by its scope, so
     /// the container's start does not apply it again. Call before connecting to the runtime.
     pub fn replay_journal(&self) {
-        let (entries, errors) = self.inner.journal.load();
-        for err in errors {
-            tracing::error!(error = %err, "unreadable journal entry set aside");
-        }
+        let entries = self.inner.store.take_resumed();
         if !entries.is_empty() {
             tracing::info!(
                 faults = entries.len(),

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use injector::{FaultKey, FaultKind, LedgerKey, Schedule, SplitMix64, Timing};
+use injector::{FaultKey, FaultKind, Schedule, SplitMix64, Timing};
 use tokio::sync::watch;
 
-use super::state::{ledger_key, Origin};
+use super::state::Origin;
 use super::Inner;
 
 /// What the runner needs about its target.
@@ -84,7 +84,7 @@ pub(super) enum FireError {
 /// Where a fault's firings are counted.
 enum Counter {
     /// In the durable ledger, shared by every instance of the fault's scope.
-    Ledger(LedgerKey),
+    Ledger(FaultKey),
     /// By this task alone (`ctl inject`: each injection has its own `count`).
     Own(u32),
 }
@@ -93,20 +93,33 @@ impl Counter {
     fn of(target: &Target) -> Counter {
         match target.origin {
             Origin::Ctl => Counter::Own(0),
-            Origin::Annotation | Origin::Journal => Counter::Ledger(ledger_key(&target.key)),
+            Origin::Annotation | Origin::Journal => Counter::Ledger(target.key.clone()),
         }
     }
 
-    /// Takes one firing; None when `limit` is spent.
-    fn claim(&mut self, engine: &Inner, limit: Option<u32>) -> Option<u32> {
+    /// Takes one firing: `Ok(None)` when `limit` is spent. A ledger firing is in the store's
+    /// log before this returns, so a crash never lets it fire again; `Err` says why it could
+    /// not be recorded (the firing is given back and must not act).
+    async fn claim(&mut self, engine: &Inner, limit: Option<u32>) -> Result<Option<u32>, String> {
         match self {
-            Counter::Ledger(key) => engine.claim_firing(key, limit),
+            Counter::Ledger(key) => {
+                let Some(claim) = engine.claim_firing(&*key, limit) else {
+                    return Ok(None);
+                };
+                if let Err(err) = claim.ack.acked().await {
+                    engine.release_firing(&*key);
+                    return Err(format!(
+                        "cannot record the firing durably, so it does not act: {err}"
+                    ));
+                }
+                Ok(Some(claim.ordinal))
+            }
             Counter::Own(taken) => {
                 if limit.is_some_and(|limit| *taken >= limit) {
-                    return None;
+                    return Ok(None);
                 }
                 *taken += 1;
-                Some(*taken)
+                Ok(Some(*taken))
             }
         }
     }
@@ -114,7 +127,7 @@ impl Counter {
     /// Gives back a firing that did nothing.
     fn release(&mut self, engine: &Inner) {
         match self {
-            Counter::Ledger(key) => engine.release_firing(key),
+            Counter::Ledger(key) => engine.release_firing(&*key),
             Counter::Own(taken) => *taken = taken.saturating_sub(1),
         }
     }
@@ -154,9 +167,17 @@ pub(super) async fn run<E: Effect>(
             _ = tokio::time::sleep_until(planned.into()) => {}
             _ = stopped(&mut stop) => break,
         }
-        let Some(ordinal) = counter.claim(&engine, timing.count) else {
-            tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), "count spent");
-            break;
+        let ordinal = match counter.claim(&engine, timing.count).await {
+            Ok(Some(ordinal)) => ordinal,
+            Ok(None) => {
+                tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), "count spent");
+                break;
+            }
+            Err(reason) => {
+                engine.registry.failed(target.fault_id, &reason);
+                tracing::error!(pod = %target.pod, container = %target.container, fault = kind.as_str(), reason = %reason, "firing not applied");
+                break;
+            }
         };
         if !firing.fire {
             tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), ordinal, "firing skipped by probability");

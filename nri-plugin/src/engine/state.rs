@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use injector::{FaultKey, FaultKind, FaultRequest, LedgerKey, Scope};
+use injector::{FaultKey, FaultKind, FaultRequest, Scope};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -18,16 +18,6 @@ pub(super) enum Origin {
     Ctl,
     /// Resumed from the journal of a previous run (stands for its annotation's fault).
     Journal,
-}
-
-/// How the firing ledger keys a fault: derived from its [`FaultKey`] (a pod-scoped fault has
-/// no container name).
-pub(super) fn ledger_key(key: &FaultKey) -> LedgerKey {
-    LedgerKey::new(
-        key.scope.pod_uid(),
-        key.scope.container().unwrap_or_default(),
-        key.kind,
-    )
 }
 
 /// A container's validated faults, kept from CreateContainer to its start.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use injector::Scope;
 
 use super::state::{of_pod, ArmedFault};
-use super::{ledger_store, lock, Engine};
+use super::{lock, Engine};
 
 impl Engine {
     /// StopContainer / RemoveContainer: ends every fault of that container instance.
@@ -23,6 +23,13 @@ impl Engine {
     pub fn pod_removed(&self, sandbox_id: &str) {
         let mut state = lock(&self.inner.state);
         let uid = state.pods.remove(sandbox_id).map(|pod| pod.uid);
+        // Its firing counts go with it, unless another sandbox of the same pod lives on (the
+        // kubelet removes an old sandbox after it made a new one).
+        if let Some(uid) = &uid {
+            if !state.pods.values().any(|other| &other.uid == uid) {
+                self.inner.store.forget_pod(uid);
+            }
+        }
         state.stop(|key, fault| of_pod(key, fault, sandbox_id, uid.as_deref()));
         state
             .containers
@@ -33,7 +40,7 @@ impl Engine {
     }
 
     /// Plugin shutdown: stops every armed fault, waits (bounded) for each to recover what it
-    /// holds, and saves the ledger.
+    /// holds, and waits until the store has made everything durable.
     pub async fn shutdown(&self, grace: Duration) {
         let faults = lock(&self.inner.state).take(|_, _| true);
         if !stop_and_wait(faults, grace).await {
@@ -42,8 +49,8 @@ impl Engine {
                 "some faults did not finish recovering before shutdown"
             );
         }
-        if let Err(err) = ledger_store::save(&self.inner.ledger_path, &self.inner.ledger) {
-            tracing::error!(error = %err, path = %self.inner.ledger_path.display(), "saving the firing ledger at shutdown");
+        if let Err(err) = self.inner.store.sync().acked().await {
+            tracing::error!(error = %err, "the durable store could not be flushed at shutdown");
         }
     }
 }

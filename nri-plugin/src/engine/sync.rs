@@ -39,7 +39,7 @@ impl Engine {
                 .map(|c| (c.id.clone(), (*c).clone()))
                 .collect();
             let known_uids: Vec<String> = pods.values().map(|p| p.uid.clone()).collect();
-            self.inner.ledger.retain_pods(&known_uids);
+            self.inner.store.retain_pods(&known_uids);
             state.pods = pods;
         }
         tracing::info!(

@@ -83,6 +83,24 @@ pub(super) fn journaled(
     }
 }
 
+/// Leaves `entry` in the store's log under `state_dir`, as a previous run would have.
+pub(super) fn left_in_store(state_dir: &std::path::Path, entry: injector::JournalEntry) {
+    let mut log = injector::store::StoreFile::open(state_dir).unwrap().file;
+    let left = injector::store::Record::Journal { entry };
+    log.append(&injector::store::encode(&[left]).unwrap(), 1)
+        .unwrap();
+    log.sync().unwrap();
+}
+
+/// The journal entries durable in the store under `state_dir`.
+pub(super) fn journal_on_disk(state_dir: &std::path::Path) -> usize {
+    injector::store::read_state(state_dir)
+        .unwrap()
+        .0
+        .journal
+        .len()
+}
+
 pub(super) async fn wait_for_signals(
     signaller: &RecordingSignaller,
     count: usize,
@@ -200,7 +218,6 @@ async fn a_fault_resumed_from_the_journal_is_listed_and_recoverable() {
     let location = FreezerLocation::V1 {
         state_file: dir.path().join("freezer.state"),
     };
-    let journal = injector::Journal::open(dir.path().join("journal")).unwrap();
     let entry = journaled(
         ("c1", "app"),
         FaultKind::Freeze,
@@ -211,7 +228,8 @@ async fn a_fault_resumed_from_the_journal_is_listed_and_recoverable() {
         ("freeze.nri-chaos.io/container.app", "{duration: 1h}"),
     );
     let applied = entry.applied_at_unix_ms;
-    journal.record(&entry).unwrap();
+    // Left by a previous run: the entry is in the store's log.
+    left_in_store(dir.path(), entry);
     let freezer = Arc::new(RecordingFreezer::new());
     let seams = Seams {
         signaller: Arc::new(RecordingSignaller::new()),
@@ -244,7 +262,9 @@ async fn a_fault_resumed_from_the_journal_is_listed_and_recoverable() {
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0].state, introspect::FaultState::Recovered);
     assert_eq!(freezer.calls(), vec![(FreezerOp::Thaw, location)]);
-    assert!(journal.load().0.is_empty(), "the journal entry is cleared");
+    let (stored, _) = injector::store::read_state(dir.path()).unwrap();
+    assert!(stored.journal.is_empty(), "the journal entry is cleared");
+    assert_eq!(engine.inner.store.journal_len(), 0);
     assert_eq!(engine.active_faults(), 0);
     let events = engine.registry().events().since(0);
     assert!(
@@ -291,4 +311,127 @@ fn a_rejection_carries_the_class_it_was_made_in() {
         class("start.nri-chaos.io/container.app"),
         RejectionClass::Unsupported
     );
+}
+
+/// Regression: concurrent claims shared one temp file without fsync, so an older snapshot
+/// could win the rename (or a half-written one be read back as 0): counts went back. Every
+/// claim a fault task was told is durable must be on disk at once, whatever happens next.
+#[test]
+fn concurrent_claims_are_all_durable() {
+    const THREADS: usize = 8;
+    const CLAIMS: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = engine(Policy::default(), dir.path());
+    let key = injector::LedgerKey::new("uid-1", "app", FaultKind::Kill);
+    // Other pods' counts make every snapshot of the old ledger longer to write.
+    for i in 0..300 {
+        let other = injector::LedgerKey::new(format!("uid-other-{i}"), "app", FaultKind::Kill);
+        drop(engine.inner.claim_firing(&other, None).expect("unlimited"));
+    }
+    let on_disk = {
+        let dir = dir.path().to_path_buf();
+        move |key: &injector::LedgerKey| {
+            let (stored, _) = injector::store::read_state(&dir).unwrap();
+            stored
+                .firings
+                .get(&injector::FaultKey::from(key))
+                .copied()
+                .unwrap_or(0)
+        }
+    };
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (inner, key, on_disk) = (engine.inner.clone(), key.clone(), on_disk.clone());
+            std::thread::spawn(move || {
+                let mut behind = Vec::new();
+                for _ in 0..CLAIMS {
+                    let claim = inner.claim_firing(&key, None).expect("unlimited");
+                    claim.ack.wait().expect("durable");
+                    let durable = on_disk(&key);
+                    if durable < claim.ordinal {
+                        behind.push((claim.ordinal, durable));
+                    }
+                }
+                behind
+            })
+        })
+        .collect();
+    let behind: Vec<(u32, u32)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(
+        behind.is_empty(),
+        "claims acknowledged but not on disk (ordinal, on disk): {behind:?}"
+    );
+    assert_eq!(on_disk(&key), (THREADS * CLAIMS) as u32);
+}
+
+/// Regression: the ledger never forgot a removed pod. RemovePodSandbox forgets its counts
+/// (in memory and on disk), unless another sandbox of the same pod lives on.
+#[tokio::test]
+async fn a_removed_pod_is_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, signaller) = engine(Policy::default(), dir.path());
+    let pod = pod(Some(("kill.nri-chaos.io/container.app", "{after: 10ms}")));
+    engine.pod_started(pod.clone());
+    engine.container_started(pod.clone(), container("c1", "app", 101));
+    assert_eq!(wait_for_signals(&signaller, 1).await.len(), 1);
+    let key = injector::LedgerKey::new("uid-1", "app", FaultKind::Kill);
+    assert_eq!(engine.inner.store.ledger().count(&key), 1);
+
+    // A newer sandbox of the same pod: removing the old one keeps the counts.
+    let newer = PodInfo {
+        id: "sandbox-2".into(),
+        ..pod.clone()
+    };
+    engine.pod_started(newer);
+    engine.pod_removed("sandbox-1");
+    assert_eq!(engine.inner.store.ledger().count(&key), 1);
+    engine.pod_removed("sandbox-2");
+    assert!(engine.inner.store.ledger().is_empty());
+    engine.shutdown(Duration::from_secs(1)).await;
+    let (stored, _) = injector::store::read_state(dir.path()).unwrap();
+    assert!(stored.firings.is_empty(), "{:?}", stored.firings);
+}
+
+/// A node upgraded while a freeze held: the previous version's `journal/<id>.json` is folded
+/// into the store at start and the freeze is resumed (listed, recoverable).
+#[tokio::test]
+async fn a_journal_entry_of_the_previous_version_is_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let applied = injector::journal::now_unix_ms() - 1_000;
+    let old = serde_json::json!({
+        "id": "1700000000000-42-0",
+        "pod": "default/web",
+        "pod_uid": "uid-1",
+        "container_id": "c1",
+        "container_name": "app",
+        "kind": "freeze",
+        "applied_at_unix_ms": applied,
+        "deadline_unix_ms": applied + 3_600_000,
+        "recovery": {"action": "thaw", "freezer": {"version": "v1", "state_file": dir.path().join("freezer.state")}},
+    });
+    std::fs::create_dir(dir.path().join("journal")).unwrap();
+    std::fs::write(
+        dir.path().join("journal/1700000000000-42-0.json"),
+        serde_json::to_vec_pretty(&old).unwrap(),
+    )
+    .unwrap();
+    let (engine, _) = engine(Policy::default(), dir.path());
+    engine.replay_journal();
+    let (faults, _) = engine.registry().snapshot();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(faults[0].kind, FaultKind::Freeze);
+    assert_eq!(faults[0].source, "journal");
+    assert!(
+        !dir.path().join("journal").exists(),
+        "folded into the store"
+    );
+    let (stored, _) = injector::store::read_state(dir.path()).unwrap();
+    assert_eq!(
+        stored.journal.keys().collect::<Vec<_>>(),
+        ["1700000000000-42-0"]
+    );
+    engine.shutdown(Duration::from_secs(5)).await;
 }

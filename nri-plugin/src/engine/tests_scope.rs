@@ -8,7 +8,9 @@ use injector::faults::kill::Signal;
 use injector::Policy;
 
 use super::introspect::{FaultRecord, FaultState};
-use super::tests::{container, engine, journaled, pod, wait_for_signals};
+use super::tests::{
+    container, engine, journal_on_disk, journaled, left_in_store, pod, wait_for_signals,
+};
 use injector::FaultKind;
 
 use super::*;
@@ -68,7 +70,6 @@ async fn synchronize_keeps_an_armed_netem_while_its_pod_lives() {
 #[tokio::test]
 async fn a_netem_resumed_from_the_journal_survives_the_first_synchronize() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = injector::Journal::open(dir.path().join("journal")).unwrap();
     let entry = journaled(
         ("sandbox-1", ""),
         FaultKind::Netem,
@@ -79,7 +80,7 @@ async fn a_netem_resumed_from_the_journal_survives_the_first_synchronize() {
         },
         ("netem.nri-chaos.io/pod", "{delay: 100ms, duration: 60s}"),
     );
-    journal.record(&entry).unwrap();
+    left_in_store(dir.path(), entry);
     let (engine, _) = engine(Policy::default(), dir.path());
     engine.replay_journal();
     let p = with_netns(pod(Some((
@@ -96,7 +97,7 @@ async fn a_netem_resumed_from_the_journal_survives_the_first_synchronize() {
     );
     assert_eq!(netem[0].state, FaultState::Applied, "{netem:?}");
     assert_eq!(
-        journal.load().0.len(),
+        journal_on_disk(dir.path()),
         1,
         "not recovered before its deadline"
     );
@@ -111,7 +112,7 @@ async fn a_netem_resumed_from_the_journal_survives_the_first_synchronize() {
     engine.synchronize(Vec::new(), Vec::new());
     settle().await;
     assert!(
-        journal.load().0.is_empty(),
+        journal_on_disk(dir.path()) == 0,
         "recovered when the pod is gone"
     );
 }

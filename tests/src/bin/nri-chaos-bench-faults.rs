@@ -209,8 +209,9 @@ async fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let journal = node.dir().join("nri-chaos-state/journal");
-    let journaled = std::fs::read_dir(&journal).map(|d| d.count()).unwrap_or(0);
+    let journaled = injector::store::read_state(&node.dir().join("nri-chaos-state"))
+        .map(|(stored, _)| stored.journal.len())
+        .unwrap_or(0);
     println!("  idle after registration:          {idle_rss:5.1} MiB   (target < 15)");
     println!(
         "  with {active} active freezes ({journaled} journaled): {:5.1} MiB",

@@ -78,7 +78,7 @@ impl Effect for NetemEffect {
                 netns,
                 interfaces: shaped.clone(),
             };
-            if let Err(err) = engine_c.journal.update(&journaled) {
+            if let Err(err) = engine_c.journal_update(&journaled) {
                 tracing::error!(error = %err, "journaling netem interfaces");
             }
             let names: Vec<&str> = shaped.iter().map(|s| s.name.as_str()).collect();

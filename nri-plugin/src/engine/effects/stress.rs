@@ -72,7 +72,7 @@ impl Effect for StressEffect {
                     .map(|(pid, start_time)| ProcessId { pid, start_time })
                     .collect(),
             };
-            if let Err(err) = engine_c.journal.update(&journaled) {
+            if let Err(err) = engine_c.journal_update(&journaled) {
                 tracing::error!(error = %err, "journaling stressor pids; they still end at their deadline");
             }
             tracing::info!(
