@@ -12,8 +12,9 @@
 //! [`Journal::open`]).
 //!
 //! An entry's [`Recovery`] is self-contained: [`recover_entry`] undoes the fault from the entry
-//! alone (thaw a freezer location, kill stressor processes named by PID and start time, restore
-//! OOM scores), at the deadline, at container stop, at shutdown, and at startup replay.
+//! alone, through its kind's own recovery in [`crate::faults`] (thaw a freezer location, kill
+//! stressor processes named by PID and start time, restore OOM scores, remove netem), at the
+//! deadline, at container stop, at shutdown, and at startup replay.
 
 mod recover;
 
@@ -27,8 +28,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::annotations::FaultKind;
-use crate::faults::freeze::FreezeError;
-use crate::faults::oom::{OomError, SavedScore};
+use crate::faults::oom::SavedScore;
 use crate::seams::cgroup::FreezerLocation;
 
 pub use recover::{kill_if_same, recover_entry};
@@ -71,38 +71,6 @@ pub enum JournalError {
         path: PathBuf,
         /// The error.
         source: io::Error,
-    },
-    /// Thawing failed during recovery.
-    #[error("fault {id}: {source}")]
-    Thaw {
-        /// The fault id.
-        id: String,
-        /// The error.
-        source: Box<FreezeError>,
-    },
-    /// Stopping stressor processes failed during recovery.
-    #[error("fault {id}: stopping stressors: {failures}")]
-    KillStressors {
-        /// The fault id.
-        id: String,
-        /// Each failure, `process <pid>: <error>`, joined with `; `.
-        failures: String,
-    },
-    /// Restoring OOM scores failed during recovery.
-    #[error("fault {id}: restoring OOM scores: {source}")]
-    RestoreScores {
-        /// The fault id.
-        id: String,
-        /// The error.
-        source: Box<OomError>,
-    },
-    /// Removing a netem qdisc failed during recovery.
-    #[error("fault {id}: removing netem: {source}")]
-    RemoveNetem {
-        /// The fault id.
-        id: String,
-        /// The error.
-        source: Box<crate::seams::netlink::NetlinkError>,
     },
 }
 

@@ -16,7 +16,9 @@
 
 use std::fmt;
 
+use super::{Fault, Kernel, Undo, UndoLog};
 use crate::fields::{FieldError, FieldSpec, FieldType, Fields};
+use crate::journal::Recovery;
 use crate::seams::signal::{ProcessHandle, SignalError, Signaller};
 
 /// Errors of the kill fault.
@@ -218,6 +220,40 @@ impl KillFault {
     ) -> Result<(), KillError> {
         signaller.send(target, self.signal)?;
         Ok(())
+    }
+}
+
+/// A signal is not undone: nothing to journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signalled;
+
+impl Undo for Signalled {
+    fn recovery(&self) -> Option<Recovery> {
+        None
+    }
+}
+
+impl Fault for KillFault {
+    /// The container's init process, pinned by a pidfd at arm time.
+    type Target = ProcessHandle;
+    type Undo = Signalled;
+    type Error = KillError;
+
+    fn apply(
+        &self,
+        kernel: &Kernel<'_>,
+        target: &ProcessHandle,
+        _log: &mut dyn UndoLog,
+    ) -> Result<Signalled, KillError> {
+        self.execute(kernel.signaller, target).map(|()| Signalled)
+    }
+
+    fn recover(_kernel: &Kernel<'_>, _undo: Signalled) -> Result<(), KillError> {
+        Ok(())
+    }
+
+    fn target_gone(err: &KillError) -> bool {
+        matches!(err, KillError::Signal(SignalError::Exited { .. }))
     }
 }
 

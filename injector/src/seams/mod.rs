@@ -14,3 +14,4 @@ pub mod cgroup;
 pub mod netlink;
 pub mod procfs;
 pub mod signal;
+pub mod stressors;
