@@ -16,6 +16,7 @@
 //! thawed cgroup is a no-op, and a cgroup that no longer exists (the container is gone) counts
 //! as recovered.
 
+use crate::annotations::FaultKind;
 use std::fmt;
 
 use super::undo::clear_logged;
@@ -81,6 +82,9 @@ impl Undo for FreezeUndo {
 }
 
 impl Fault for FreezeFault {
+    const KIND: FaultKind = FaultKind::Freeze;
+    const APPLIED: &'static str = "frozen";
+    const RECOVERED: &'static str = "thawed";
     type Target = ContainerCgroup;
     type Undo = FreezeUndo;
     type Error = FreezeError;

@@ -14,6 +14,7 @@
 //! code 128 + the signal number (137 for `SIGKILL`), and the kubelet restarts the container; the
 //! restarted container is not killed again once `count` (default 1) is spent.
 
+use crate::annotations::FaultKind;
 use std::fmt;
 
 use super::{Fault, Kernel, Undo, UndoLog};
@@ -234,6 +235,10 @@ impl Undo for Signalled {
 }
 
 impl Fault for KillFault {
+    const KIND: FaultKind = FaultKind::Kill;
+    const APPLIED: &'static str = "signal sent";
+    const RECOVERED: &'static str = "signal sent";
+    const BLOCKS: bool = false;
     /// The container's init process, pinned by a pidfd at arm time.
     type Target = ProcessHandle;
     type Undo = Signalled;

@@ -27,6 +27,7 @@ pub use undo::{
     recover, Kernel, NoUndoLog, RecordingUndoLog, Slot, UndoError, UndoLog, UndoLogError,
 };
 
+use crate::annotations::FaultKind;
 use crate::journal::Recovery;
 use crate::seams::cgroup::ContainerCgroup;
 
@@ -52,6 +53,15 @@ pub trait Undo: Send {
 
 /// A fault kind's apply and recovery.
 pub trait Fault {
+    /// Its kind.
+    const KIND: FaultKind;
+    /// The log line of an applied firing.
+    const APPLIED: &'static str;
+    /// The log line of a recovered firing.
+    const RECOVERED: &'static str;
+    /// Whether apply waits on the kernel (the scheduler runs it on a blocking thread).
+    const BLOCKS: bool = true;
+
     /// What it acts on (a process, a cgroup, a network namespace...).
     type Target;
     /// What must be undone.

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use injector::journal::{kill_if_same, now_unix_ms, recover_entry};
+use injector::journal::{now_unix_ms, recover_entry};
 use injector::{FaultKind, JournalEntry, Recovery};
 use tokio::sync::watch;
 
-use super::runner::{stopped, Holding, Target};
+use super::runner::{stopped, Target};
 use super::Inner;
 
 /// The source `ctl list` shows for a fault resumed from the journal at start.
@@ -39,14 +39,6 @@ pub(super) fn entry(
 }
 
 impl Inner {
-    /// Records `entry` before its side effect. A fault that cannot be journaled is not
-    /// applied: its recovery could not be guaranteed.
-    pub(super) fn journal_record(&self, entry: &JournalEntry) -> Result<(), String> {
-        self.journal
-            .record(entry)
-            .map_err(|err| format!("cannot journal the fault, so it is not applied: {err}"))
-    }
-
     /// Clears `id` after its recovery.
     pub(super) fn journal_clear(&self, id: &str) {
         if let Err(err) = self.journal.clear(id) {
@@ -57,17 +49,7 @@ impl Inner {
     /// Runs the recovery an entry describes (blocking: call on a blocking thread), then
     /// clears it. A failed recovery stays in the journal for the next start to retry.
     pub(super) fn recover_journaled(&self, entry: &JournalEntry) -> bool {
-        let seams = &self.seams;
-        let stop = |pid: u32, start_time: u64| {
-            kill_if_same(
-                seams.signaller.as_ref(),
-                seams.procs.as_ref(),
-                pid,
-                start_time,
-            )
-            .map(|_| ())
-        };
-        match recover_entry(entry, seams.freezer.as_ref(), seams.procs.as_ref(), &stop) {
+        match recover_entry(entry, &self.seams.kernel()) {
             Ok(()) => {
                 self.journal_clear(&entry.id);
                 true
@@ -128,27 +110,4 @@ pub(super) async fn resume(
     }
     engine.registry.ended(fault_id);
     engine.disarm(&container_id, fault_id);
-}
-
-/// A holding fault whose whole recovery is its journal entry (thaw, restore scores): run it
-/// at the end, clear the entry, log `done`.
-pub(super) struct Journaled {
-    pub journaled: JournalEntry,
-    pub done: &'static str,
-}
-
-impl Holding for Journaled {
-    fn recover(
-        self: Box<Self>,
-        engine: &Arc<Inner>,
-        target: &Target,
-    ) -> futures_core::future::BoxFuture<'static, ()> {
-        let (engine, target) = (engine.clone(), target.clone());
-        Box::pin(async move {
-            let kind = self.journaled.kind;
-            if recover_blocking(&engine, self.journaled).await {
-                tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), "{}", self.done);
-            }
-        })
-    }
 }

@@ -668,7 +668,7 @@ impl Engine {
             FaultSpec::Kill(kill) => {
                 let kill = *kill;
                 tokio::spawn(async move {
-                    match effects::kill::KillEffect::arm(&engine, kill, target.pid) {
+                    match effects::kill(&engine, kill, target.pid) {
                         Ok(effect) => runner::run(engine, target, timing, effect, stop_rx).await,
                         Err(err) => {
                             engine.registry.failed(target.fault_id, &err.to_string());
@@ -678,27 +678,18 @@ impl Engine {
                 })
             }
             FaultSpec::Freeze(_) => {
-                let effect = effects::freeze::FreezeEffect {
-                    hold: timing.duration,
-                };
+                let effect = effects::freeze(timing.duration);
                 tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
             }
             FaultSpec::Stress(stress) => {
-                let effect = effects::stress::StressEffect {
-                    stress: *stress,
-                    hold: timing
-                        .duration
-                        .unwrap_or(std::time::Duration::from_secs(60)),
-                    memory_limit,
-                };
+                let hold = timing
+                    .duration
+                    .unwrap_or(std::time::Duration::from_secs(60));
+                let effect = effects::stress(*stress, hold, memory_limit);
                 tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
             }
             FaultSpec::Oom(oom) => {
-                let effect = effects::oom::OomEffect {
-                    oom: *oom,
-                    hold: timing.duration,
-                    memory_limit,
-                };
+                let effect = effects::oom(*oom, timing.duration, memory_limit);
                 tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
             }
             FaultSpec::Netem(netem) => {
@@ -709,11 +700,7 @@ impl Engine {
                     tracing::warn!(pod = %target.pod, fault = "netem", "the pod has no network namespace path; netem not applied");
                     return None;
                 };
-                let effect = effects::netem::NetemEffect {
-                    netem: netem.clone(),
-                    netns,
-                    hold: timing.duration,
-                };
+                let effect = effects::netem(netem.clone(), netns, timing.duration);
                 tokio::spawn(runner::run(engine, target, timing, effect, stop_rx))
             }
             _ => return None,

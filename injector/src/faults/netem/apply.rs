@@ -1,5 +1,6 @@
 //! The netem fault's apply and recovery over the netlink seam (see the module doc).
 
+use crate::annotations::FaultKind;
 use std::path::{Path, PathBuf};
 
 use crate::faults::undo::clear_logged;
@@ -187,6 +188,9 @@ impl NetemFault {
 }
 
 impl Fault for NetemFault {
+    const KIND: FaultKind = FaultKind::Netem;
+    const APPLIED: &'static str = "netem installed";
+    const RECOVERED: &'static str = "netem removed";
     /// The pod's network namespace file.
     type Target = PathBuf;
     type Undo = NetemUndo;

@@ -1,6 +1,7 @@
 //! The oom fault's apply and recovery over the process table and the stressor seam (see the
 //! module doc of [`crate::faults::oom`]).
 
+use crate::annotations::FaultKind;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -298,6 +299,9 @@ fn oom_kill(
 }
 
 impl Fault for OomFault {
+    const KIND: FaultKind = FaultKind::Oom;
+    const APPLIED: &'static str = "oom fault applied";
+    const RECOVERED: &'static str = "oom_score_adj restored";
     type Target = Container;
     type Undo = OomUndo;
     type Error = OomError;

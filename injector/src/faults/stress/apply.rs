@@ -7,6 +7,7 @@
 //! running past the firing. A spawn that fails halfway stops the workers already running; a
 //! journal update that fails does too (a fault that cannot be journaled is not applied).
 
+use crate::annotations::FaultKind;
 use crate::faults::undo::clear_logged;
 use crate::faults::{Container, Fault, Kernel, Slot, Undo, UndoLog, UndoLogError};
 use crate::journal::{now_unix_ms, ProcessId, Recovery};
@@ -186,6 +187,9 @@ pub fn start_stressors(
 }
 
 impl Fault for StressFault {
+    const KIND: FaultKind = FaultKind::Stress;
+    const APPLIED: &'static str = "stressors started in the container cgroup";
+    const RECOVERED: &'static str = "stressors stopped and reaped";
     type Target = Container;
     type Undo = StressUndo;
     type Error = StressError;
