@@ -9,10 +9,9 @@
 
 use std::time::Duration;
 
-use injector::faults::netem::NetemFault;
 use injector::faults::oom::raise_scores;
+use injector::faults::{Fault, Kernel, NoUndoLog};
 use injector::hookplan::{hook_point, HookPoint};
-use injector::seams::procfs::ProcessTable;
 use injector::units::format_duration;
 use injector::FaultSpec;
 
@@ -25,13 +24,10 @@ pub const TIMEOUT_RESERVE: Duration = Duration::from_secs(1);
 pub trait HookEnv {
     /// Blocks for `d`.
     fn sleep(&self, d: Duration);
-    /// The process table (procfs).
-    fn procs(&self) -> &dyn ProcessTable;
+    /// The kernel seams the faults act through (the same functions as the plugin's).
+    fn kernel(&self) -> Kernel<'_>;
     /// A uniform draw in `[0, 1)` (standalone `probability`).
     fn draw(&self) -> f64;
-    /// Makes sure `netem` is the root qdisc of the target interfaces in the network
-    /// namespace of process `pid`; returns what was done, for the log.
-    fn ensure_netem(&self, pid: u32, netem: &NetemFault) -> Result<String, String>;
 }
 
 /// The hook's result: an exit code and the lines for stderr.
@@ -96,7 +92,9 @@ pub fn act(
             ));
             continue;
         };
-        if let Err(err) = raise_scores(env.procs(), &[pid], i32::from(score)) {
+        // No journal: the score lives and dies with the init process.
+        if let Err(err) = raise_scores(env.kernel().procs, &[pid], i32::from(score), &mut NoUndoLog)
+        {
             out.messages.push(format!(
                 "nri-chaos: warning: {}: {err}; the container starts with its own score",
                 origin(fault)
@@ -116,7 +114,10 @@ pub fn act(
             ));
             continue;
         };
-        if let Err(err) = env.ensure_netem(pid, netem) {
+        // The plugin's own apply; an interface whose root is already ours is left alone. No
+        // journal: the plugin (or the namespace's end) removes it.
+        let netns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
+        if let Err(err) = netem.apply(&env.kernel(), &netns, &mut NoUndoLog) {
             out.messages.push(format!(
                 "nri-chaos: warning: {}: {err}; the container starts without it",
                 origin(fault)
@@ -160,7 +161,12 @@ mod tests {
     use std::cell::RefCell;
     use std::collections::HashMap;
 
+    use injector::faults::netem::NetemFault;
+    use injector::seams::cgroup::RecordingFreezer;
+    use injector::seams::netlink::{NetlinkCall, RecordingNetlink, NRI_CHAOS_HANDLE};
     use injector::seams::procfs::FakeProcesses;
+    use injector::seams::signal::RecordingSignaller;
+    use injector::seams::stressors::RecordingSpawner;
 
     use super::*;
     use crate::resolve::resolve;
@@ -169,19 +175,31 @@ mod tests {
         slept: RefCell<Vec<Duration>>,
         procs: FakeProcesses,
         draw: f64,
-        netem: RefCell<Vec<(u32, NetemFault)>>,
+        netlink: RecordingNetlink,
+        signaller: RecordingSignaller,
+        freezer: RecordingFreezer,
+        stressors: RecordingSpawner,
     }
 
     impl Fake {
         fn new() -> Fake {
             let procs = FakeProcesses::new();
             procs.add(4242, 1000, 0);
+            let netlink = RecordingNetlink::new();
+            netlink.add_namespace(std::path::Path::new("/proc/4242/ns/net"), &["eth0"]);
             Fake {
                 slept: RefCell::new(Vec::new()),
                 procs,
                 draw: 0.5,
-                netem: RefCell::new(Vec::new()),
+                netlink,
+                signaller: RecordingSignaller::new(),
+                freezer: RecordingFreezer::new(),
+                stressors: RecordingSpawner::new(),
             }
+        }
+
+        fn netem_installs(&self) -> Vec<NetlinkCall> {
+            self.netlink.changes()
         }
     }
 
@@ -189,15 +207,17 @@ mod tests {
         fn sleep(&self, d: Duration) {
             self.slept.borrow_mut().push(d);
         }
-        fn procs(&self) -> &dyn ProcessTable {
-            &self.procs
+        fn kernel(&self) -> Kernel<'_> {
+            Kernel {
+                signaller: &self.signaller,
+                freezer: &self.freezer,
+                procs: &self.procs,
+                netlink: &self.netlink,
+                stressors: &self.stressors,
+            }
         }
         fn draw(&self) -> f64 {
             self.draw
-        }
-        fn ensure_netem(&self, pid: u32, netem: &NetemFault) -> Result<String, String> {
-            self.netem.borrow_mut().push((pid, netem.clone()));
-            Ok("installed".into())
         }
     }
 
@@ -206,7 +226,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        resolve(&map).unwrap()
+        resolve(&map, false).unwrap()
     }
 
     fn plugin(faults: &[(&str, &str, &str)]) -> Resolved {
@@ -361,15 +381,44 @@ mod tests {
         let resolved = standalone(&[("netem.nri-chaos.io/pod", "{delay: 100ms}")]);
         let out = act(HookPoint::CreateRuntime, Some(4242), &resolved, None, &env);
         assert_eq!(out.exit_code, 0, "{out:?}");
-        let calls = env.netem.borrow();
-        assert_eq!(calls.len(), 1);
-        assert_eq!(calls[0].0, 4242);
-        assert_eq!(calls[0].1.delay, Some(Duration::from_millis(100)));
-        drop(calls);
-        // Not at other points, and not when it starts later.
+        let install = NetlinkCall::Replace(2, "netem".into(), NRI_CHAOS_HANDLE);
+        assert_eq!(env.netem_installs(), vec![install.clone()]);
+        let delay = NetemFault {
+            delay: Some(Duration::from_millis(100)),
+            ..NetemFault::default()
+        };
+        let root = env
+            .netlink
+            .root(std::path::Path::new("/proc/4242/ns/net"), 2);
+        assert_eq!(
+            root.map(|q| q.options),
+            Some(injector::seams::netlink::netem_options::netem_options(
+                &delay
+            ))
+        );
+        // Not at other points, not when it starts later, and not over its own qdisc.
         let later = standalone(&[("netem.nri-chaos.io/pod", "{delay: 100ms, after: 5s}")]);
         act(HookPoint::CreateRuntime, Some(4242), &later, None, &env);
         act(HookPoint::Poststop, Some(4242), &resolved, None, &env);
-        assert_eq!(env.netem.borrow().len(), 1);
+        act(HookPoint::CreateRuntime, Some(4242), &resolved, None, &env);
+        assert_eq!(env.netem_installs(), vec![install]);
+    }
+
+    #[test]
+    fn standalone_netem_on_the_host_network_is_refused_and_never_installed() {
+        let env = Fake::new();
+        let map: HashMap<String, String> = [(
+            "netem.nri-chaos.io/pod".to_string(),
+            "{delay: 100ms}".to_string(),
+        )]
+        .into();
+        let resolved = resolve(&map, true).unwrap();
+        let out = act(HookPoint::CreateRuntime, Some(4242), &resolved, None, &env);
+        assert_eq!(out.exit_code, 0);
+        assert_eq!(
+            out.messages,
+            vec!["nri-chaos: warning: annotation netem.nri-chaos.io/pod: \"{delay: 100ms}\": netem on a hostNetwork pod would shape the node's own network; refused by policy (allow_netem_host_network = false); the container starts unharmed"]
+        );
+        assert!(env.netlink.calls().is_empty());
     }
 }
