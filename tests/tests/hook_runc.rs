@@ -297,7 +297,11 @@ fn standalone_netem_on_the_host_network_is_refused() -> Result<()> {
         ("a namespace of its own", Some(""), false),
     ] {
         let scratch = Scratch::new("hostnet")?;
-        let id = format!("hooknet-{}-{}", std::process::id(), NEXT.load(Ordering::Relaxed));
+        let id = format!(
+            "hooknet-{}-{}",
+            std::process::id(),
+            NEXT.load(Ordering::Relaxed)
+        );
         let bundle = bundle_with_network(
             &scratch.0,
             &rt,

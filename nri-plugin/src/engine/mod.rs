@@ -841,4 +841,6 @@ impl Inner {
 }
 
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod tests;

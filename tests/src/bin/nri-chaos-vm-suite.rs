@@ -20,13 +20,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use injector::faults::netem::NetemFault;
+use injector::faults::netem::NetemUndo;
 use injector::faults::stress::{CpuStress, MemoryStress};
+use injector::faults::{Fault, Kernel, NoUndoLog};
 use injector::seams::cgroup::{
     resolve_from_proc, CgroupFs, CgroupLayout, ContainerCgroup, Freezer, FreezerState,
     KernelFreezer,
 };
-use injector::faults::netem::NetemUndo;
-use injector::faults::{Fault, Kernel, NoUndoLog};
 use injector::seams::netlink::KernelNetlink;
 use injector::seams::procfs::Procfs;
 use injector::seams::signal::PidfdSignaller;
@@ -273,7 +273,11 @@ impl HostSeams {
 
 /// The netem fault's own apply (what the plugin runs per firing), without a journal.
 fn apply_netem(fault: &NetemFault, ns: &Path) -> Result<NetemUndo> {
-    Ok(fault.apply(&HostSeams::new().kernel(), &ns.to_path_buf(), &mut NoUndoLog)?)
+    Ok(fault.apply(
+        &HostSeams::new().kernel(),
+        &ns.to_path_buf(),
+        &mut NoUndoLog,
+    )?)
 }
 
 /// The netem fault's own recovery.
