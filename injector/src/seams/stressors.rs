@@ -143,7 +143,7 @@ impl StressorSpawner for RecordingSpawner {
             pid,
             start_time: u64::from(pid) * 10,
         };
-        log.spawned.push((id, spec.clone()));
+        log.spawned.push((id, *spec));
         Ok(Box::new(FakeStressor {
             id,
             log: self.log.clone(),
