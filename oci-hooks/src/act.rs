@@ -162,44 +162,33 @@ mod tests {
     use std::collections::HashMap;
 
     use injector::faults::netem::NetemFault;
-    use injector::seams::cgroup::RecordingFreezer;
-    use injector::seams::netlink::{NetlinkCall, RecordingNetlink, NRI_CHAOS_HANDLE};
-    use injector::seams::procfs::FakeProcesses;
-    use injector::seams::signal::RecordingSignaller;
-    use injector::seams::stressors::RecordingSpawner;
+    use injector::faults::FakeKernel;
+    use injector::seams::netlink::{NetlinkCall, NRI_CHAOS_HANDLE};
 
     use super::*;
     use crate::resolve::resolve;
 
     struct Fake {
         slept: RefCell<Vec<Duration>>,
-        procs: FakeProcesses,
         draw: f64,
-        netlink: RecordingNetlink,
-        signaller: RecordingSignaller,
-        freezer: RecordingFreezer,
-        stressors: RecordingSpawner,
+        fakes: FakeKernel,
     }
 
     impl Fake {
         fn new() -> Fake {
-            let procs = FakeProcesses::new();
-            procs.add(4242, 1000, 0);
-            let netlink = RecordingNetlink::new();
-            netlink.add_namespace(std::path::Path::new("/proc/4242/ns/net"), &["eth0"]);
+            let fakes = FakeKernel::new();
+            fakes.procs.add(4242, 1000, 0);
+            let netns = std::path::Path::new("/proc/4242/ns/net");
+            fakes.netlink.add_namespace(netns, &["eth0"]);
             Fake {
                 slept: RefCell::new(Vec::new()),
-                procs,
                 draw: 0.5,
-                netlink,
-                signaller: RecordingSignaller::new(),
-                freezer: RecordingFreezer::new(),
-                stressors: RecordingSpawner::new(),
+                fakes,
             }
         }
 
         fn netem_installs(&self) -> Vec<NetlinkCall> {
-            self.netlink.changes()
+            self.fakes.netlink.changes()
         }
     }
 
@@ -208,13 +197,7 @@ mod tests {
             self.slept.borrow_mut().push(d);
         }
         fn kernel(&self) -> Kernel<'_> {
-            Kernel {
-                signaller: &self.signaller,
-                freezer: &self.freezer,
-                procs: &self.procs,
-                netlink: &self.netlink,
-                stressors: &self.stressors,
-            }
+            self.fakes.kernel()
         }
         fn draw(&self) -> f64 {
             self.draw
@@ -302,18 +285,18 @@ mod tests {
         let r = plugin(&[("oom", "oom.nri-chaos.io/pod", "{score: 700}")]);
         let out = act(HookPoint::CreateRuntime, Some(4242), &r, None, &env);
         assert_eq!(out, Outcome::default());
-        assert_eq!(env.procs.score(4242), Some(700));
+        assert_eq!(env.fakes.procs.score(4242), Some(700));
     }
 
     #[test]
     fn oom_score_problems_warn_but_never_fail_the_start() {
         let env = Fake::new();
-        env.procs.add(4243, 1000, 900);
+        env.fakes.procs.add(4243, 1000, 900);
         let r = plugin(&[("oom", "oom.nri-chaos.io/pod", "{score: 700}")]);
         let out = act(HookPoint::CreateRuntime, Some(4243), &r, None, &env);
         assert_eq!(out.exit_code, 0);
         assert!(out.messages[0].contains("refusing to set 700"), "{out:?}");
-        assert_eq!(env.procs.score(4243), Some(900));
+        assert_eq!(env.fakes.procs.score(4243), Some(900));
         let out = act(HookPoint::CreateRuntime, None, &r, None, &env);
         assert_eq!(out.exit_code, 0);
         assert!(out.messages[0].contains("no pid"), "{out:?}");
@@ -335,7 +318,7 @@ mod tests {
             let out = act(point, Some(4242), &r, None, &env);
             assert_eq!(out, Outcome::default(), "{point}");
             assert!(env.slept.borrow().is_empty());
-            assert!(env.procs.writes().is_empty());
+            assert!(env.fakes.procs.writes().is_empty());
         }
     }
 
@@ -388,6 +371,7 @@ mod tests {
             ..NetemFault::default()
         };
         let root = env
+            .fakes
             .netlink
             .root(std::path::Path::new("/proc/4242/ns/net"), 2);
         assert_eq!(
@@ -419,6 +403,6 @@ mod tests {
             out.messages,
             vec!["nri-chaos: warning: annotation netem.nri-chaos.io/pod: \"{delay: 100ms}\": netem on a hostNetwork pod would shape the node's own network; refused by policy (allow_netem_host_network = false); the container starts unharmed"]
         );
-        assert!(env.netlink.calls().is_empty());
+        assert!(env.fakes.netlink.calls().is_empty());
     }
 }

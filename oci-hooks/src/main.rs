@@ -3,20 +3,13 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use injector::faults::Kernel;
-use injector::seams::cgroup::KernelFreezer;
-use injector::seams::netlink::KernelNetlink;
-use injector::seams::procfs::Procfs;
-use injector::seams::signal::PidfdSignaller;
-use injector::seams::stressors::WorkerSpawner;
+use injector::faults::{HostKernel, Kernel};
 use injector::{Rng, SplitMix64};
 use oci_hooks::{HookEnv, EXIT_BAD_INPUT};
 
 /// The real world: `std::thread::sleep`, the kernel's seams, a time-seeded generator.
 struct Host {
-    procs: Procfs,
-    freezer: KernelFreezer,
-    stressors: WorkerSpawner,
+    kernel: HostKernel,
     rng: std::cell::RefCell<SplitMix64>,
 }
 
@@ -26,13 +19,7 @@ impl HookEnv for Host {
     }
 
     fn kernel(&self) -> Kernel<'_> {
-        Kernel {
-            signaller: &PidfdSignaller,
-            freezer: &self.freezer,
-            procs: &self.procs,
-            netlink: &KernelNetlink,
-            stressors: &self.stressors,
-        }
+        self.kernel.kernel()
     }
 
     fn draw(&self) -> f64 {
@@ -48,9 +35,7 @@ fn main() -> ExitCode {
         .unwrap_or(0)
         ^ u64::from(std::process::id()).rotate_left(32);
     let host = Host {
-        procs: Procfs::host(),
-        freezer: KernelFreezer::default(),
-        stressors: WorkerSpawner::new("/proc/self/exe"),
+        kernel: HostKernel::default(),
         rng: std::cell::RefCell::new(SplitMix64::new(seed)),
     };
     match oci_hooks::run(

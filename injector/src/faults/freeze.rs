@@ -144,8 +144,8 @@ impl fmt::Display for FreezeFault {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::faults::testing::Fakes;
     use crate::faults::undo::RecordingUndoLog;
+    use crate::faults::FakeKernel as Fakes;
     use crate::seams::cgroup::freezer::FreezerOp;
     use crate::seams::cgroup::FreezerState;
 

@@ -14,15 +14,15 @@
 
 pub mod exec;
 pub mod freeze;
+mod kernels;
 pub mod kill;
 pub mod netem;
 pub mod oom;
 pub mod start;
 pub mod stress;
-#[cfg(test)]
-pub(crate) mod testing;
 mod undo;
 
+pub use kernels::{FakeKernel, HostKernel};
 pub use undo::{
     recover, Kernel, NoUndoLog, RecordingUndoLog, Slot, UndoError, UndoLog, UndoLogError,
 };

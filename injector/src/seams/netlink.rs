@@ -227,27 +227,6 @@ impl NetlinkError {
     }
 }
 
-impl QdiscOps for RouteSocket {
-    fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
-        RouteSocket::links(self)
-    }
-    fn root_qdisc(&mut self, ifindex: i32) -> Result<Option<RootQdisc>, NetlinkError> {
-        RouteSocket::root_qdisc(self, ifindex)
-    }
-    fn replace_root_qdisc(
-        &mut self,
-        ifindex: i32,
-        kind: &str,
-        handle: u32,
-        options: &[u8],
-    ) -> Result<(), NetlinkError> {
-        RouteSocket::replace_root_qdisc(self, ifindex, kind, handle, options)
-    }
-    fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
-        RouteSocket::delete_root_qdisc(self, ifindex)
-    }
-}
-
 /// A NETLINK_ROUTE socket.
 #[derive(Debug)]
 pub struct RouteSocket {
@@ -354,9 +333,11 @@ impl RouteSocket {
             }
         }
     }
+}
 
+impl QdiscOps for RouteSocket {
     /// Every interface of the namespace.
-    pub fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
+    fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
         let seq = self.send(Request::GetLinks, NLM_F_REQUEST | NLM_F_DUMP)?;
         let mut links = Vec::new();
         for message in self.receive("list links", seq, 0)? {
@@ -377,7 +358,7 @@ impl RouteSocket {
     }
 
     /// The root qdisc of `ifindex`, if the kernel reports one.
-    pub fn root_qdisc(&mut self, ifindex: i32) -> Result<Option<RootQdisc>, NetlinkError> {
+    fn root_qdisc(&mut self, ifindex: i32) -> Result<Option<RootQdisc>, NetlinkError> {
         let seq = self.send(Request::GetQdiscs, NLM_F_REQUEST | NLM_F_DUMP)?;
         for message in self.receive("list qdiscs", seq, ifindex)? {
             let Reply::Qdisc {
@@ -401,7 +382,7 @@ impl RouteSocket {
 
     /// Installs (or replaces) the root qdisc of `ifindex` with `kind` and its TCA_OPTIONS
     /// payload (none when empty), under `handle`.
-    pub fn replace_root_qdisc(
+    fn replace_root_qdisc(
         &mut self,
         ifindex: i32,
         kind: &str,
@@ -436,7 +417,7 @@ impl RouteSocket {
 
     /// Deletes the root qdisc of `ifindex` (the kernel's default comes back). Deleting where
     /// there is none is Ok.
-    pub fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
+    fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
         let header = TcHeader {
             index: ifindex,
             parent: TcHandle::ROOT,

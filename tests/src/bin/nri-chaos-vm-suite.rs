@@ -22,15 +22,11 @@ use anyhow::{bail, Context, Result};
 use injector::faults::netem::NetemFault;
 use injector::faults::netem::NetemUndo;
 use injector::faults::stress::{CpuStress, MemoryStress};
-use injector::faults::{Fault, Kernel, NoUndoLog};
+use injector::faults::{Fault, HostKernel, NoUndoLog};
 use injector::seams::cgroup::{
     resolve_from_proc, CgroupFs, CgroupLayout, ContainerCgroup, Freezer, FreezerState,
     KernelFreezer,
 };
-use injector::seams::netlink::KernelNetlink;
-use injector::seams::procfs::Procfs;
-use injector::seams::signal::PidfdSignaller;
-use injector::seams::stressors::WorkerSpawner;
 use injector::stressor::{
     cpu_specs, memory_specs, spawn_placed, worker_main, StressorSet, WORKER_SUBCOMMAND,
 };
@@ -244,37 +240,10 @@ fn mean(v: &[f64]) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // (a) netem on a veth pair
 
-/// The node's kernel seams, as the plugin and the hook take them.
-struct HostSeams {
-    freezer: KernelFreezer,
-    procs: Procfs,
-    stressors: WorkerSpawner,
-}
-
-impl HostSeams {
-    fn new() -> HostSeams {
-        HostSeams {
-            freezer: KernelFreezer::default(),
-            procs: Procfs::host(),
-            stressors: WorkerSpawner::new("/proc/self/exe"),
-        }
-    }
-
-    fn kernel(&self) -> Kernel<'_> {
-        Kernel {
-            signaller: &PidfdSignaller,
-            freezer: &self.freezer,
-            procs: &self.procs,
-            netlink: &KernelNetlink,
-            stressors: &self.stressors,
-        }
-    }
-}
-
 /// The netem fault's own apply (what the plugin runs per firing), without a journal.
 fn apply_netem(fault: &NetemFault, ns: &Path) -> Result<NetemUndo> {
     Ok(fault.apply(
-        &HostSeams::new().kernel(),
+        &HostKernel::default().kernel(),
         &ns.to_path_buf(),
         &mut NoUndoLog,
     )?)
@@ -282,7 +251,7 @@ fn apply_netem(fault: &NetemFault, ns: &Path) -> Result<NetemUndo> {
 
 /// The netem fault's own recovery.
 fn remove_netem(undo: NetemUndo) -> Result<()> {
-    Ok(NetemFault::recover(&HostSeams::new().kernel(), undo)?)
+    Ok(NetemFault::recover(&HostKernel::default().kernel(), undo)?)
 }
 
 fn netem_scenario(s: &mut AssertSuite) -> Result<()> {

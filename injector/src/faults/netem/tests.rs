@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
-use crate::faults::testing::Fakes;
+use crate::faults::FakeKernel as Fakes;
 use crate::faults::{recover, Fault, RecordingUndoLog, Undo};
 use crate::seams::netlink::{NetlinkCall, RootQdisc, NRI_CHAOS_HANDLE};
 

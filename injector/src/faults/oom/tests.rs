@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::*;
-use crate::faults::testing::Fakes;
+use crate::faults::FakeKernel as Fakes;
 use crate::faults::{Container, Fault, RecordingUndoLog, Undo};
 use crate::journal::Recovery;
 use crate::seams::cgroup::{CgroupLayout, ContainerCgroup};

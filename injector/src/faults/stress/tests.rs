@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
-use crate::faults::testing::Fakes;
+use crate::faults::FakeKernel as Fakes;
 use crate::faults::{recover, Container, Fault, RecordingUndoLog, Undo};
 use crate::journal::{ProcessId, Recovery};
 use crate::seams::cgroup::{CgroupLayout, ContainerCgroup};

@@ -5,7 +5,7 @@ use std::process::{Child, Command};
 
 use super::*;
 use crate::faults::netem::{NetemFault, NetemUndo};
-use crate::faults::testing::Fakes;
+use crate::faults::FakeKernel as Fakes;
 use crate::faults::{Fault, Kernel, NoUndoLog};
 
 struct PrivateNetns {
