@@ -26,7 +26,7 @@
 //! netem on a `hostNetwork` pod is refused unless the admin policy sets
 //! `allow_netem_host_network` (it would shape the node's own network).
 //!
-//! Execution ([`apply`](self#apply), over the [`crate::seams::netlink::Netlink`] seam): the
+//! Execution (`apply.rs`, over the [`crate::seams::netlink::Netlink`] seam): the
 //! target interfaces and their root qdiscs are read first, a foreign root qdisc is saved (its
 //! options byte for byte), that recovery is journaled, and only then is netem installed as
 //! the root qdisc of each. If an install fails halfway, the interfaces already shaped are put
