@@ -82,6 +82,7 @@ impl fmt::Display for OomFault {
 }
 
 mod apply;
+mod kill;
 #[cfg(test)]
 mod tests;
 
