@@ -83,7 +83,6 @@ impl Undo for FreezeUndo {
 
 impl Fault for FreezeFault {
     const KIND: FaultKind = FaultKind::Freeze;
-    const APPLIED: &'static str = "frozen";
     const RECOVERED: &'static str = "thawed";
     type Target = ContainerCgroup;
     type Undo = FreezeUndo;
@@ -105,7 +104,7 @@ impl Fault for FreezeFault {
         })?;
         match kernel.freezer.freeze(cg) {
             Ok(report) => {
-                tracing::debug!(cgroup = %cg.describe(), latency_us = report.elapsed.as_micros() as u64, attempts = report.attempts, "frozen");
+                tracing::info!(cgroup = %cg.describe(), latency_us = report.elapsed.as_micros() as u64, attempts = report.attempts, "frozen");
                 Ok(undo)
             }
             Err(err) => match FreezeFault::recover(kernel, undo) {

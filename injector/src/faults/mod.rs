@@ -55,8 +55,6 @@ pub trait Undo: Send {
 pub trait Fault {
     /// Its kind.
     const KIND: FaultKind;
-    /// The log line of an applied firing.
-    const APPLIED: &'static str;
     /// The log line of a recovered firing.
     const RECOVERED: &'static str;
     /// Whether apply waits on the kernel (the scheduler runs it on a blocking thread).

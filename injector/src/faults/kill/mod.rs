@@ -236,7 +236,6 @@ impl Undo for Signalled {
 
 impl Fault for KillFault {
     const KIND: FaultKind = FaultKind::Kill;
-    const APPLIED: &'static str = "signal sent";
     const RECOVERED: &'static str = "signal sent";
     const BLOCKS: bool = false;
     /// The container's init process, pinned by a pidfd at arm time.
@@ -250,7 +249,9 @@ impl Fault for KillFault {
         target: &ProcessHandle,
         _log: &mut dyn UndoLog,
     ) -> Result<Signalled, KillError> {
-        self.execute(kernel.signaller, target).map(|()| Signalled)
+        self.execute(kernel.signaller, target)?;
+        tracing::info!(signal = %self.signal, pid = target.pid(), "signal sent");
+        Ok(Signalled)
     }
 
     fn recover(_kernel: &Kernel<'_>, _undo: Signalled) -> Result<(), KillError> {

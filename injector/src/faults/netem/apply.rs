@@ -189,7 +189,6 @@ impl NetemFault {
 
 impl Fault for NetemFault {
     const KIND: FaultKind = FaultKind::Netem;
-    const APPLIED: &'static str = "netem installed";
     const RECOVERED: &'static str = "netem removed";
     /// The pod's network namespace file.
     type Target = PathBuf;
@@ -202,14 +201,23 @@ impl Fault for NetemFault {
         netns: &PathBuf,
         log: &mut dyn UndoLog,
     ) -> Result<NetemUndo, NetemError> {
+        let started = std::time::Instant::now();
         let options = netem_options(self);
-        NetemFault::shape(
+        let undo = NetemFault::shape(
             kernel.netlink,
             netns,
             self.interface.as_deref(),
             ("netem", &options),
             log,
-        )
+        )?;
+        let names: Vec<&str> = undo.interfaces.iter().map(|s| s.name.as_str()).collect();
+        tracing::info!(
+            interfaces = %names.join(","),
+            netem = %self,
+            apply_us = started.elapsed().as_micros() as u64,
+            "netem installed"
+        );
+        Ok(undo)
     }
 
     /// Puts back every interface of `undo` whose root qdisc is still ours. A namespace that

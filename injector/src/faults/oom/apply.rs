@@ -245,7 +245,6 @@ pub(super) fn restore_logged(
 
 impl Fault for OomFault {
     const KIND: FaultKind = FaultKind::Oom;
-    const APPLIED: &'static str = "oom fault applied";
     const RECOVERED: &'static str = "oom_score_adj restored";
     type Target = Container;
     type Undo = OomUndo;
@@ -268,6 +267,7 @@ impl Fault for OomFault {
         };
         let pids = target.cgroup.pids().map_err(OomError::Cgroup)?;
         let saved = raise_scores(kernel.procs, &pids, i32::from(score), log)?;
+        tracing::info!(score, processes = saved.len(), "oom_score_adj raised");
         Ok(OomUndo { saved })
     }
 

@@ -188,7 +188,6 @@ pub fn start_stressors(
 
 impl Fault for StressFault {
     const KIND: FaultKind = FaultKind::Stress;
-    const APPLIED: &'static str = "stressors started in the container cgroup";
     const RECOVERED: &'static str = "stressors stopped and reaped";
     type Target = Container;
     type Undo = StressUndo;
@@ -213,7 +212,13 @@ impl Fault for StressFault {
                 .ok_or(StressError::PercentWithoutLimit)?;
             specs.extend(memory_specs(memory, bytes, deadline, watch));
         }
-        start_stressors(kernel, target, &specs, log).map(|(undo, _)| undo)
+        let (undo, _) = start_stressors(kernel, target, &specs, log)?;
+        tracing::info!(
+            workers = undo.len(),
+            cgroup = %target.cgroup.describe(),
+            "stressors started in the container cgroup"
+        );
+        Ok(undo)
     }
 
     /// Stops (and reaps) the stressors; a journaled one is SIGKILLed only if its PID still

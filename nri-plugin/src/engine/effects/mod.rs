@@ -8,7 +8,7 @@ mod undo_log;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_core::future::BoxFuture;
 use injector::faults::freeze::FreezeFault;
@@ -144,26 +144,24 @@ where
     F: Fault + Send + Sync + 'static,
     F::Undo: 'static,
 {
+    // The fault logs its own line (`signal sent`, `netem installed`...) inside this span.
+    let span = tracing::info_span!(
+        "firing",
+        pod = %target.pod,
+        container = %target.container,
+        ordinal = firing.ordinal,
+        planned_after_ms = firing.offset.as_millis() as u64,
+        lateness_us = firing.lateness.as_micros() as u64,
+        fault = F::KIND.as_str(),
+    );
+    let _entered = span.enter();
     let on = resolve(engine, target)?;
     let mut log = JournalLog::new(engine.clone(), target.clone(), F::KIND, hold);
-    let started = Instant::now();
     let undo = match fault.apply(&engine.seams.kernel(), &on, &mut log) {
         Ok(undo) => undo,
         Err(err) if F::target_gone(&err) => return Err(FireError::TargetGone(err.to_string())),
         Err(err) => return Err(FireError::Failed(err.to_string())),
     };
-    tracing::info!(
-        pod = %target.pod,
-        container = %target.container,
-        fault = F::KIND.as_str(),
-        pid = target.pid,
-        ordinal = firing.ordinal,
-        planned_after_ms = firing.offset.as_millis() as u64,
-        lateness_us = firing.lateness.as_micros() as u64,
-        apply_us = started.elapsed().as_micros() as u64,
-        "{}",
-        F::APPLIED
-    );
     if undo.recovery().is_none() {
         log.clear_all();
         return Ok(None);
