@@ -9,8 +9,11 @@
 //! effect it records that recovery in an [`UndoLog`] (the plugin's durable journal, or
 //! [`NoUndoLog`] in the hook), and if it fails halfway it undoes what it did, or leaves it
 //! recorded when the undo fails too. [`Fault::recover`] undoes from that value alone;
-//! [`recover`] does it from a journal entry's [`Recovery`] after a restart. The plugin only
-//! schedules these calls; the OCI hook calls the same functions.
+//! [`recover`] does it from a journal entry's [`Recovery`] after a restart. Apply logs one
+//! line when it has acted (`signal sent`, `frozen`, `netem installed`...; the plugin runs it in
+//! a `firing` span naming the pod, container and firing). The plugin only schedules these
+//! calls; the OCI hook calls the same functions. [`HostKernel`] lends the node's seams,
+//! [`FakeKernel`] every recording fake.
 
 pub mod exec;
 pub mod freeze;
