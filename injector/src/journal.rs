@@ -6,8 +6,9 @@
 //! exited process or restoring an unchanged score is a no-op). It is cleared after recovery.
 //!
 //! An entry's [`Recovery`] is self-contained: [`recover_entry`] undoes the fault from the entry
-//! alone (thaw a freezer location, kill stressor processes named by PID and start time, restore
-//! OOM scores), at the deadline, at container stop, at shutdown, and at startup replay.
+//! alone, through its kind's own recovery in [`crate::faults`] (thaw a freezer location, kill
+//! stressor processes named by PID and start time, restore OOM scores, remove netem), at the
+//! deadline, at container stop, at shutdown, and at startup replay.
 
 mod recover;
 
@@ -18,48 +19,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::annotations::FaultKind;
-use crate::faults::freeze::FreezeError;
-use crate::faults::oom::{OomError, SavedScore};
+use crate::faults::oom::SavedScore;
 use crate::seams::cgroup::FreezerLocation;
 
 pub use recover::{kill_if_same, recover_entry};
-
-/// Errors of recovering a journaled fault.
-#[derive(Debug, thiserror::Error)]
-pub enum JournalError {
-    /// Thawing failed during recovery.
-    #[error("fault {id}: {source}")]
-    Thaw {
-        /// The fault id.
-        id: String,
-        /// The error.
-        source: Box<FreezeError>,
-    },
-    /// Stopping stressor processes failed during recovery.
-    #[error("fault {id}: stopping stressors: {failures}")]
-    KillStressors {
-        /// The fault id.
-        id: String,
-        /// Each failure, `process <pid>: <error>`, joined with `; `.
-        failures: String,
-    },
-    /// Restoring OOM scores failed during recovery.
-    #[error("fault {id}: restoring OOM scores: {source}")]
-    RestoreScores {
-        /// The fault id.
-        id: String,
-        /// The error.
-        source: Box<OomError>,
-    },
-    /// Removing a netem qdisc failed during recovery.
-    #[error("fault {id}: removing netem: {source}")]
-    RemoveNetem {
-        /// The fault id.
-        id: String,
-        /// The error.
-        source: Box<crate::seams::netlink::NetlinkError>,
-    },
-}
 
 /// A process named by PID and start time (field 22 of `/proc/<pid>/stat`), so a reused PID
 /// is never mistaken for it.

@@ -33,7 +33,7 @@ pub mod timing;
 pub mod units;
 
 pub use annotations::{FaultKind, Rejection, RejectionClass};
-pub use journal::{JournalEntry, JournalError, ProcessId, Recovery};
+pub use journal::{JournalEntry, ProcessId, Recovery};
 pub use plan::{
     plan_container, ContainerPlan, FaultRequest, FaultSpec, KindFields, PodRef, Timing,
 };

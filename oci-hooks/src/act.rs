@@ -9,10 +9,9 @@
 
 use std::time::Duration;
 
-use injector::faults::netem::NetemFault;
 use injector::faults::oom::raise_scores;
+use injector::faults::{Fault, Kernel, NoUndoLog};
 use injector::hookplan::{hook_point, HookPoint};
-use injector::seams::procfs::ProcessTable;
 use injector::units::format_duration;
 use injector::FaultSpec;
 
@@ -25,13 +24,10 @@ pub const TIMEOUT_RESERVE: Duration = Duration::from_secs(1);
 pub trait HookEnv {
     /// Blocks for `d`.
     fn sleep(&self, d: Duration);
-    /// The process table (procfs).
-    fn procs(&self) -> &dyn ProcessTable;
+    /// The kernel seams the faults act through (the same functions as the plugin's).
+    fn kernel(&self) -> Kernel<'_>;
     /// A uniform draw in `[0, 1)` (standalone `probability`).
     fn draw(&self) -> f64;
-    /// Makes sure `netem` is the root qdisc of the target interfaces in the network
-    /// namespace of process `pid`; returns what was done, for the log.
-    fn ensure_netem(&self, pid: u32, netem: &NetemFault) -> Result<String, String>;
 }
 
 /// The hook's result: an exit code and the lines for stderr.
@@ -96,7 +92,9 @@ pub fn act(
             ));
             continue;
         };
-        if let Err(err) = raise_scores(env.procs(), &[pid], i32::from(score)) {
+        // No journal: the score lives and dies with the init process.
+        if let Err(err) = raise_scores(env.kernel().procs, &[pid], i32::from(score), &mut NoUndoLog)
+        {
             out.messages.push(format!(
                 "nri-chaos: warning: {}: {err}; the container starts with its own score",
                 origin(fault)
@@ -116,7 +114,10 @@ pub fn act(
             ));
             continue;
         };
-        if let Err(err) = env.ensure_netem(pid, netem) {
+        // The plugin's own apply; an interface whose root is already ours is left alone. No
+        // journal: the plugin (or the namespace's end) removes it.
+        let netns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
+        if let Err(err) = netem.apply(&env.kernel(), &netns, &mut NoUndoLog) {
             out.messages.push(format!(
                 "nri-chaos: warning: {}: {err}; the container starts without it",
                 origin(fault)
@@ -156,220 +157,4 @@ pub fn act(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    use injector::seams::procfs::FakeProcesses;
-
-    use super::*;
-    use crate::resolve::resolve;
-
-    struct Fake {
-        slept: RefCell<Vec<Duration>>,
-        procs: FakeProcesses,
-        draw: f64,
-        netem: RefCell<Vec<(u32, NetemFault)>>,
-    }
-
-    impl Fake {
-        fn new() -> Fake {
-            let procs = FakeProcesses::new();
-            procs.add(4242, 1000, 0);
-            Fake {
-                slept: RefCell::new(Vec::new()),
-                procs,
-                draw: 0.5,
-                netem: RefCell::new(Vec::new()),
-            }
-        }
-    }
-
-    impl HookEnv for Fake {
-        fn sleep(&self, d: Duration) {
-            self.slept.borrow_mut().push(d);
-        }
-        fn procs(&self) -> &dyn ProcessTable {
-            &self.procs
-        }
-        fn draw(&self) -> f64 {
-            self.draw
-        }
-        fn ensure_netem(&self, pid: u32, netem: &NetemFault) -> Result<String, String> {
-            self.netem.borrow_mut().push((pid, netem.clone()));
-            Ok("installed".into())
-        }
-    }
-
-    fn standalone(pairs: &[(&str, &str)]) -> Resolved {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        resolve(&map).unwrap()
-    }
-
-    fn plugin(faults: &[(&str, &str, &str)]) -> Resolved {
-        let list: Vec<String> = faults
-            .iter()
-            .map(|(kind, key, value)| {
-                format!(r#"{{"kind":"{kind}","key":"{key}","value":"{value}"}}"#)
-            })
-            .collect();
-        let plan = format!(r#"{{"version":1,"faults":[{}]}}"#, list.join(","));
-        standalone(&[(injector::hookplan::PLAN_ANNOTATION, plan.as_str())])
-    }
-
-    #[test]
-    fn create_runtime_delays_the_start() {
-        let env = Fake::new();
-        let r = plugin(&[("start", "start.nri-chaos.io/container.app", "{delay: 3s}")]);
-        let out = act(HookPoint::CreateRuntime, Some(4242), &r, None, &env);
-        assert_eq!(out, Outcome::default());
-        assert_eq!(*env.slept.borrow(), vec![Duration::from_secs(3)]);
-    }
-
-    #[test]
-    fn create_runtime_fails_the_start_naming_the_annotation() {
-        let env = Fake::new();
-        let r = plugin(&[(
-            "start",
-            "start.nri-chaos.io/container.app",
-            "{fail: {exit_code: 3}}",
-        )]);
-        let out = act(HookPoint::CreateRuntime, Some(4242), &r, None, &env);
-        assert_eq!(out.exit_code, 3);
-        assert_eq!(
-            out.messages,
-            vec![
-                "nri-chaos: start fault from annotation start.nri-chaos.io/container.app: \"{fail: {exit_code: 3}}\": failing the container start with exit code 3"
-            ]
-        );
-        assert!(env.slept.borrow().is_empty());
-    }
-
-    #[test]
-    fn delay_then_fail() {
-        let env = Fake::new();
-        let r = standalone(&[("start.nri-chaos.io", "{delay: 250ms, fail: {}}")]);
-        let out = act(HookPoint::CreateRuntime, Some(4242), &r, None, &env);
-        assert_eq!(out.exit_code, 1);
-        assert_eq!(*env.slept.borrow(), vec![Duration::from_millis(250)]);
-    }
-
-    #[test]
-    fn delay_is_clamped_to_the_hook_timeout() {
-        let env = Fake::new();
-        let r = standalone(&[("start.nri-chaos.io", "{delay: 1m}")]);
-        let out = act(
-            HookPoint::CreateRuntime,
-            Some(4242),
-            &r,
-            Some(Duration::from_secs(10)),
-            &env,
-        );
-        assert_eq!(out.exit_code, 0);
-        assert_eq!(*env.slept.borrow(), vec![Duration::from_secs(9)]);
-        assert!(
-            out.messages[0].contains("delay 1m shortened to 9s"),
-            "{out:?}"
-        );
-    }
-
-    #[test]
-    fn oom_score_is_raised_before_the_app_runs() {
-        let env = Fake::new();
-        let r = plugin(&[("oom", "oom.nri-chaos.io/pod", "{score: 700}")]);
-        let out = act(HookPoint::CreateRuntime, Some(4242), &r, None, &env);
-        assert_eq!(out, Outcome::default());
-        assert_eq!(env.procs.score(4242), Some(700));
-    }
-
-    #[test]
-    fn oom_score_problems_warn_but_never_fail_the_start() {
-        let env = Fake::new();
-        env.procs.add(4243, 1000, 900);
-        let r = plugin(&[("oom", "oom.nri-chaos.io/pod", "{score: 700}")]);
-        let out = act(HookPoint::CreateRuntime, Some(4243), &r, None, &env);
-        assert_eq!(out.exit_code, 0);
-        assert!(out.messages[0].contains("refusing to set 700"), "{out:?}");
-        assert_eq!(env.procs.score(4243), Some(900));
-        let out = act(HookPoint::CreateRuntime, None, &r, None, &env);
-        assert_eq!(out.exit_code, 0);
-        assert!(out.messages[0].contains("no pid"), "{out:?}");
-    }
-
-    #[test]
-    fn other_hook_points_do_nothing() {
-        let r = plugin(&[
-            ("start", "start.nri-chaos.io", "{delay: 1s, fail: {}}"),
-            ("oom", "oom.nri-chaos.io", "{score: 500}"),
-        ]);
-        for point in [
-            HookPoint::CreateContainer,
-            HookPoint::StartContainer,
-            HookPoint::Poststart,
-            HookPoint::Poststop,
-        ] {
-            let env = Fake::new();
-            let out = act(point, Some(4242), &r, None, &env);
-            assert_eq!(out, Outcome::default(), "{point}");
-            assert!(env.slept.borrow().is_empty());
-            assert!(env.procs.writes().is_empty());
-        }
-    }
-
-    #[test]
-    fn standalone_draws_probability_the_plugin_does_not() {
-        let mut env = Fake::new();
-        env.draw = 0.9;
-        let r = standalone(&[("start.nri-chaos.io", "{fail: {}, probability: 50%}")]);
-        let out = act(HookPoint::CreateRuntime, Some(4242), &r, None, &env);
-        assert_eq!(out.exit_code, 0);
-        assert!(out.messages[0].contains("not this time"), "{out:?}");
-        env.draw = 0.1;
-        assert_eq!(
-            act(HookPoint::CreateRuntime, Some(4242), &r, None, &env).exit_code,
-            1
-        );
-        // The plugin already drew: its plan acts whatever the hook would draw.
-        env.draw = 0.9;
-        let r = plugin(&[(
-            "start",
-            "start.nri-chaos.io",
-            "{fail: {}, probability: 50%}",
-        )]);
-        assert_eq!(
-            act(HookPoint::CreateRuntime, Some(4242), &r, None, &env).exit_code,
-            1
-        );
-    }
-
-    #[test]
-    fn standalone_warnings_are_printed_and_the_start_proceeds() {
-        let env = Fake::new();
-        let r = standalone(&[("start.nri-chaos.io", "{fail: {exit_code: 300}}")]);
-        let out = act(HookPoint::CreateRuntime, Some(4242), &r, None, &env);
-        assert_eq!(out.exit_code, 0);
-        assert_eq!(out.messages.len(), 1);
-        assert!(out.messages[0].starts_with("nri-chaos: warning: annotation start.nri-chaos.io:"));
-    }
-
-    #[test]
-    fn netem_after_zero_is_installed_at_create_runtime() {
-        let env = Fake::new();
-        let resolved = standalone(&[("netem.nri-chaos.io/pod", "{delay: 100ms}")]);
-        let out = act(HookPoint::CreateRuntime, Some(4242), &resolved, None, &env);
-        assert_eq!(out.exit_code, 0, "{out:?}");
-        let calls = env.netem.borrow();
-        assert_eq!(calls.len(), 1);
-        assert_eq!(calls[0].0, 4242);
-        assert_eq!(calls[0].1.delay, Some(Duration::from_millis(100)));
-        drop(calls);
-        // Not at other points, and not when it starts later.
-        let later = standalone(&[("netem.nri-chaos.io/pod", "{delay: 100ms, after: 5s}")]);
-        act(HookPoint::CreateRuntime, Some(4242), &later, None, &env);
-        act(HookPoint::Poststop, Some(4242), &resolved, None, &env);
-        assert_eq!(env.netem.borrow().len(), 1);
-    }
-}
+mod tests;

@@ -55,7 +55,8 @@ pub fn run<R: Read + Send + 'static>(
     // config.json is the source of truth; the state's copy fills in what it lacks.
     let mut annotations = state.annotations().clone().unwrap_or_default();
     annotations.extend(config.annotations());
-    let resolved = resolve::resolve(&annotations)?;
+    let host_network = oci::host_network(&config, std::path::Path::new(oci::HOST_NETNS));
+    let resolved = resolve::resolve(&annotations, host_network.is_some())?;
     Ok(act(
         point,
         oci::live_pid(&state),

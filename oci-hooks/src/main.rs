@@ -3,55 +3,27 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use injector::seams::procfs::{ProcessTable, Procfs};
+use injector::faults::{HostKernel, Kernel};
 use injector::{Rng, SplitMix64};
 use oci_hooks::{HookEnv, EXIT_BAD_INPUT};
 
-/// The real world: `std::thread::sleep`, `/proc`, a time-seeded generator.
+/// The real world: `std::thread::sleep`, the kernel's seams, a time-seeded generator.
 struct Host {
-    procs: Procfs,
+    kernel: HostKernel,
     rng: std::cell::RefCell<SplitMix64>,
 }
-
-use injector::faults::netem::NetemFault;
-use injector::seams::netlink::netem_options::netem_options;
-use injector::seams::netlink::{install_netem, target_links, RouteSocket};
 
 impl HookEnv for Host {
     fn sleep(&self, d: Duration) {
         std::thread::sleep(d);
     }
 
-    fn procs(&self) -> &dyn ProcessTable {
-        &self.procs
+    fn kernel(&self) -> Kernel<'_> {
+        self.kernel.kernel()
     }
 
     fn draw(&self) -> f64 {
         self.rng.borrow_mut().next_f64()
-    }
-
-    fn ensure_netem(&self, pid: u32, netem: &NetemFault) -> Result<String, String> {
-        let netns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
-        let mut socket = RouteSocket::open_in_netns(&netns).map_err(|e| e.to_string())?;
-        let links =
-            target_links(&mut socket, netem.interface.as_deref()).map_err(|e| e.to_string())?;
-        let mut pending = Vec::new();
-        for link in links {
-            let ours = socket
-                .root_qdisc(link.index)
-                .map_err(|e| e.to_string())?
-                .is_some_and(|q| q.is_ours());
-            if !ours {
-                pending.push(link);
-            }
-        }
-        if pending.is_empty() {
-            return Ok("already installed".into());
-        }
-        let shaped = install_netem(&mut socket, &pending, &netem_options(netem))
-            .map_err(|e| e.to_string())?;
-        let names: Vec<&str> = shaped.iter().map(|s| s.name.as_str()).collect();
-        Ok(format!("installed on {}", names.join(",")))
     }
 }
 
@@ -63,7 +35,7 @@ fn main() -> ExitCode {
         .unwrap_or(0)
         ^ u64::from(std::process::id()).rotate_left(32);
     let host = Host {
-        procs: Procfs::host(),
+        kernel: HostKernel::default(),
         rng: std::cell::RefCell::new(SplitMix64::new(seed)),
     };
     match oci_hooks::run(

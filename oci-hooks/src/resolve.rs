@@ -58,8 +58,14 @@ fn first<'a>(annotations: &'a HashMap<String, String>, keys: &[&str]) -> &'a str
         .unwrap_or_default()
 }
 
-/// Resolves the faults of a container from its OCI annotations.
-pub fn resolve(annotations: &HashMap<String, String>) -> Result<Resolved, HookPlanError> {
+/// Resolves the faults of a container from its OCI annotations. `host_network`: the container
+/// shares the host's network (see [`crate::oci::network`]); standalone, the policy then
+/// refuses `netem` with its reason, as the plugin's does for a hostNetwork pod. The plugin's
+/// plan was already judged with the pod's real `hostNetwork`.
+pub fn resolve(
+    annotations: &HashMap<String, String>,
+    host_network: bool,
+) -> Result<Resolved, HookPlanError> {
     if let Some(text) = annotations.get(PLAN_ANNOTATION) {
         let faults = HookPlan::decode(text)?
             .into_iter()
@@ -82,7 +88,7 @@ pub fn resolve(annotations: &HashMap<String, String>) -> Result<Resolved, HookPl
         name: first(annotations, POD_NAME_ANNOTATIONS),
         uid: "",
         annotations: &ours,
-        host_network: false,
+        host_network,
     };
     let plan = plan_container(&pod, first(annotations, NAME_ANNOTATIONS), None, &policy);
     let faults = plan
@@ -116,10 +122,13 @@ mod tests {
     #[test]
     fn the_plugin_plan_wins() {
         let plan = r#"{"version":1,"faults":[{"kind":"start","key":"start.nri-chaos.io/container.app","value":"{delay: 3s}"}]}"#;
-        let resolved = resolve(&map(&[
-            (PLAN_ANNOTATION, plan),
-            ("start.nri-chaos.io", "{fail: {}}"),
-        ]))
+        let resolved = resolve(
+            &map(&[
+                (PLAN_ANNOTATION, plan),
+                ("start.nri-chaos.io", "{fail: {}}"),
+            ]),
+            false,
+        )
         .unwrap();
         assert_eq!(resolved.source, Source::Plugin);
         assert_eq!(resolved.faults.len(), 1);
@@ -132,19 +141,22 @@ mod tests {
 
     #[test]
     fn a_broken_plan_is_an_error() {
-        let err = resolve(&map(&[(PLAN_ANNOTATION, "garbage")])).unwrap_err();
+        let err = resolve(&map(&[(PLAN_ANNOTATION, "garbage")]), false).unwrap_err();
         assert!(err.to_string().contains("not a nri-chaos plan"), "{err}");
     }
 
     #[test]
     fn standalone_reads_our_annotations() {
-        let resolved = resolve(&map(&[
-            ("start.nri-chaos.io/container.app", "{fail: {exit_code: 3}}"),
-            ("start.nri-chaos.io", "{delay: 1s}"),
-            ("oom.nri-chaos.io/pod", "{score: 700}"),
-            ("kill.nri-chaos.io", "{after: 1s}"),
-            ("io.kubernetes.cri.container-name", "app"),
-        ]))
+        let resolved = resolve(
+            &map(&[
+                ("start.nri-chaos.io/container.app", "{fail: {exit_code: 3}}"),
+                ("start.nri-chaos.io", "{delay: 1s}"),
+                ("oom.nri-chaos.io/pod", "{score: 700}"),
+                ("kill.nri-chaos.io", "{after: 1s}"),
+                ("io.kubernetes.cri.container-name", "app"),
+            ]),
+            false,
+        )
         .unwrap();
         assert_eq!(resolved.source, Source::Standalone);
         let kinds: Vec<FaultKind> = resolved.faults.iter().map(|f| f.request.kind).collect();
@@ -156,10 +168,13 @@ mod tests {
 
     #[test]
     fn standalone_without_a_container_name_uses_pod_and_bare_keys() {
-        let resolved = resolve(&map(&[
-            ("start.nri-chaos.io/container.app", "{fail: {}}"),
-            ("start.nri-chaos.io", "{delay: 1s}"),
-        ]))
+        let resolved = resolve(
+            &map(&[
+                ("start.nri-chaos.io/container.app", "{fail: {}}"),
+                ("start.nri-chaos.io", "{delay: 1s}"),
+            ]),
+            false,
+        )
         .unwrap();
         assert_eq!(resolved.faults.len(), 1);
         assert_eq!(resolved.faults[0].value, "{delay: 1s}");
@@ -167,7 +182,7 @@ mod tests {
 
     #[test]
     fn standalone_refusals_are_warnings_and_policy_applies() {
-        let resolved = resolve(&map(&[("start.nri-chaos.io", "{delay: 1x}")])).unwrap();
+        let resolved = resolve(&map(&[("start.nri-chaos.io", "{delay: 1x}")]), false).unwrap();
         assert!(resolved.faults.is_empty());
         assert_eq!(resolved.warnings.len(), 1);
         assert!(
@@ -176,10 +191,13 @@ mod tests {
             "{:?}",
             resolved.warnings
         );
-        let system = resolve(&map(&[
-            ("start.nri-chaos.io", "{delay: 1s}"),
-            ("io.kubernetes.cri.sandbox-namespace", "kube-system"),
-        ]))
+        let system = resolve(
+            &map(&[
+                ("start.nri-chaos.io", "{delay: 1s}"),
+                ("io.kubernetes.cri.sandbox-namespace", "kube-system"),
+            ]),
+            false,
+        )
         .unwrap();
         assert!(system.faults.is_empty());
         assert!(
@@ -190,8 +208,26 @@ mod tests {
     }
 
     #[test]
+    fn standalone_netem_on_the_host_network_is_refused_with_the_policy_reason() {
+        let annotations = map(&[("netem.nri-chaos.io/pod", "{delay: 100ms}")]);
+        let own = resolve(&annotations, false).unwrap();
+        assert_eq!(own.faults.len(), 1);
+        let host = resolve(&annotations, true).unwrap();
+        assert!(host.faults.is_empty());
+        assert_eq!(
+            host.warnings,
+            vec!["annotation netem.nri-chaos.io/pod: \"{delay: 100ms}\": netem on a hostNetwork pod would shape the node's own network; refused by policy (allow_netem_host_network = false)"]
+        );
+        // The plugin's plan was judged with the pod's real hostNetwork: it stands.
+        let plan = r#"{"version":1,"faults":[{"kind":"netem","key":"netem.nri-chaos.io/pod","value":"{delay: 100ms}"}]}"#;
+        let planned = resolve(&map(&[(PLAN_ANNOTATION, plan)]), true).unwrap();
+        assert_eq!(planned.faults.len(), 1);
+    }
+
+    #[test]
     fn nothing_for_unannotated_containers() {
-        let resolved = resolve(&map(&[("io.kubernetes.cri.container-name", "app")])).unwrap();
+        let resolved =
+            resolve(&map(&[("io.kubernetes.cri.container-name", "app")]), false).unwrap();
         assert!(resolved.faults.is_empty());
         assert!(resolved.warnings.is_empty());
     }

@@ -65,13 +65,26 @@ impl Drop for Scratch {
 }
 
 /// A bundle: busybox rootfs + config.json running `args`, with `annotations`, listing the
-/// hook at createRuntime.
+/// hook at createRuntime; no network namespace entry (the host's network).
 fn bundle(
     dir: &Path,
     rt: &Runtime,
     id: &str,
     args: &[&str],
     annotations: &[(&str, &str)],
+) -> Result<PathBuf> {
+    bundle_with_network(dir, rt, id, args, annotations, None)
+}
+
+/// [`bundle`] with a `network` entry in `linux.namespaces` (`Some("")`: a new namespace,
+/// `Some(path)`: join that one).
+fn bundle_with_network(
+    dir: &Path,
+    rt: &Runtime,
+    id: &str,
+    args: &[&str],
+    annotations: &[(&str, &str)],
+    network: Option<&str>,
 ) -> Result<PathBuf> {
     let bundle = dir.join("bundle");
     let rootfs = bundle.join("rootfs");
@@ -109,13 +122,18 @@ fn bundle(
   "annotations": {{{annotations}}},
   "linux": {{
     "cgroupsPath": "/nri-chaos-e2e/runc-{id}",
-    "namespaces": [{{"type": "pid"}}, {{"type": "ipc"}}, {{"type": "uts"}}, {{"type": "mount"}}],
+    "namespaces": [{{"type": "pid"}}, {{"type": "ipc"}}, {{"type": "uts"}}, {{"type": "mount"}}{network}],
     "maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"]
   }}
 }}
 "#,
         args = args.join(", "),
         annotations = annotations.join(", "),
+        network = match network {
+            None => String::new(),
+            Some("") => r#", {"type": "network"}"#.to_string(),
+            Some(path) => format!(r#", {{"type": "network", "path": {}}}"#, json_str(path)),
+        },
     );
     std::fs::write(bundle.join("config.json"), config)?;
     Ok(bundle)
@@ -258,6 +276,67 @@ fn runc_run_is_delayed_and_scored() -> Result<()> {
         took >= Duration::from_secs(1),
         "runc run took {took:?}, want >= 1 s"
     );
+    Ok(())
+}
+
+/// Standalone (hooks.d) netem on a container that shares the host's network: the hook reads
+/// `linux.namespaces` and refuses with the policy's reason (it never touches the node's own
+/// interfaces), whether the config has no network entry or joins the host's namespace by
+/// path. A container with its own namespace is not refused: the hook goes on to shape it
+/// (here it has only loopback, which the hook reports). runc shows a hook's stderr only when
+/// the hook fails, so a `start.fail` rides along to make the hook's report visible.
+#[test]
+fn standalone_netem_on_the_host_network_is_refused() -> Result<()> {
+    common::require_root();
+    let rt = Runtime::ensure()?;
+    let refusal = "netem on a hostNetwork pod would shape the node's own network; refused by policy (allow_netem_host_network = false)";
+    let host_ns = format!("/proc/{}/ns/net", std::process::id());
+    for (form, network, refused) in [
+        ("no network namespace entry", None, true),
+        ("the host's namespace by path", Some(host_ns.as_str()), true),
+        ("a namespace of its own", Some(""), false),
+    ] {
+        let scratch = Scratch::new("hostnet")?;
+        let id = format!(
+            "hooknet-{}-{}",
+            std::process::id(),
+            NEXT.load(Ordering::Relaxed)
+        );
+        let bundle = bundle_with_network(
+            &scratch.0,
+            &rt,
+            &id,
+            &["true"],
+            &[
+                ("netem.nri-chaos.io/pod", "{delay: 100ms}"),
+                ("start.nri-chaos.io", "{fail: {exit_code: 3}}"),
+            ],
+            network,
+        )?;
+        let (out, _) = runc_run(&rt, &scratch.0, &bundle, &id)?;
+        let stderr = text(&out.stderr);
+        println!("runc run ({form}): {} | {}", out.status, stderr.trim());
+        ensure!(
+            stderr.contains("failing the container start with exit code 3"),
+            "{form}: runc stderr lacks the hook's report: {stderr}"
+        );
+        ensure!(
+            stderr.contains(refusal) == refused,
+            "{form}: refused is {}, want {refused}: {stderr}",
+            stderr.contains(refusal)
+        );
+        if refused {
+            ensure!(
+                !stderr.contains("not available") && !stderr.contains("interface"),
+                "{form}: the hook went on to the node's interfaces: {stderr}"
+            );
+        } else {
+            ensure!(
+                stderr.contains("the pod's network namespace has no interface but loopback"),
+                "{form}: the hook did not try its own namespace: {stderr}"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -9,16 +9,21 @@
 //! `duration` must be shorter than `every`. The cgroup is thawed at the end of each firing,
 //! always — also when the container stops and across plugin restarts.
 //!
-//! Execution goes through the freezer seam ([`Freezer`]): [`FreezeFault::apply`] freezes the
-//! container's cgroup and waits until it is frozen (a freeze that cannot complete in time is
-//! undone and reported); [`FreezeFault::recover`] thaws it. Recovery is idempotent: thawing a
+//! Execution goes through the freezer seam ([`crate::seams::cgroup::Freezer`]):
+//! [`Fault::apply`] journals the thaw, freezes the container's cgroup and waits until it is
+//! frozen (a freeze that cannot complete in time is undone and reported); [`Fault::recover`]
+//! thaws it. Recovery is idempotent: thawing a
 //! thawed cgroup is a no-op, and a cgroup that no longer exists (the container is gone) counts
 //! as recovered.
 
+use crate::annotations::FaultKind;
 use std::fmt;
 
+use super::undo::clear_logged;
+use super::{Fault, Kernel, Undo, UndoLog, UndoLogError};
 use crate::fields::{FieldError, FieldSpec, Fields};
-use crate::seams::cgroup::{CgroupError, ContainerCgroup, FreezeReport, Freezer};
+use crate::journal::Recovery;
+use crate::seams::cgroup::{CgroupError, ContainerCgroup, FreezerLocation};
 
 /// Errors of the freeze fault.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +34,20 @@ pub enum FreezeError {
     /// Thawing failed: the container may still be frozen.
     #[error("thaw: {0}")]
     Thaw(#[source] CgroupError),
+    /// The container's cgroup has no freezer.
+    #[error("the container's cgroup has no freezer: {0}")]
+    NoFreezer(#[source] CgroupError),
+    /// The freeze could not be journaled, so it was not applied.
+    #[error("not applied: {0}")]
+    Log(#[from] UndoLogError),
+    /// The freeze failed and so did the thaw after it: it stays journaled for a retry.
+    #[error("freeze: {freeze}; thawing after it failed too (kept in the journal): {thaw}")]
+    NotUndone {
+        /// Why the freeze failed.
+        freeze: CgroupError,
+        /// Why the thaw failed.
+        thaw: Box<FreezeError>,
+    },
 }
 
 /// Parameters of a `freeze` fault (none besides the timing: see [`crate::plan::Timing`]).
@@ -47,19 +66,64 @@ impl FreezeFault {
     }
 }
 
-impl FreezeFault {
-    /// Freezes the container's cgroup (blocking until frozen or timed out).
-    pub fn apply(
+/// What a freeze must undo: thaw this freezer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreezeUndo {
+    /// The container's freezer.
+    pub freezer: FreezerLocation,
+}
+
+impl Undo for FreezeUndo {
+    fn recovery(&self) -> Option<Recovery> {
+        Some(Recovery::Thaw {
+            freezer: self.freezer.clone(),
+        })
+    }
+}
+
+impl Fault for FreezeFault {
+    const KIND: FaultKind = FaultKind::Freeze;
+    const RECOVERED: &'static str = "thawed";
+    type Target = ContainerCgroup;
+    type Undo = FreezeUndo;
+    type Error = FreezeError;
+
+    /// Freezes the container's cgroup (blocking until frozen or timed out), journaled first.
+    /// A freeze that fails is thawed (the kernel freezer does it too) and cleared.
+    fn apply(
         &self,
-        freezer: &dyn Freezer,
+        kernel: &Kernel<'_>,
         cg: &ContainerCgroup,
-    ) -> Result<FreezeReport, FreezeError> {
-        freezer.freeze(cg).map_err(FreezeError::Freeze)
+        log: &mut dyn UndoLog,
+    ) -> Result<FreezeUndo, FreezeError> {
+        let undo = FreezeUndo {
+            freezer: cg.freezer().map_err(FreezeError::NoFreezer)?,
+        };
+        let slot = log.record(Recovery::Thaw {
+            freezer: undo.freezer.clone(),
+        })?;
+        match kernel.freezer.freeze(cg) {
+            Ok(report) => {
+                tracing::info!(cgroup = %cg.describe(), latency_us = report.elapsed.as_micros() as u64, attempts = report.attempts, "frozen");
+                Ok(undo)
+            }
+            Err(err) => match FreezeFault::recover(kernel, undo) {
+                Ok(()) => {
+                    clear_logged(log, slot);
+                    Err(FreezeError::Freeze(err))
+                }
+                Err(thaw) => Err(FreezeError::NotUndone {
+                    freeze: err,
+                    thaw: Box::new(thaw),
+                }),
+            },
+        }
     }
 
     /// Thaws the container's cgroup. Already thawed, or vanished (the container is gone): `Ok`.
-    pub fn recover(freezer: &dyn Freezer, cg: &ContainerCgroup) -> Result<(), FreezeError> {
-        match freezer.thaw(cg) {
+    fn recover(kernel: &Kernel<'_>, undo: FreezeUndo) -> Result<(), FreezeError> {
+        let cg = ContainerCgroup::from_freezer(&undo.freezer);
+        match kernel.freezer.thaw(&cg) {
             Ok(()) => Ok(()),
             Err(e) if e.is_vanished() => {
                 tracing::debug!(cgroup = %cg.describe(), "thaw: cgroup is gone, nothing to thaw");
@@ -79,8 +143,10 @@ impl fmt::Display for FreezeFault {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::faults::undo::RecordingUndoLog;
+    use crate::faults::FakeKernel as Fakes;
     use crate::seams::cgroup::freezer::FreezerOp;
-    use crate::seams::cgroup::{FreezerLocation, FreezerState, RecordingFreezer};
+    use crate::seams::cgroup::FreezerState;
 
     fn cg() -> (ContainerCgroup, FreezerLocation) {
         let loc = FreezerLocation::V1 {
@@ -89,38 +155,84 @@ mod tests {
         (ContainerCgroup::from_freezer(&loc), loc)
     }
 
+    fn undo(loc: &FreezerLocation) -> FreezeUndo {
+        FreezeUndo {
+            freezer: loc.clone(),
+        }
+    }
+
     #[test]
-    fn apply_freezes_and_recover_thaws() {
-        let fake = RecordingFreezer::new();
+    fn apply_journals_then_freezes_and_recover_thaws() {
+        let fakes = Fakes::new();
+        let mut log = RecordingUndoLog::new();
         let (cg, loc) = cg();
-        let report = FreezeFault.apply(&fake, &cg).unwrap();
-        assert_eq!(report.attempts, 1);
-        assert_eq!(fake.state_of(&loc), FreezerState::Frozen);
-        FreezeFault::recover(&fake, &cg).unwrap();
-        FreezeFault::recover(&fake, &cg).unwrap();
-        assert_eq!(fake.state_of(&loc), FreezerState::Thawed);
-        let ops: Vec<FreezerOp> = fake.calls().into_iter().map(|(op, _)| op).collect();
+        let done = FreezeFault.apply(&fakes.kernel(), &cg, &mut log).unwrap();
+        assert_eq!(done, undo(&loc));
+        assert_eq!(log.live(), vec![done.recovery().unwrap()]);
+        assert_eq!(fakes.freezer.state_of(&loc), FreezerState::Frozen);
+        FreezeFault::recover(&fakes.kernel(), done.clone()).unwrap();
+        FreezeFault::recover(&fakes.kernel(), done).unwrap();
+        assert_eq!(fakes.freezer.state_of(&loc), FreezerState::Thawed);
+        let ops: Vec<FreezerOp> = fakes
+            .freezer
+            .calls()
+            .into_iter()
+            .map(|(op, _)| op)
+            .collect();
         assert_eq!(ops, [FreezerOp::Freeze, FreezerOp::Thaw, FreezerOp::Thaw]);
     }
 
     #[test]
-    fn vanished_cgroup_is_recovered_and_failures_are_named() {
-        let fake = RecordingFreezer::new();
+    fn unjournaled_freeze_is_not_applied() {
+        let fakes = Fakes::new();
+        let log = RecordingUndoLog::new();
+        log.fail_from(0);
+        let (cg, _) = cg();
+        let err = FreezeFault
+            .apply(&fakes.kernel(), &cg, &mut log.clone())
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("not applied: journal record"),
+            "{err}"
+        );
+        assert!(fakes.freezer.calls().is_empty());
+    }
+
+    #[test]
+    fn failed_freeze_is_thawed_and_cleared_or_kept_when_the_thaw_fails() {
+        let fakes = Fakes::new();
+        let mut log = RecordingUndoLog::new();
         let (cg, loc) = cg();
-        fake.fail(FreezerOp::Freeze);
-        fake.fail(FreezerOp::Thaw);
-        let err = FreezeFault.apply(&fake, &cg).unwrap_err().to_string();
+        fakes.freezer.fail(FreezerOp::Freeze);
+        let err = FreezeFault
+            .apply(&fakes.kernel(), &cg, &mut log)
+            .unwrap_err();
         assert_eq!(
-            err,
+            err.to_string(),
             "freeze: cgroup /cg/freezer/pod/c: injected failure of freeze"
         );
-        let err = FreezeFault::recover(&fake, &cg).unwrap_err().to_string();
+        assert!(log.live().is_empty());
+        fakes.freezer.fail(FreezerOp::Thaw);
+        let err = FreezeFault
+            .apply(&fakes.kernel(), &cg, &mut log)
+            .unwrap_err();
+        assert!(err.to_string().contains("kept in the journal"), "{err}");
+        assert_eq!(log.live(), vec![undo(&loc).recovery().unwrap()]);
+    }
+
+    #[test]
+    fn vanished_cgroup_is_recovered_and_failures_are_named() {
+        let fakes = Fakes::new();
+        let (_, loc) = cg();
+        fakes.freezer.fail(FreezerOp::Thaw);
+        let err = FreezeFault::recover(&fakes.kernel(), undo(&loc))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "thaw: cgroup /cg/freezer/pod/c: injected failure of thaw"
         );
-        fake.vanish(loc);
-        FreezeFault::recover(&fake, &cg).unwrap();
-        assert!(FreezeFault.apply(&fake, &cg).is_err());
+        fakes.freezer.vanish(loc.clone());
+        FreezeFault::recover(&fakes.kernel(), undo(&loc)).unwrap();
     }
 }

@@ -5,12 +5,15 @@
 //! - [`cgroup`]: a container's cgroups, their accounting and the freezer
 //!   ([`cgroup::Freezer`]).
 //! - [`netlink`]: a NETLINK_ROUTE socket inside a pod's network namespace (netlink-sys,
-//!   netlink-packet-route): links and root qdiscs, and the netem qdisc's options
-//!   ([`netlink::RouteSocket`]).
+//!   netlink-packet-route): links and root qdiscs ([`netlink::Netlink`] /
+//!   [`netlink::QdiscOps`], fake [`netlink::RecordingNetlink`]), and the netem qdisc's options.
 //! - [`procfs`]: OOM scores and process identity (PID + start time)
 //!   ([`procfs::ProcessTable`]).
+//! - [`stressors`]: starting and stopping placed stressor processes
+//!   ([`stressors::StressorSpawner`], fake [`stressors::RecordingSpawner`]).
 
 pub mod cgroup;
 pub mod netlink;
 pub mod procfs;
 pub mod signal;
+pub mod stressors;

@@ -1,6 +1,10 @@
 //! Netlink seam: a NETLINK_ROUTE socket bound to a pod's network namespace, to list its
 //! interfaces and add, replace, read and delete root qdiscs. No `tc`, `ip` or `nsenter`.
 //!
+//! [`Netlink`] / [`QdiscOps`] are the seam the `netem` fault acts through
+//! ([`crate::faults::netem`]): [`KernelNetlink`] opens a [`RouteSocket`], [`RecordingNetlink`]
+//! is the recording fake.
+//!
 //! The socket is `netlink-sys`'s; messages are framed by `netlink-packet-core` around
 //! `netlink-packet-route`'s link and tc headers (`messages.rs` says why not its attribute
 //! enums). Only netem's TCA_OPTIONS payload is encoded here ([`netem_options`]).
@@ -9,8 +13,11 @@
 //! on a short-lived dedicated OS thread that joins the namespace; the socket stays bound to
 //! that namespace for its whole life and is then used from any thread.
 
+mod fake;
 mod messages;
 pub mod netem_options;
+
+pub use fake::{NetlinkCall, RecordingNetlink};
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -130,7 +137,7 @@ impl SavedQdisc {
     /// Its TCA_OPTIONS as the kernel takes them back. A dump is not always what the qdisc's
     /// init accepts: htb dumps its full HTB_VER (0x30011) in `tc_htb_glob.version` but accepts
     /// only the major version, 3.
-    fn options_to_restore(&self) -> Vec<u8> {
+    pub fn options_to_restore(&self) -> Vec<u8> {
         const TCA_HTB_INIT: u16 = 2;
         const HTB_MAJOR_VERSION: u32 = 3;
         if self.kind != "htb" {
@@ -167,110 +174,56 @@ pub struct ShapedInterface {
     pub saved: Option<SavedQdisc>,
 }
 
-/// Undoes [`install_netem`]: on each interface whose root qdisc is still ours, puts the saved
-/// qdisc back, or deletes ours so the kernel default returns. A namespace that no longer
-/// exists (the pod is gone, and its qdiscs with it) is done.
-pub fn remove_netem(netns: &Path, interfaces: &[ShapedInterface]) -> Result<(), NetlinkError> {
-    let mut socket = match RouteSocket::open_in_netns(netns) {
-        Ok(socket) => socket,
-        Err(NetlinkError::Namespace { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            return Ok(());
-        }
-        Err(err) => return Err(err),
-    };
-    for shaped in interfaces {
-        let still_ours = socket
-            .root_qdisc(shaped.index)?
-            .is_some_and(|q| q.is_ours());
-        if !still_ours {
-            continue;
-        }
-        put_back(&mut socket, shaped)?;
-    }
-    Ok(())
-}
-
-/// The interfaces `fault` applies to in the namespace `socket` is bound to: the one named by
-/// `interface`, or every non-loopback interface.
-pub fn target_links(
-    socket: &mut RouteSocket,
-    interface: Option<&str>,
-) -> Result<Vec<Link>, NetlinkError> {
-    let links = socket.links()?;
-    match interface {
-        Some(name) => {
-            let found: Vec<Link> = links.iter().filter(|l| l.name == name).cloned().collect();
-            if found.is_empty() {
-                let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
-                return Err(NetlinkError::Malformed {
-                    op: "find interface",
-                    detail: format!(
-                        "no interface '{name}' in the pod's network namespace (it has: {})",
-                        names.join(", ")
-                    ),
-                });
-            }
-            Ok(found)
-        }
-        None => Ok(links.into_iter().filter(|l| !l.loopback).collect()),
-    }
-}
-
-/// Installs netem with `options` as the root qdisc of each of `links`, saving non-default
-/// root qdiscs first. On a failure, what was already installed is undone before returning.
-pub fn install_netem(
-    socket: &mut RouteSocket,
-    links: &[Link],
-    options: &[u8],
-) -> Result<Vec<ShapedInterface>, NetlinkError> {
-    install_root_qdisc(socket, links, "netem", options)
-}
-
-/// [`install_netem`] for any qdisc kind (the same path, testable on kernels without netem).
-pub fn install_root_qdisc(
-    socket: &mut RouteSocket,
-    links: &[Link],
-    kind: &str,
-    options: &[u8],
-) -> Result<Vec<ShapedInterface>, NetlinkError> {
-    let mut shaped = Vec::new();
-    for link in links {
-        let saved = socket
-            .root_qdisc(link.index)?
-            .filter(|q| !q.is_default() && !q.is_ours())
-            .map(|q| SavedQdisc {
-                kind: q.kind,
-                handle: q.handle,
-                options: q.options,
-            });
-        if let Err(err) = socket.replace_root_qdisc(link.index, kind, NRI_CHAOS_HANDLE, options) {
-            for done in &shaped {
-                // The first error is the one to report; this is best-effort cleanup.
-                let _ = put_back(socket, done);
-            }
-            return Err(err);
-        }
-        shaped.push(ShapedInterface {
-            index: link.index,
-            name: link.name.clone(),
-            saved,
-        });
-    }
-    Ok(shaped)
-}
-
-/// Puts back what was there before nri-chaos: the saved qdisc, or the kernel's default.
-fn put_back(socket: &mut RouteSocket, shaped: &ShapedInterface) -> Result<(), NetlinkError> {
-    match &shaped.saved {
-        Some(saved) => socket.replace_root_qdisc(
-            shaped.index,
+/// The netlink operations the `netem` fault needs in one network namespace: list its links,
+/// read a root qdisc (to save a foreign one), install or restore a root qdisc, delete one.
+/// [`RouteSocket`] is the kernel's; [`RecordingNetlink`]'s handles are the fake.
+pub trait QdiscOps: Send {
+    /// Every interface of the namespace.
+    fn links(&mut self) -> Result<Vec<Link>, NetlinkError>;
+    /// The root qdisc of `ifindex`, if the kernel reports one.
+    fn root_qdisc(&mut self, ifindex: i32) -> Result<Option<RootQdisc>, NetlinkError>;
+    /// Installs (or replaces) the root qdisc of `ifindex`.
+    fn replace_root_qdisc(
+        &mut self,
+        ifindex: i32,
+        kind: &str,
+        handle: u32,
+        options: &[u8],
+    ) -> Result<(), NetlinkError>;
+    /// Deletes the root qdisc of `ifindex` (the kernel default returns); none there is Ok.
+    fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError>;
+    /// Puts `saved` back as the root qdisc of `ifindex`, as the kernel takes it back.
+    fn restore_root_qdisc(&mut self, ifindex: i32, saved: &SavedQdisc) -> Result<(), NetlinkError> {
+        self.replace_root_qdisc(
+            ifindex,
             &saved.kind,
             saved.handle,
             &saved.options_to_restore(),
-        ),
-        None => socket.delete_root_qdisc(shaped.index),
+        )
+    }
+}
+
+/// Opens [`QdiscOps`] inside a network namespace.
+pub trait Netlink: Send + Sync {
+    /// A handle bound to the namespace at `netns` (`/proc/<pid>/ns/net` or a bind mount).
+    /// A namespace file that does not exist is [`NetlinkError::Namespace`] with `NotFound`.
+    fn open(&self, netns: &Path) -> Result<Box<dyn QdiscOps>, NetlinkError>;
+}
+
+/// The kernel's netlink: a [`RouteSocket`] per namespace.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KernelNetlink;
+
+impl Netlink for KernelNetlink {
+    fn open(&self, netns: &Path) -> Result<Box<dyn QdiscOps>, NetlinkError> {
+        Ok(Box::new(RouteSocket::open_in_netns(netns)?))
+    }
+}
+
+impl NetlinkError {
+    /// The namespace file does not exist: the pod is gone, and its qdiscs with it.
+    pub fn is_namespace_gone(&self) -> bool {
+        matches!(self, NetlinkError::Namespace { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
     }
 }
 
@@ -380,9 +333,11 @@ impl RouteSocket {
             }
         }
     }
+}
 
+impl QdiscOps for RouteSocket {
     /// Every interface of the namespace.
-    pub fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
+    fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
         let seq = self.send(Request::GetLinks, NLM_F_REQUEST | NLM_F_DUMP)?;
         let mut links = Vec::new();
         for message in self.receive("list links", seq, 0)? {
@@ -403,7 +358,7 @@ impl RouteSocket {
     }
 
     /// The root qdisc of `ifindex`, if the kernel reports one.
-    pub fn root_qdisc(&mut self, ifindex: i32) -> Result<Option<RootQdisc>, NetlinkError> {
+    fn root_qdisc(&mut self, ifindex: i32) -> Result<Option<RootQdisc>, NetlinkError> {
         let seq = self.send(Request::GetQdiscs, NLM_F_REQUEST | NLM_F_DUMP)?;
         for message in self.receive("list qdiscs", seq, ifindex)? {
             let Reply::Qdisc {
@@ -427,7 +382,7 @@ impl RouteSocket {
 
     /// Installs (or replaces) the root qdisc of `ifindex` with `kind` and its TCA_OPTIONS
     /// payload (none when empty), under `handle`.
-    pub fn replace_root_qdisc(
+    fn replace_root_qdisc(
         &mut self,
         ifindex: i32,
         kind: &str,
@@ -462,7 +417,7 @@ impl RouteSocket {
 
     /// Deletes the root qdisc of `ifindex` (the kernel's default comes back). Deleting where
     /// there is none is Ok.
-    pub fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
+    fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
         let header = TcHeader {
             index: ifindex,
             parent: TcHandle::ROOT,

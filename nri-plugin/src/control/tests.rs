@@ -29,7 +29,8 @@ fn engine(dir: &Path) -> (Engine, Arc<RecordingSignaller>) {
         procs: Arc::new(FakeProcesses::default()),
         cgroups: CgroupFs::new(dir.join("cgroup")),
         proc_root: dir.join("proc"),
-        worker_exe: "/bin/false".into(),
+        netlink: Arc::new(injector::seams::netlink::RecordingNetlink::new()),
+        stressors: Arc::new(injector::seams::stressors::RecordingSpawner::new()),
     };
     let engine = Engine::new(Policy::default(), seams, dir).unwrap();
     (engine, signaller)

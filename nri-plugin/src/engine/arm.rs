@@ -44,7 +44,7 @@ impl Inner {
                 let kill = *kill;
                 let target = task_target;
                 Box::pin(async move {
-                    match effects::kill::KillEffect::arm(&engine, kill, target.pid) {
+                    match effects::kill(&engine, kill, target.pid) {
                         Ok(effect) => runner::run(engine, target, timing, effect, stop_rx).await,
                         Err(err) => {
                             engine.registry.failed(target.fault_id, &err.to_string());
@@ -55,25 +55,16 @@ impl Inner {
                 })
             }
             FaultSpec::Freeze(_) => {
-                let effect = effects::freeze::FreezeEffect {
-                    hold: timing.duration,
-                };
+                let effect = effects::freeze(timing.duration);
                 Box::pin(runner::run(engine, task_target, timing, effect, stop_rx))
             }
             FaultSpec::Stress(stress) => {
-                let effect = effects::stress::StressEffect {
-                    stress: *stress,
-                    hold: timing.duration.unwrap_or(DEFAULT_STRESS_HOLD),
-                    memory_limit,
-                };
+                let hold = timing.duration.unwrap_or(DEFAULT_STRESS_HOLD);
+                let effect = effects::stress(*stress, hold, memory_limit);
                 Box::pin(runner::run(engine, task_target, timing, effect, stop_rx))
             }
             FaultSpec::Oom(oom) => {
-                let effect = effects::oom::OomEffect {
-                    oom: *oom,
-                    hold: timing.duration,
-                    memory_limit,
-                };
+                let effect = effects::oom(*oom, timing.duration, memory_limit);
                 Box::pin(runner::run(engine, task_target, timing, effect, stop_rx))
             }
             FaultSpec::Netem(netem) => {
@@ -84,11 +75,7 @@ impl Inner {
                     tracing::warn!(pod = %target.pod, fault = "netem", "the pod has no network namespace path; netem not applied");
                     return None;
                 };
-                let effect = effects::netem::NetemEffect {
-                    netem: netem.clone(),
-                    netns,
-                    hold: timing.duration,
-                };
+                let effect = effects::netem(netem.clone(), netns, timing.duration);
                 Box::pin(runner::run(engine, task_target, timing, effect, stop_rx))
             }
             // Not `Executor::Engine` (returned above).

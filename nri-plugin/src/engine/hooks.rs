@@ -163,7 +163,8 @@ mod tests {
             procs: Arc::new(FakeProcesses::default()),
             cgroups: CgroupFs::new(dir.join("cgroup")),
             proc_root: dir.join("proc"),
-            worker_exe: "/bin/false".into(),
+            netlink: Arc::new(injector::seams::netlink::RecordingNetlink::new()),
+            stressors: Arc::new(injector::seams::stressors::RecordingSpawner::new()),
         };
         let policy = Policy {
             strict,

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use injector::journal::{kill_if_same, now_unix_ms, recover_entry};
+use injector::journal::{now_unix_ms, recover_entry};
 use injector::{FaultKey, FaultKind, JournalEntry, Recovery};
 use tokio::sync::watch;
 
-use super::runner::{stopped, Holding, Target};
+use super::runner::{stopped, Target};
 use super::Inner;
-use crate::store::{AckError, Claim};
+use crate::store::Claim;
 
 /// The source `ctl list` shows for a fault resumed from the journal at start.
 pub(super) const JOURNAL_SOURCE: &str = "journal";
@@ -56,42 +56,10 @@ impl Inner {
         self.store.release(key);
     }
 
-    /// Records `entry` and waits until it is durable, before its side effect (blocking: call
-    /// on a blocking thread). A fault that cannot be journaled is not applied: its recovery
-    /// could not be guaranteed.
-    pub(super) fn journal_record(&self, entry: &JournalEntry) -> Result<(), String> {
-        self.store
-            .record(entry)
-            .wait()
-            .map_err(|err| format!("cannot journal the fault, so it is not applied: {err}"))
-    }
-
-    /// Replaces `entry` (what to undo grew: stressor pids, shaped interfaces) and waits until
-    /// it is durable (blocking: call on a blocking thread).
-    pub(super) fn journal_update(&self, entry: &JournalEntry) -> Result<(), AckError> {
-        self.store.record(entry).wait()
-    }
-
-    /// Clears `id` after its recovery, without waiting (safe anywhere): a clear lost in a
-    /// crash only repeats the recovery at the next start.
-    pub(super) fn journal_clear(&self, id: &str) {
-        drop(self.store.clear(id));
-    }
-
     /// Runs the recovery an entry describes (blocking: call on a blocking thread), then
     /// clears it. A failed recovery stays in the journal for the next start to retry.
     pub(super) fn recover_journaled(&self, entry: &JournalEntry) -> bool {
-        let seams = &self.seams;
-        let stop = |pid: u32, start_time: u64| {
-            kill_if_same(
-                seams.signaller.as_ref(),
-                seams.procs.as_ref(),
-                pid,
-                start_time,
-            )
-            .map(|_| ())
-        };
-        match recover_entry(entry, seams.freezer.as_ref(), seams.procs.as_ref(), &stop) {
+        match recover_entry(entry, &self.seams.kernel()) {
             Ok(()) => {
                 if let Err(err) = self.store.clear(&entry.id).wait() {
                     tracing::error!(fault_id = %entry.id, error = %err, "clearing a recovered fault from the journal; the next start repeats its recovery");
@@ -154,27 +122,4 @@ pub(super) async fn resume(
     }
     engine.registry.ended(fault_id);
     engine.disarm(&key, fault_id);
-}
-
-/// A holding fault whose whole recovery is its journal entry (thaw, restore scores): run it
-/// at the end, clear the entry, log `done`.
-pub(super) struct Journaled {
-    pub journaled: JournalEntry,
-    pub done: &'static str,
-}
-
-impl Holding for Journaled {
-    fn recover(
-        self: Box<Self>,
-        engine: &Arc<Inner>,
-        target: &Target,
-    ) -> futures_core::future::BoxFuture<'static, ()> {
-        let (engine, target) = (engine.clone(), target.clone());
-        Box::pin(async move {
-            let kind = self.journaled.kind;
-            if recover_blocking(&engine, self.journaled).await {
-                tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), "{}", self.done);
-            }
-        })
-    }
 }

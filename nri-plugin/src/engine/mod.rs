@@ -154,6 +154,8 @@ impl Inner {
 }
 
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_scope;

@@ -4,9 +4,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use injector::faults::Kernel;
 use injector::seams::cgroup::{CgroupFs, Freezer, KernelFreezer};
+use injector::seams::netlink::{KernelNetlink, Netlink};
 use injector::seams::procfs::{ProcessTable, Procfs};
 use injector::seams::signal::{PidfdSignaller, Signaller};
+use injector::seams::stressors::{StressorSpawner, WorkerSpawner};
 
 /// Everything the effects touch the kernel through.
 #[derive(Clone)]
@@ -21,8 +24,10 @@ pub struct Seams {
     pub cgroups: CgroupFs,
     /// Where /proc is mounted (to resolve a container's cgroups from its init PID).
     pub proc_root: PathBuf,
-    /// The executable started as `<exe> stress-worker ...` for stressors.
-    pub worker_exe: PathBuf,
+    /// Netlink inside a pod's network namespace (netem).
+    pub netlink: Arc<dyn Netlink>,
+    /// Starts stressors (`<exe> stress-worker ...`).
+    pub stressors: Arc<dyn StressorSpawner>,
 }
 
 impl std::fmt::Debug for Seams {
@@ -30,7 +35,6 @@ impl std::fmt::Debug for Seams {
         f.debug_struct("Seams")
             .field("cgroups", &self.cgroups.root())
             .field("proc_root", &self.proc_root)
-            .field("worker_exe", &self.worker_exe)
             .finish_non_exhaustive()
     }
 }
@@ -45,7 +49,19 @@ impl Seams {
             procs: Arc::new(Procfs::host()),
             cgroups: CgroupFs::host(),
             proc_root: PathBuf::from("/proc"),
-            worker_exe: PathBuf::from("/proc/self/exe"),
+            netlink: Arc::new(KernelNetlink),
+            stressors: Arc::new(WorkerSpawner::new("/proc/self/exe")),
+        }
+    }
+
+    /// The seams as the faults take them.
+    pub fn kernel(&self) -> Kernel<'_> {
+        Kernel {
+            signaller: self.signaller.as_ref(),
+            freezer: self.freezer.as_ref(),
+            procs: self.procs.as_ref(),
+            netlink: self.netlink.as_ref(),
+            stressors: self.stressors.as_ref(),
         }
     }
 }

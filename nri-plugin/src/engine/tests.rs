@@ -51,7 +51,8 @@ pub(super) fn engine(policy: Policy, dir: &std::path::Path) -> (Engine, Arc<Reco
         procs: Arc::new(FakeProcesses::default()),
         cgroups: CgroupFs::new(dir.join("cgroup")),
         proc_root: dir.join("proc"),
-        worker_exe: "/bin/false".into(),
+        netlink: Arc::new(injector::seams::netlink::RecordingNetlink::new()),
+        stressors: Arc::new(injector::seams::stressors::RecordingSpawner::new()),
     };
     let engine = Engine::new(policy, seams, dir).unwrap();
     (engine, signaller)
@@ -237,7 +238,8 @@ async fn a_fault_resumed_from_the_journal_is_listed_and_recoverable() {
         procs: Arc::new(FakeProcesses::default()),
         cgroups: CgroupFs::new(dir.path().join("cgroup")),
         proc_root: dir.path().join("proc"),
-        worker_exe: "/bin/false".into(),
+        netlink: Arc::new(injector::seams::netlink::RecordingNetlink::new()),
+        stressors: Arc::new(injector::seams::stressors::RecordingSpawner::new()),
     };
     let engine = Engine::new(Policy::default(), seams, dir.path()).unwrap();
     engine.replay_journal();

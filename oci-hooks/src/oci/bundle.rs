@@ -1,6 +1,7 @@
 //! The bundle's `config.json`, read with `oci-spec`'s runtime types: the container's
 //! annotations (where the plugin wrote the plan, or where a standalone user put our fault
-//! annotations) and the hooks, for the hook's own `timeout`.
+//! annotations), the hooks, for the hook's own `timeout`, and `linux.namespaces`, to know
+//! whether the container shares the host's network ([`super::network`]).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -56,6 +57,9 @@ pub struct BundleSpec {
     /// `hooks`.
     #[serde(default)]
     pub hooks: Option<Hooks>,
+    /// `linux` (only its `namespaces`).
+    #[serde(default)]
+    pub linux: Option<super::network::Linux>,
 }
 
 /// The bundle's `config.json` and where it was read from.

@@ -8,9 +8,11 @@
 //! text that names the file, the field and the reason.
 
 pub mod bundle;
+pub mod network;
 pub mod state;
 
 pub use bundle::{BundleConfig, BundleError};
+pub use network::{host_network, HOST_NETNS};
 pub use state::{live_pid, read_state, StateError};
 
 /// Deserialises `bytes` as one JSON document of type `T`; the error names the field path

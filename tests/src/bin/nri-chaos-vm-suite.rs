@@ -20,13 +20,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use injector::faults::netem::NetemFault;
+use injector::faults::netem::NetemUndo;
 use injector::faults::stress::{CpuStress, MemoryStress};
+use injector::faults::{Fault, HostKernel, NoUndoLog};
 use injector::seams::cgroup::{
     resolve_from_proc, CgroupFs, CgroupLayout, ContainerCgroup, Freezer, FreezerState,
     KernelFreezer,
 };
-use injector::seams::netlink::netem_options::netem_options;
-use injector::seams::netlink::{install_netem, remove_netem, target_links, RouteSocket};
 use injector::stressor::{
     cpu_specs, memory_specs, spawn_placed, worker_main, StressorSet, WORKER_SUBCOMMAND,
 };
@@ -240,6 +240,20 @@ fn mean(v: &[f64]) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // (a) netem on a veth pair
 
+/// The netem fault's own apply (what the plugin runs per firing), without a journal.
+fn apply_netem(fault: &NetemFault, ns: &Path) -> Result<NetemUndo> {
+    Ok(fault.apply(
+        &HostKernel::default().kernel(),
+        &ns.to_path_buf(),
+        &mut NoUndoLog,
+    )?)
+}
+
+/// The netem fault's own recovery.
+fn remove_netem(undo: NetemUndo) -> Result<()> {
+    Ok(NetemFault::recover(&HostKernel::default().kernel(), undo)?)
+}
+
 fn netem_scenario(s: &mut AssertSuite) -> Result<()> {
     setup_veth_pair()?;
     let ns = netns_path(NS_A);
@@ -262,16 +276,14 @@ fn netem_scenario(s: &mut AssertSuite) -> Result<()> {
         rate_bytes_per_sec: Some(125_000), // 1mbit
         ..NetemFault::default()
     };
-    let mut socket = RouteSocket::open_in_netns(&ns)?;
-    let links = target_links(&mut socket, fault.interface.as_deref())?;
-    let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+    let t = Instant::now();
+    let shaped = apply_netem(&fault, &ns)?;
+    let names: Vec<&str> = shaped.interfaces.iter().map(|l| l.name.as_str()).collect();
     s.check(
         "netem_target_links_non_loopback",
         names == [IF_A],
         format!("targets {names:?} in {NS_A}"),
     );
-    let t = Instant::now();
-    let shaped = install_netem(&mut socket, &links, &netem_options(&fault))?;
     println!(
         "RESULT netem_install_once netlink_us={}",
         t.elapsed().as_micros()
@@ -325,7 +337,7 @@ fn netem_scenario(s: &mut AssertSuite) -> Result<()> {
     );
 
     let t = Instant::now();
-    remove_netem(&ns, &shaped)?;
+    remove_netem(shaped)?;
     println!(
         "RESULT netem_remove_once netlink_us={}",
         t.elapsed().as_micros()
@@ -371,11 +383,13 @@ fn foreign_root_qdisc_put_back(s: &mut AssertSuite, ns: &Path, fault: &NetemFaul
         "fq_codel", "limit", "777", "target", "3ms", "interval", "50ms", "quantum", "1000", "ecn",
     ])?;
     let before = tc_root_line()?;
-    let mut socket = RouteSocket::open_in_netns(ns)?;
-    let links = target_links(&mut socket, Some(IF_A))?;
-    let shaped = install_netem(&mut socket, &links, &netem_options(fault))?;
+    let on_a = NetemFault {
+        interface: Some(IF_A.into()),
+        ..fault.clone()
+    };
+    let shaped = apply_netem(&on_a, ns)?;
     let during = tc_root_line()?;
-    remove_netem(ns, &shaped)?;
+    remove_netem(shaped)?;
     let after = tc_root_line()?;
     run(&[
         "ip", "netns", "exec", NS_A, "tc", "qdisc", "del", "dev", IF_A, "root",
@@ -406,18 +420,19 @@ fn figures_scenario(s: &mut AssertSuite) -> Result<()> {
         delay: Some(Duration::from_millis(100)),
         ..NetemFault::default()
     };
-    let options = netem_options(&fault);
+    let on_a = NetemFault {
+        interface: Some(IF_A.into()),
+        ..fault.clone()
+    };
     let (mut nl_add, mut nl_del, mut tc_add, mut tc_del) = (vec![], vec![], vec![], vec![]);
     let nsenter_net = format!("--net={}", ns.display());
     for _ in 0..N {
         // What the plugin does per firing: open the socket in the netns, pick links, install.
         let t = Instant::now();
-        let mut socket = RouteSocket::open_in_netns(&ns)?;
-        let links = target_links(&mut socket, Some(IF_A))?;
-        let shaped = install_netem(&mut socket, &links, &options)?;
+        let shaped = apply_netem(&on_a, &ns)?;
         nl_add.push(t.elapsed().as_secs_f64() * 1e6);
         let t = Instant::now();
-        remove_netem(&ns, &shaped)?;
+        remove_netem(shaped)?;
         nl_del.push(t.elapsed().as_secs_f64() * 1e6);
 
         let t = Instant::now();

@@ -4,6 +4,9 @@
 use std::process::{Child, Command};
 
 use super::*;
+use crate::faults::netem::{NetemFault, NetemUndo};
+use crate::faults::FakeKernel as Fakes;
+use crate::faults::{Fault, Kernel, NoUndoLog};
 
 struct PrivateNetns {
     child: Child,
@@ -136,14 +139,14 @@ fn a_foreign_root_qdisc_is_saved_and_put_back() {
     // Someone else's root qdisc (bfifo, limit 4096 bytes, handle 1:).
     let (netns, mut socket, lo) =
         with_foreign_root_qdisc("bfifo", 0x0001_0000, &4096u32.to_ne_bytes());
-    let shaped = install_root_qdisc(&mut socket, &lo, "pfifo", &10u32.to_ne_bytes()).unwrap();
+    let shaped = shape_lo_with_pfifo(&netns);
     assert_eq!(
         shaped[0].saved.as_ref().map(|s| s.kind.as_str()),
         Some("bfifo")
     );
     assert!(socket.root_qdisc(lo[0].index).unwrap().unwrap().is_ours());
 
-    remove_netem(&netns.path(), &shaped).unwrap();
+    remove(&netns.path(), &shaped);
     let back = socket.root_qdisc(lo[0].index).unwrap().unwrap();
     assert_eq!((back.kind.as_str(), back.handle), ("bfifo", 0x0001_0000));
     assert_eq!(&back.options[..4], &4096u32.to_ne_bytes());
@@ -153,21 +156,59 @@ fn a_foreign_root_qdisc_is_saved_and_put_back() {
     let path = netns.path();
     drop(netns);
     std::thread::sleep(std::time::Duration::from_millis(50));
-    remove_netem(&path, &shaped).unwrap();
+    remove(&path, &shaped);
 }
 
 #[test]
 fn a_named_interface_that_is_missing_is_reported_with_what_exists() {
     let netns = PrivateNetns::new();
-    let mut socket = RouteSocket::open_in_netns(&netns.path()).unwrap();
-    let err = target_links(&mut socket, Some("eth0"))
+    let shape = |interface| {
+        NetemFault::shape(
+            &KernelNetlink,
+            &netns.path(),
+            interface,
+            ("pfifo", &[]),
+            &mut NoUndoLog,
+        )
         .unwrap_err()
-        .to_string();
+        .to_string()
+    };
+    let err = shape(Some("eth0"));
     assert!(
         err.contains("no interface 'eth0'") && err.contains("lo"),
         "{err}"
     );
-    assert!(target_links(&mut socket, None).unwrap().is_empty());
+    assert_eq!(
+        shape(None),
+        "the pod's network namespace has no interface but loopback"
+    );
+}
+
+/// The netem fault's path with pfifo (always built in) on the namespace's loopback.
+fn shape_lo_with_pfifo(netns: &PrivateNetns) -> Vec<ShapedInterface> {
+    NetemFault::shape(
+        &KernelNetlink,
+        &netns.path(),
+        Some("lo"),
+        ("pfifo", &10u32.to_ne_bytes()),
+        &mut NoUndoLog,
+    )
+    .unwrap()
+    .interfaces
+}
+
+/// The netem fault's recovery against the kernel.
+fn remove(netns: &Path, interfaces: &[ShapedInterface]) {
+    let fakes = Fakes::new();
+    let kernel = Kernel {
+        netlink: &KernelNetlink,
+        ..fakes.kernel()
+    };
+    let undo = NetemUndo {
+        netns: netns.to_path_buf(),
+        interfaces: interfaces.to_vec(),
+    };
+    NetemFault::recover(&kernel, undo).unwrap();
 }
 
 /// The bytes of a TCA_OPTIONS payload made of `attributes` (a kind with nested options).
@@ -203,7 +244,7 @@ fn a_foreign_qdisc_with_nested_options_is_put_back_exactly() {
         "the kernel's dump"
     );
 
-    let shaped = install_root_qdisc(&mut socket, &lo, "pfifo", &10u32.to_ne_bytes()).unwrap();
+    let shaped = shape_lo_with_pfifo(&netns);
     let saved = shaped[0].saved.clone().unwrap();
     assert_eq!(
         (saved.kind.as_str(), saved.handle, &saved.options),
@@ -214,6 +255,6 @@ fn a_foreign_qdisc_with_nested_options_is_put_back_exactly() {
         "pfifo"
     );
 
-    remove_netem(&netns.path(), &shaped).unwrap();
+    remove(&netns.path(), &shaped);
     assert_eq!(socket.root_qdisc(lo[0].index).unwrap(), Some(before));
 }

@@ -184,3 +184,9 @@ impl fmt::Display for StressFault {
         Ok(())
     }
 }
+
+mod apply;
+#[cfg(test)]
+mod tests;
+
+pub use apply::{kill_if_same, start_stressors, StressError, StressUndo};

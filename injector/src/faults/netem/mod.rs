@@ -25,6 +25,14 @@
 //! `count`, `probability`) apply. Without `duration`, the qdisc stays until the pod stops.
 //! netem on a `hostNetwork` pod is refused unless the admin policy sets
 //! `allow_netem_host_network` (it would shape the node's own network).
+//!
+//! Execution (`apply.rs`, over the [`crate::seams::netlink::Netlink`] seam): the
+//! target interfaces and their root qdiscs are read first, a foreign root qdisc is saved (its
+//! options byte for byte), that recovery is journaled, and only then is netem installed as
+//! the root qdisc of each. If an install fails halfway, the interfaces already shaped are put
+//! back; if that fails too, the entry stays journaled and the error says so. The recovery
+//! puts the saved qdisc back (or deletes ours so the kernel default returns) on each
+//! interface whose root is still ours, tries every interface, and reports every failure.
 
 use std::fmt;
 use std::time::Duration;
@@ -215,3 +223,9 @@ impl fmt::Display for NetemFault {
         f.write_str(&parts.join(" "))
     }
 }
+
+mod apply;
+#[cfg(test)]
+mod tests;
+
+pub use apply::{NetemError, NetemUndo};

@@ -14,9 +14,12 @@
 //! code 128 + the signal number (137 for `SIGKILL`), and the kubelet restarts the container; the
 //! restarted container is not killed again once `count` (default 1) is spent.
 
+use crate::annotations::FaultKind;
 use std::fmt;
 
+use super::{Fault, Kernel, Undo, UndoLog};
 use crate::fields::{FieldError, FieldSpec, FieldType, Fields};
+use crate::journal::Recovery;
 use crate::seams::signal::{ProcessHandle, SignalError, Signaller};
 
 /// Errors of the kill fault.
@@ -221,6 +224,45 @@ impl KillFault {
     }
 }
 
+/// A signal is not undone: nothing to journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signalled;
+
+impl Undo for Signalled {
+    fn recovery(&self) -> Option<Recovery> {
+        None
+    }
+}
+
+impl Fault for KillFault {
+    const KIND: FaultKind = FaultKind::Kill;
+    const RECOVERED: &'static str = "signal sent";
+    const BLOCKS: bool = false;
+    /// The container's init process, pinned by a pidfd at arm time.
+    type Target = ProcessHandle;
+    type Undo = Signalled;
+    type Error = KillError;
+
+    fn apply(
+        &self,
+        kernel: &Kernel<'_>,
+        target: &ProcessHandle,
+        _log: &mut dyn UndoLog,
+    ) -> Result<Signalled, KillError> {
+        self.execute(kernel.signaller, target)?;
+        tracing::info!(signal = %self.signal, pid = target.pid(), "signal sent");
+        Ok(Signalled)
+    }
+
+    fn recover(_kernel: &Kernel<'_>, _undo: Signalled) -> Result<(), KillError> {
+        Ok(())
+    }
+
+    fn target_gone(err: &KillError) -> bool {
+        matches!(err, KillError::Signal(SignalError::Exited { .. }))
+    }
+}
+
 impl fmt::Display for KillFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "signal={}", self.signal)
@@ -228,104 +270,4 @@ impl fmt::Display for KillFault {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::seams::signal::RecordingSignaller;
-
-    #[test]
-    fn signal_names_and_numbers() {
-        for (text, n) in [
-            ("SIGKILL", 9),
-            ("KILL", 9),
-            ("sigterm", 15),
-            ("term", 15),
-            ("9", 9),
-            ("15", 15),
-            ("1", 1),
-            ("31", 31),
-            ("34", 34),
-            ("64", 64),
-            ("SIGHUP", 1),
-            ("SIGIOT", 6),
-            ("SIGRTMIN", 34),
-            ("SIGRTMIN+1", 35),
-            ("rtmin+30", 64),
-            ("SIGRTMAX", 64),
-            ("SIGRTMAX-2", 62),
-            ("SIGSYS", 31),
-        ] {
-            assert_eq!(
-                Signal::parse(text).map(Signal::number).ok(),
-                Some(n),
-                "{text}"
-            );
-        }
-        for bad in [
-            "",
-            "0",
-            "32",
-            "33",
-            "65",
-            "-9",
-            "+9",
-            "SIG",
-            "SIGFOO",
-            "KIL",
-            "SIGRTMIN+31",
-            "SIGRTMAX+1",
-            "SIGRTMIN-1",
-            "SIGRTMIN+",
-            "RTMIN+x",
-            "99999999999999999999",
-            "９",
-            "SIG KILL",
-            " KILL",
-        ] {
-            assert!(Signal::parse(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn signal_display_and_exit_code() {
-        assert_eq!(Signal::KILL.name(), "SIGKILL");
-        assert_eq!(Signal::KILL.exit_code(), 137);
-        assert_eq!(Signal::TERM.exit_code(), 143);
-        assert_eq!(
-            Signal::from_number(34).map(Signal::name).as_deref(),
-            Some("SIGRTMIN")
-        );
-        assert_eq!(
-            Signal::from_number(36).map(Signal::name).as_deref(),
-            Some("SIGRTMIN+2")
-        );
-        assert_eq!(
-            Signal::from_number(64).map(Signal::name).as_deref(),
-            Some("SIGRTMAX")
-        );
-        assert_eq!(Signal::from_number(0), None);
-        assert_eq!(Signal::from_number(32), None);
-        for n in (1..=31).chain(34..=64) {
-            let s = Signal::from_number(n).unwrap();
-            assert_eq!(Signal::parse(&s.name()).unwrap(), s);
-        }
-    }
-
-    #[test]
-    fn execute_through_the_fake() {
-        let fake = RecordingSignaller::default();
-        let handle = fake.open(42).unwrap();
-        KillFault {
-            signal: Signal::TERM,
-        }
-        .execute(&fake, &handle)
-        .unwrap();
-        KillFault::default().execute(&fake, &handle).unwrap();
-        assert_eq!(fake.sent(), vec![(42, Signal::TERM), (42, Signal::KILL)]);
-        fake.mark_exited(42);
-        let err = KillFault::default().execute(&fake, &handle).unwrap_err();
-        assert!(matches!(
-            err,
-            KillError::Signal(SignalError::Exited { pid: 42 })
-        ));
-    }
-}
+mod tests;
