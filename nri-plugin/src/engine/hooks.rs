@@ -1,10 +1,14 @@
-//! Faults executed by the OCI hook `nri-chaos-hook`: at CreateContainer the engine hands them
-//! to the hook through the NRI container adjustment: an OCI hook entry at the right point and
-//! the resolved plan in the container's OCI annotation [`PLAN_ANNOTATION`]. Containers
-//! without such a fault get no adjustment at all.
+//! Faults executed in the runtime's path, by the OCI hook `nri-chaos-hook` (`start`, early
+//! `oom` scores and `netem`) or by the shim wrapper `containerd-shim-nri-chaos-v2` (`exec`): at
+//! CreateContainer the engine hands them over through the NRI container adjustment: the
+//! resolved plan in the container's OCI annotation [`PLAN_ANNOTATION`] (one mechanism for
+//! both: the wrapper reads it from the bundle's `config.json` at the task Create), plus an OCI
+//! hook entry when the hook has something to do. Containers without such a fault get no
+//! adjustment at all.
 //!
-//! The engine decides `count` (the firing ledger, claimed here for `start`) and
-//! `probability` (drawn here); the hook acts on whatever the plan says.
+//! For the hook, the engine decides `count` (the firing ledger, claimed here for `start`) and
+//! `probability` (drawn here); the hook acts on whatever the plan says. An `exec` fault acts
+//! per exec, so the wrapper applies its window, `count` and `probability` itself.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -16,6 +20,9 @@ use super::{Inner, PodInfo};
 
 /// Where the hook binary is when neither the policy nor `--hook-path` says otherwise.
 pub const DEFAULT_HOOK_PATH: &str = "/opt/nri-chaos/bin/nri-chaos-hook";
+
+/// The runtime handler (and RuntimeClass, see `deploy/`) whose shim is the wrapper.
+pub const SHIM_HANDLER: &str = "nri-chaos";
 
 /// One OCI hook entry to add to the container's spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +72,32 @@ pub(crate) fn needs_hook_binary(fault: &FaultRequest) -> bool {
     fault.kind == FaultKind::Start
 }
 
+/// Why `fault` cannot run for this pod on this node (the whole rejection reason), or None.
+/// `hook_path`: the hook binary to check (None: not checked, as `nri-chaos validate` has no
+/// node). `runtime_handler`: the pod's runtime handler (for `validate`, its runtimeClassName).
+pub fn runtime_problem(
+    hook_path: Option<&str>,
+    runtime_handler: &str,
+    fault: &FaultRequest,
+) -> Option<String> {
+    if fault.kind == FaultKind::Exec && runtime_handler != SHIM_HANDLER {
+        let shown = match runtime_handler {
+            "" => "the default runtime handler".to_string(),
+            other => format!("runtime handler \"{other}\""),
+        };
+        return Some(format!(
+            "fault 'exec' is executed by the shim wrapper, and this pod runs on {shown}, not on \"{SHIM_HANDLER}\" (set runtimeClassName: {SHIM_HANDLER}; see deploy/kubernetes/runtimeclass.yaml)"
+        ));
+    }
+    let reason = hook_path
+        .filter(|_| needs_hook_binary(fault))
+        .and_then(hook_unusable)?;
+    Some(format!(
+        "fault '{}' is executed by the OCI hook: {reason} (install it, or set hook_path in the policy or --hook-path)",
+        fault.kind.as_str()
+    ))
+}
+
 fn seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -85,6 +118,12 @@ pub(crate) fn adjustment(
     let mut hook_usable: Option<bool> = None;
     let mut rng = SplitMix64::new(seed());
     let mut chosen: Vec<&FaultRequest> = Vec::new();
+    // The shim wrapper's faults: only the plan, no hook (the screen kept them for pods on
+    // its runtime handler only).
+    let execs: Vec<&FaultRequest> = faults
+        .iter()
+        .filter(|f| f.kind == FaultKind::Exec)
+        .collect();
     for fault in faults {
         let Some(HookPoint::CreateRuntime) = hook_point(fault) else {
             continue;
@@ -124,12 +163,22 @@ pub(crate) fn adjustment(
         }
         chosen.push(fault);
     }
-    if chosen.is_empty() {
+    if chosen.is_empty() && execs.is_empty() {
         return None;
     }
-    let plan = HookPlan::new(chosen.iter().copied(), |key| {
+    let plan = HookPlan::new(chosen.iter().chain(&execs).copied(), |key| {
         pod.annotations.get(key).cloned().unwrap_or_default()
     });
+    let annotations = vec![(PLAN_ANNOTATION.to_string(), plan.encode())];
+    for fault in &execs {
+        tracing::info!(pod = %pod.display_name(), container = %container_name, fault = fault.kind.as_str(), key = %fault.key, "exec fault handed to the shim wrapper");
+    }
+    if chosen.is_empty() {
+        return Some(HookAdjustment {
+            annotations,
+            hooks: Vec::new(),
+        });
+    }
     let owned: Vec<FaultRequest> = chosen.iter().map(|f| (*f).clone()).collect();
     let hook = OciHook {
         point: HookPoint::CreateRuntime,
@@ -144,7 +193,7 @@ pub(crate) fn adjustment(
         tracing::info!(pod = %pod.display_name(), container = %container_name, fault = fault.kind.as_str(), key = %fault.key, hook = hook.point.as_str(), timeout_s = hook.timeout_secs, "OCI hook injected");
     }
     Some(HookAdjustment {
-        annotations: vec![(PLAN_ANNOTATION.to_string(), plan.encode())],
+        annotations,
         hooks: vec![hook],
     })
 }
@@ -202,6 +251,7 @@ mod tests {
             host_network: false,
             netns: None,
             pid: 0,
+            runtime_handler: SHIM_HANDLER.into(),
         }
     }
 
@@ -337,5 +387,62 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn exec_goes_to_the_shim_wrapper_as_a_plan_without_a_hook() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path(), None, false);
+        let key = "exec.nri-chaos.io/container.app";
+        let value = "{fail: {exit_code: 7}, match: healthz}";
+        let adj = engine
+            .create_container(pod(&[(key, value)]), container("c1", "app"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(adj.hooks, vec![]);
+        let faults = HookPlan::decode(&adj.annotations[0].1).unwrap();
+        assert_eq!(faults.len(), 1);
+        assert_eq!(
+            (faults[0].0.kind, faults[0].1.as_str()),
+            (FaultKind::Exec, value)
+        );
+    }
+
+    #[test]
+    fn exec_on_a_pod_off_the_wrapper_handler_is_rejected_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let strict = engine(dir.path(), None, true);
+        let key = "exec.nri-chaos.io/container.app";
+        let on_runc = PodInfo {
+            runtime_handler: "runc".into(),
+            ..pod(&[(key, "{hang: true}")])
+        };
+        let err = strict
+            .create_container(on_runc, container("c1", "app"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("annotation exec.nri-chaos.io/container.app: \"{hang: true}\": fault 'exec' is executed by the shim wrapper, and this pod runs on runtime handler \"runc\", not on \"nri-chaos\""),
+            "{err}"
+        );
+        let lenient_dir = tempfile::tempdir().unwrap();
+        let lenient = engine(lenient_dir.path(), None, false);
+        let on_default = PodInfo {
+            runtime_handler: String::new(),
+            ..pod(&[(key, "{hang: true}")])
+        };
+        assert_eq!(
+            lenient
+                .create_container(on_default, container("c1", "app"))
+                .unwrap(),
+            None
+        );
+        let (_, rejected) = lenient.registry().snapshot();
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert!(
+            rejected[0].reason.contains("the default runtime handler"),
+            "{rejected:?}"
+        );
+        assert_eq!(rejected[0].class.as_str(), "unsupported");
     }
 }

@@ -122,7 +122,7 @@ impl RejectionClass {
 
     /// Classifies a rejection reason by the wording the injector and engine use.
     pub fn of(reason: &str) -> RejectionClass {
-        if reason.contains("not supported by this build") {
+        if reason.contains("not supported by this build") || reason.contains("runtime handler") {
             RejectionClass::Unsupported
         } else if reason.contains("policy") {
             RejectionClass::Policy

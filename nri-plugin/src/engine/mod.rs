@@ -781,11 +781,7 @@ impl Engine {
         );
         let hook_path = self.inner.hook_path();
         screen(plan, &pod.annotations, |fault| {
-            if hooks::needs_hook_binary(fault) {
-                hooks::hook_unusable(hook_path)
-            } else {
-                None
-            }
+            hooks::runtime_problem(Some(hook_path), &pod.runtime_handler, fault)
         })
     }
 

@@ -27,6 +27,7 @@ fn pod(annotation: Option<(&str, &str)>) -> PodInfo {
         host_network: false,
         netns: None,
         pid: 0,
+        ..PodInfo::default()
     }
 }
 
