@@ -178,10 +178,13 @@ async fn forward(conn: UnixStream, upstream: &Path, shared: Arc<Shared>) {
                 }
             }
             Route::ForwardAfter(hold) => {
-                let to_up = to_up.clone();
+                let to_client = to_client.clone();
+                let upstream = upstream.to_path_buf();
                 calls.spawn(async move {
                     tokio::time::sleep(hold).await;
-                    let _ = to_up.send(frame).await;
+                    if let Some(answer) = call_alone(&upstream, &frame).await {
+                        let _ = to_client.send(answer).await;
+                    }
                 });
             }
             Route::Answer(response) => {
@@ -203,6 +206,21 @@ async fn forward(conn: UnixStream, upstream: &Path, shared: Arc<Shared>) {
     let _ = up_reader.await;
     drop(to_client);
     let _ = client_writer.await;
+}
+
+/// Sends one held request to the runc shim on a connection of its own and returns its answer.
+/// Not on the shared connection: its ttrpc server refuses a stream id lower than one it has
+/// seen, and later calls have passed the held one by then.
+async fn call_alone(upstream: &Path, frame: &Frame) -> Option<Frame> {
+    let mut up = UnixStream::connect(upstream).await.ok()?;
+    up.write_all(&frame.0).await.ok()?;
+    let stream_id = frame.header().stream_id;
+    loop {
+        let answer = Frame::read(&mut up).await.ok()??;
+        if answer.header().stream_id == stream_id {
+            return Some(answer);
+        }
+    }
 }
 
 /// Writes frames to `w` in order until every sender is gone, then shuts its write side.

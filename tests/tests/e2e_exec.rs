@@ -128,19 +128,22 @@ async fn window_and_count(version: ContainerdVersion) -> Result<()> {
                     "exec.nri-chaos.io/container.win",
                     "{fail: {exit_code: 3}, after: 2s, duration: 3s}",
                 )
-                .annotation("exec.nri-chaos.io/container.counted", "{fail: {}, count: 2}"),
+                .annotation(
+                    "exec.nri-chaos.io/container.counted",
+                    "{fail: {}, count: 2}",
+                ),
         )
         .await?;
     let counted = cri
         .run_container(&pod, &ContainerSpec::new("counted", SLEEPER))
         .await?;
-    let mut codes = Vec::new();
+    let mut counts = Vec::new();
     for _ in 0..4 {
-        codes.push(cri.exec_sync(&counted, &["true"], 5).await?.exit_code);
+        counts.push(cri.exec_sync(&counted, &["true"], 5).await?.exit_code);
     }
     ensure!(
-        codes == [1, 1, 0, 0],
-        "count 2: exit codes {codes:?} (want [1, 1, 0, 0])"
+        counts == [1, 1, 0, 0],
+        "count 2: exit codes {counts:?} (want [1, 1, 0, 0])"
     );
 
     let win = cri
@@ -159,7 +162,7 @@ async fn window_and_count(version: ContainerdVersion) -> Result<()> {
         codes == [0, 3, 3, 0],
         "after 2s, duration 3s: (seconds after start, exit code) {seen:?} (want 0, 3, 3, 0)"
     );
-    println!("{version}: count 2 -> {codes:?}, window -> {seen:?}");
+    println!("{version}: count 2 -> {counts:?}, window -> {seen:?}");
     cri.stop_pod(&pod).await?;
     cri.remove_pod(&pod).await?;
     node.shutdown().await
@@ -196,10 +199,7 @@ async fn refused_off_handler_and_bad_values(version: ContainerdVersion) -> Resul
         .run_container(&plain, &ContainerSpec::new("app", SLEEPER))
         .await?;
     let hi = cri.exec_sync(&app, &["echo", "hi"], 5).await?;
-    ensure!(
-        hi.exit_code == 0 && hi.stdout == "hi\n",
-        "on runc: {hi:?}"
-    );
+    ensure!(hi.exit_code == 0 && hi.stdout == "hi\n", "on runc: {hi:?}");
     let reason = "fault 'exec' is executed by the shim wrapper, and this pod runs on runtime handler \"runc\", not on \"nri-chaos\"";
     let logged = node.log_lines(&["annotation rejected", "exec.nri-chaos.io/container.app"]);
     ensure!(
@@ -236,7 +236,10 @@ async fn refused_off_handler_and_bad_values(version: ContainerdVersion) -> Resul
         hi.exit_code == 0 && hi.stdout == "hi\n",
         "bad value: {hi:?}"
     );
-    let bad = node.log_lines(&["annotation rejected", "fail.exit_code: \\\"0\\\" is out of range"]);
+    let bad = node.log_lines(&[
+        "annotation rejected",
+        "fail.exit_code: \\\"0\\\" is out of range",
+    ]);
     let bad_plain = node.log_lines(&["annotation rejected", "exit_code"]);
     ensure!(
         !bad.is_empty() || bad_plain.iter().any(|l| l.contains("out of range")),
