@@ -338,3 +338,6 @@ async fn open_stdio(stdio: &Stdio) -> Vec<OwnedFd> {
     }
     fds
 }
+
+#[cfg(test)]
+mod tests;
