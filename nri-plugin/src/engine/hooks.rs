@@ -445,4 +445,18 @@ mod tests {
         );
         assert_eq!(rejected[0].class.as_str(), "unsupported");
     }
+
+    #[test]
+    fn ctl_inject_of_exec_says_why_it_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path(), None, false);
+        let err = engine
+            .inject("default/web/app", FaultKind::Exec, "{hang: true}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fault 'exec' cannot be injected into a running container"),
+            "{err}"
+        );
+    }
 }

@@ -315,6 +315,12 @@ impl Engine {
         if namespace.is_empty() || pod_name.is_empty() || container_name == Some("") {
             return Err(InjectError::Target(target.to_string()));
         }
+        if kind == FaultKind::Exec {
+            // The wrapper reads exec plans at the container's Create only.
+            return Err(InjectError::Rejected(
+                "fault 'exec' cannot be injected into a running container by this build: the shim wrapper takes it from the pod annotation at container creation".to_string(),
+            ));
+        }
         let targets: Vec<(PodInfo, ContainerInfo)> = {
             let state = lock(&self.inner.state);
             let mut found: Vec<(PodInfo, ContainerInfo)> = state
