@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use injector::faults::exec::{ExecAction, ExecWindow};
@@ -52,14 +53,24 @@ pub struct Stdio {
 pub struct Window {
     /// `key: "value"` of the pod annotation.
     pub origin: String,
+    /// What `after` counts from: `None` for the container's start (annotation faults), the
+    /// moment the wrapper read it for an injected fault.
+    pub since: Option<Instant>,
     /// The decisions so far.
     pub window: ExecWindow,
 }
+
+/// When an inject file was last seen changed: modification time and length.
+pub type Stamp = (SystemTime, u64);
 
 #[derive(Debug, Default)]
 struct Container {
     name: String,
     started: Option<Instant>,
+    /// The file `ctl inject` writes for this container, its last stamp, and its faults.
+    inject: Option<PathBuf>,
+    stamp: Option<Stamp>,
+    injected: Vec<Window>,
 }
 
 /// What to do with an exec.
@@ -108,7 +119,11 @@ impl PodExecs {
     /// Task Create of container `id` with its `plan`. A restarted container (same name, same
     /// plan) keeps the windows, and so what `count` has used up.
     pub fn created(&mut self, id: &str, plan: ExecPlan) {
-        let ExecPlan { name, windows } = plan;
+        let ExecPlan {
+            name,
+            windows,
+            inject,
+        } = plan;
         let same = self.windows.get(&name).is_some_and(|old| {
             old.len() == windows.len()
                 && old.iter().zip(&windows).all(|(a, b)| a.origin == b.origin)
@@ -124,9 +139,26 @@ impl PodExecs {
             id.to_string(),
             Container {
                 name,
-                started: None,
+                inject,
+                ..Container::default()
             },
         );
+    }
+
+    /// The inject files to watch: container id, path, last stamp.
+    pub fn watched(&self) -> Vec<(String, PathBuf, Option<Stamp>)> {
+        self.containers
+            .iter()
+            .filter_map(|(id, c)| Some((id.clone(), c.inject.clone()?, c.stamp)))
+            .collect()
+    }
+
+    /// The injected faults of container `id` (empty when its file is gone), read at `stamp`.
+    pub fn set_injected(&mut self, id: &str, stamp: Option<Stamp>, windows: Vec<Window>) {
+        if let Some(c) = self.containers.get_mut(id) {
+            c.stamp = stamp;
+            c.injected = windows;
+        }
     }
 
     /// Task Start of container `id` (its init process): `after` counts from here.
@@ -144,7 +176,7 @@ impl PodExecs {
 
     /// Whether any container has exec faults (else Exec frames need no decoding).
     pub fn has_faults(&self) -> bool {
-        !self.windows.is_empty()
+        !self.windows.is_empty() || self.containers.values().any(|c| !c.injected.is_empty())
     }
 
     /// Whether an exec is being answered here (else Wait, Kill, ... need no decoding).
@@ -161,17 +193,13 @@ impl PodExecs {
         stdio: Stdio,
         now: Instant,
     ) -> Decision {
-        let Some(container) = self.containers.get(id) else {
+        let Some(container) = self.containers.get_mut(id) else {
             return Decision::Forward;
         };
-        let elapsed = container
-            .started
-            .map(|s| now.saturating_duration_since(s))
-            .unwrap_or_default();
-        let Some(windows) = self.windows.get_mut(&container.name) else {
-            return Decision::Forward;
-        };
-        for w in windows.iter_mut() {
+        let started = container.started.unwrap_or(now);
+        let annotated = self.windows.get_mut(&container.name).into_iter().flatten();
+        for w in annotated.chain(container.injected.iter_mut()) {
+            let elapsed = now.saturating_duration_since(w.since.unwrap_or(started));
             let draw = self.rng.next_f64();
             let Some(action) = w.window.decide(argv, elapsed, draw) else {
                 continue;
@@ -252,8 +280,10 @@ mod tests {
             name: name.into(),
             windows: vec![Window {
                 origin: format!("exec.nri-chaos.io: {value:?}"),
+                since: None,
                 window: ExecWindow::new(fault, req.timing),
             }],
+            inject: None,
         }
     }
 

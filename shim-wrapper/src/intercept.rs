@@ -73,7 +73,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn execs(&self) -> MutexGuard<'_, PodExecs> {
+    /// The pod's exec state.
+    pub fn execs(&self) -> MutexGuard<'_, PodExecs> {
         // A panic under this lock leaves plain maps; serving on beats stopping the pod.
         self.execs.lock().unwrap_or_else(|p| p.into_inner())
     }

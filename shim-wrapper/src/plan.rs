@@ -4,7 +4,8 @@
 //! (`injector::hookplan`). The file is read with the hook's bounded reader
 //! (`oci_hooks::oci::BundleConfig`, at most 16 MiB): the only disk access of the request path.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use injector::faults::exec::ExecWindow;
 use injector::hookplan::{HookPlan, PLAN_ANNOTATION};
@@ -23,6 +24,8 @@ pub struct ExecPlan {
     pub name: String,
     /// Its exec faults.
     pub windows: Vec<Window>,
+    /// Where `ctl inject` puts its injected exec faults (the plugin named it).
+    pub inject: Option<PathBuf>,
 }
 
 /// Errors reading the plan (the container then runs without exec faults).
@@ -48,21 +51,36 @@ impl ExecPlan {
         let Some(text) = annotations.get(PLAN_ANNOTATION) else {
             return Ok(ExecPlan {
                 name,
-                windows: Vec::new(),
+                ..ExecPlan::default()
             });
         };
-        let windows = HookPlan::decode(text)?
-            .into_iter()
-            .filter_map(|(req, value)| match req.spec {
-                FaultSpec::Exec(fault) => Some(Window {
-                    origin: format!("{}: {value:?}", req.key),
-                    window: ExecWindow::new(fault, req.timing),
-                }),
-                _ => None,
-            })
-            .collect();
-        Ok(ExecPlan { name, windows })
+        let plan = HookPlan::read(text)?;
+        Ok(ExecPlan {
+            name,
+            windows: exec_windows(&plan, None)?,
+            inject: plan.inject.map(PathBuf::from),
+        })
     }
+}
+
+/// The exec faults of `plan` as windows; `since`: what `after` counts from (`None`: the
+/// container's start).
+pub fn exec_windows(
+    plan: &HookPlan,
+    since: Option<Instant>,
+) -> Result<Vec<Window>, injector::hookplan::HookPlanError> {
+    Ok(plan
+        .requests()?
+        .into_iter()
+        .filter_map(|(req, value)| match req.spec {
+            FaultSpec::Exec(fault) => Some(Window {
+                origin: format!("{}: {value:?}", req.key),
+                since,
+                window: ExecWindow::new(fault, req.timing),
+            }),
+            _ => None,
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -90,6 +108,7 @@ mod tests {
             p.windows[0].origin,
             "exec.nri-chaos.io/container.app: \"{hang: true, match: healthz}\""
         );
+        assert_eq!(p.inject, None);
         let none = bundle(serde_json::json!({}));
         let p = ExecPlan::read("c2", none.path()).unwrap();
         assert_eq!((p.name.as_str(), p.windows.len()), ("c2", 0));

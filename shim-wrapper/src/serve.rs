@@ -124,6 +124,7 @@ async fn serve(args: &ServeArgs, listener: UnixListener) {
     let gone = upstream_gone(&args.upstream, args.upstream_pid);
     tokio::pin!(gone);
     let shared = Arc::new(Shared::default());
+    let _watcher = tokio::spawn(crate::inject::watch(shared.clone()));
     loop {
         tokio::select! {
             _ = &mut gone => return,

@@ -168,17 +168,95 @@ async fn window_and_count(version: ContainerdVersion) -> Result<()> {
     node.shutdown().await
 }
 
-fn ctl_list_json(node: &ChaosNode) -> Result<String> {
+/// `nri-chaos ctl <args>` on the node's control socket; its stdout, failing unless it succeeds.
+fn ctl(node: &ChaosNode, args: &[&str]) -> Result<String> {
     let socket: PathBuf = node.node.dir().join("nri-chaos-state").join("control.sock");
     let out = Command::new(plugin_binary())
         .args(["ctl", "--socket"])
         .arg(&socket)
-        .args(["list", "--json"])
+        .args(args)
         .stdin(Stdio::null())
         .output()
-        .context("running nri-chaos ctl list")?;
-    ensure!(out.status.success(), "ctl list: {out:?}");
+        .with_context(|| format!("running nri-chaos ctl {args:?}"))?;
+    ensure!(out.status.success(), "ctl {args:?}: {out:?}");
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ctl_list_json(node: &ChaosNode) -> Result<String> {
+    ctl(node, &["list", "--json"])
+}
+
+/// Polls ExecSync of `cmd` until its exit code is `want` (within `timeout`); the time it took.
+async fn until_exit_code(
+    cri: &nri_chaos_tests::Cri,
+    id: &str,
+    cmd: &[&str],
+    want: i32,
+    timeout: Duration,
+) -> Result<Duration> {
+    let t = Instant::now();
+    loop {
+        let out = cri.exec_sync(id, cmd, 5).await?;
+        if out.exit_code == want {
+            return Ok(t.elapsed());
+        }
+        ensure!(
+            t.elapsed() < timeout,
+            "{cmd:?} still gives {out:?} after {timeout:?} (want exit code {want})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `ctl inject` of an exec fault on a running wrapped pod reaches its wrapper; `ctl recover`
+/// ends it.
+async fn injected_with_ctl(version: ContainerdVersion) -> Result<()> {
+    try_shim_wrapper_binary()?;
+    let node = ChaosNode::start(version, "").await?;
+    let cri = node.node.cri().await?;
+    let pod = cri
+        .run_pod(&PodSpec::new("injected").runtime_handler(SHIM_HANDLER))
+        .await?;
+    let app = cri
+        .run_container(&pod, &ContainerSpec::new("app", SLEEPER))
+        .await?;
+    let healthz: &[&str] = &["sh", "-c", "echo healthz"];
+    let before = cri.exec_sync(&app, healthz, 5).await?;
+    ensure!(
+        before.exit_code == 0 && before.stdout == "healthz\n",
+        "before the injection: {before:?}"
+    );
+    let out = ctl(
+        &node,
+        &[
+            "inject",
+            "default/injected/app",
+            "exec",
+            "{fail: {exit_code: 5}, match: healthz}",
+        ],
+    )?;
+    ensure!(out.contains("exec"), "ctl inject printed {out:?}");
+    let took = until_exit_code(&cri, &app, healthz, 5, Duration::from_secs(3)).await?;
+    let hi = cri.exec_sync(&app, &["echo", "hi"], 5).await?;
+    ensure!(
+        hi.exit_code == 0 && hi.stdout == "hi\n",
+        "echo hi while injected: {hi:?}"
+    );
+    let listed = ctl_list_json(&node)?;
+    ensure!(
+        listed.contains("\"exec\"") && listed.contains("fail: {exit_code: 5}"),
+        "ctl list --json does not show the injected exec fault: {listed}"
+    );
+    ctl(&node, &["recover", "--all"])?;
+    let gone = until_exit_code(&cri, &app, healthz, 0, Duration::from_secs(3)).await?;
+    println!(
+        "{version}: ctl inject reached the wrapper in {:.2} s; ctl recover ended it in {:.2} s",
+        took.as_secs_f64(),
+        gone.as_secs_f64()
+    );
+    cri.stop_pod(&pod).await?;
+    cri.remove_pod(&pod).await?;
+    node.shutdown().await
 }
 
 /// An `exec` annotation on a pod of the `runc` handler is rejected with that reason (log,
@@ -256,10 +334,12 @@ async fn refused_off_handler_and_bad_values(version: ContainerdVersion) -> Resul
 on_both_containerd_versions!(
     fail_hang_and_delay,
     window_and_count,
-    refused_off_handler_and_bad_values
+    refused_off_handler_and_bad_values,
+    injected_with_ctl
 );
 on_containerd_2_3!(
     fail_hang_and_delay,
     window_and_count,
-    refused_off_handler_and_bad_values
+    refused_off_handler_and_bad_values,
+    injected_with_ctl
 );

@@ -11,18 +11,99 @@
 //! per exec, so the wrapper applies its window, `count` and `probability` itself.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use injector::hookplan::{hook_point, hook_timeout_secs, HookPlan, HookPoint, PLAN_ANNOTATION};
+use injector::hookplan::{
+    hook_point, hook_timeout_secs, HookPlan, HookPoint, PlannedFault, PLAN_ANNOTATION, PLAN_VERSION,
+};
 use injector::{FaultKind, FaultRequest, LedgerKey, Rng, SplitMix64};
+use tokio::sync::watch;
 
-use super::{Inner, PodInfo};
+use super::{introspect, runner, ArmedFault, Inner, PodInfo};
 
 /// Where the hook binary is when neither the policy nor `--hook-path` says otherwise.
 pub const DEFAULT_HOOK_PATH: &str = "/opt/nri-chaos/bin/nri-chaos-hook";
 
 /// The runtime handler (and RuntimeClass, see `deploy/`) whose shim is the wrapper.
 pub const SHIM_HANDLER: &str = "nri-chaos";
+
+/// Where `ctl inject` puts a container's injected exec faults for its shim wrapper:
+/// `<state dir>/exec/<container id>.json` (the state dir holds the ledger).
+fn exec_inject_path(inner: &Inner, container_id: &str) -> PathBuf {
+    let state_dir = inner.ledger_path.parent().unwrap_or(Path::new("/"));
+    state_dir.join("exec").join(format!("{container_id}.json"))
+}
+
+/// At start: injected exec faults of a previous run end with it, as its other injected
+/// faults do (the wrappers see their files go).
+pub(crate) fn clear_exec_injections(state_dir: &Path) {
+    let _ = std::fs::remove_dir_all(state_dir.join("exec"));
+}
+
+/// `ctl inject` of an `exec` fault into a running container of a wrapped pod: its plan is
+/// written to the file the container's wrapper watches (named in the container's plan
+/// annotation at creation); the fault holds until it is stopped (`ctl recover`, the
+/// container's end), which removes the file. Runs on the control socket, not in an NRI
+/// handler.
+pub(super) fn inject_exec(
+    inner: &Arc<Inner>,
+    target: &runner::Target,
+    key: &str,
+    value: &str,
+) -> Result<Option<ArmedFault>, String> {
+    let path = exec_inject_path(inner, &target.container_id);
+    let plan = HookPlan {
+        version: PLAN_VERSION,
+        faults: vec![PlannedFault {
+            kind: FaultKind::Exec.as_str().to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+        }],
+        inject: None,
+    };
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, plan.encode())?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|err| {
+        format!(
+            "writing the exec plan for the shim wrapper to {}: {err}",
+            path.display()
+        )
+    })?;
+    let id = inner.next_fault_id.fetch_add(1, Ordering::Relaxed);
+    inner.registry.armed(introspect::NewFault {
+        id,
+        pod: &target.pod,
+        container: &target.container,
+        container_id: &target.container_id,
+        kind: FaultKind::Exec,
+        value,
+        source: "ctl",
+        holds: true,
+    });
+    inner.registry.applied(id, std::time::Duration::ZERO);
+    let (stop, mut stop_rx) = watch::channel(false);
+    let engine = inner.clone();
+    let task = tokio::spawn(async move {
+        // Stopped (or the engine dropped the fault): the wrapper sees the file go.
+        let _ = stop_rx.changed().await;
+        let _ = std::fs::remove_file(&path);
+        engine.registry.recovered(id);
+    });
+    Ok(Some(ArmedFault {
+        id,
+        kind: FaultKind::Exec,
+        stop,
+        task,
+    }))
+}
 
 /// One OCI hook entry to add to the container's spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +192,7 @@ pub(crate) fn adjustment(
     inner: &Inner,
     pod: &PodInfo,
     container_name: &str,
+    container_id: &str,
     faults: &[FaultRequest],
 ) -> Option<HookAdjustment> {
     let path = inner.hook_path();
@@ -163,12 +245,18 @@ pub(crate) fn adjustment(
         }
         chosen.push(fault);
     }
-    if chosen.is_empty() && execs.is_empty() {
+    // Every container of a wrapped pod gets a plan: it names where `ctl inject` can reach
+    // the wrapper later.
+    let wrapped = pod.runtime_handler == SHIM_HANDLER;
+    if chosen.is_empty() && execs.is_empty() && !wrapped {
         return None;
     }
-    let plan = HookPlan::new(chosen.iter().chain(&execs).copied(), |key| {
+    let mut plan = HookPlan::new(chosen.iter().chain(&execs).copied(), |key| {
         pod.annotations.get(key).cloned().unwrap_or_default()
     });
+    if wrapped {
+        plan.inject = Some(exec_inject_path(inner, container_id).display().to_string());
+    }
     let annotations = vec![(PLAN_ANNOTATION.to_string(), plan.encode())];
     for fault in &execs {
         tracing::info!(pod = %pod.display_name(), container = %container_name, fault = fault.kind.as_str(), key = %fault.key, "exec fault handed to the shim wrapper");
@@ -251,7 +339,7 @@ mod tests {
             host_network: false,
             netns: None,
             pid: 0,
-            runtime_handler: SHIM_HANDLER.into(),
+            runtime_handler: String::new(),
         }
     }
 
@@ -395,8 +483,12 @@ mod tests {
         let engine = engine(dir.path(), None, false);
         let key = "exec.nri-chaos.io/container.app";
         let value = "{fail: {exit_code: 7}, match: healthz}";
+        let wrapped = |annotations: &[(&str, &str)]| PodInfo {
+            runtime_handler: SHIM_HANDLER.into(),
+            ..pod(annotations)
+        };
         let adj = engine
-            .create_container(pod(&[(key, value)]), container("c1", "app"))
+            .create_container(wrapped(&[(key, value)]), container("c1", "app"))
             .unwrap()
             .unwrap();
         assert_eq!(adj.hooks, vec![]);
@@ -405,6 +497,17 @@ mod tests {
         assert_eq!(
             (faults[0].0.kind, faults[0].1.as_str()),
             (FaultKind::Exec, value)
+        );
+        // Every container of a wrapped pod is told where injected exec faults will be.
+        let plain = engine
+            .create_container(wrapped(&[]), container("c2", "sidecar"))
+            .unwrap()
+            .unwrap();
+        let plan = HookPlan::read(&plain.annotations[0].1).unwrap();
+        assert!(plan.faults.is_empty());
+        assert_eq!(
+            plan.inject.map(PathBuf::from),
+            Some(dir.path().join("exec/c2.json"))
         );
     }
 
@@ -444,19 +547,5 @@ mod tests {
             "{rejected:?}"
         );
         assert_eq!(rejected[0].class.as_str(), "unsupported");
-    }
-
-    #[test]
-    fn ctl_inject_of_exec_says_why_it_cannot() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = engine(dir.path(), None, false);
-        let err = engine
-            .inject("default/web/app", FaultKind::Exec, "{hang: true}")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("fault 'exec' cannot be injected into a running container"),
-            "{err}"
-        );
     }
 }

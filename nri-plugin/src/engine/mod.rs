@@ -149,6 +149,7 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let ledger_path = ledger_store::ledger_path(state_dir);
         let ledger = ledger_store::load(&ledger_path);
+        hooks::clear_exec_injections(state_dir);
         let journal_dir = state_dir.join("journal");
         let journal = Journal::open(&journal_dir).map_err(|err| EngineError::Journal {
             path: journal_dir.display().to_string(),
@@ -315,12 +316,6 @@ impl Engine {
         if namespace.is_empty() || pod_name.is_empty() || container_name == Some("") {
             return Err(InjectError::Target(target.to_string()));
         }
-        if kind == FaultKind::Exec {
-            // The wrapper reads exec plans at the container's Create only.
-            return Err(InjectError::Rejected(
-                "fault 'exec' cannot be injected into a running container by this build: the shim wrapper takes it from the pod annotation at container creation".to_string(),
-            ));
-        }
         let targets: Vec<(PodInfo, ContainerInfo)> = {
             let state = lock(&self.inner.state);
             let mut found: Vec<(PodInfo, ContainerInfo)> = state
@@ -371,8 +366,14 @@ impl Engine {
             };
             let mut new = Vec::new();
             for fault in &faults {
-                if let Some(fault) = self.arm(fault, &target, container.memory_limit, value, "ctl")
-                {
+                let armed_fault = if fault.kind == FaultKind::Exec {
+                    // The shim wrapper executes it: handed over through its inject file.
+                    hooks::inject_exec(&self.inner, &target, &fault.key, value)
+                        .map_err(InjectError::Rejected)?
+                } else {
+                    self.arm(fault, &target, container.memory_limit, value, "ctl")
+                };
+                if let Some(fault) = armed_fault {
                     tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), fault_id = fault.id, value = %value, "fault injected on operator request");
                     armed.push(fault.id);
                     new.push(fault);
@@ -495,7 +496,8 @@ impl Engine {
                 reasons,
             });
         }
-        let adjustment = hooks::adjustment(&self.inner, &pod, &container.name, &faults);
+        let adjustment =
+            hooks::adjustment(&self.inner, &pod, &container.name, &container.id, &faults);
         let (pod_scoped, faults): (Vec<FaultRequest>, Vec<FaultRequest>) = faults
             .into_iter()
             .partition(|fault| fault.kind.is_pod_scoped());
