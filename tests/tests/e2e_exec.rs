@@ -209,7 +209,7 @@ async fn until_exit_code(
 }
 
 /// `ctl inject` of an exec fault on a running wrapped pod reaches its wrapper; `ctl recover`
-/// ends it.
+/// ends it; a plan the wrapper cannot read is logged with the reason and changes nothing.
 async fn injected_with_ctl(version: ContainerdVersion) -> Result<()> {
     try_shim_wrapper_binary()?;
     let node = ChaosNode::start(version, "").await?;
@@ -249,6 +249,35 @@ async fn injected_with_ctl(version: ContainerdVersion) -> Result<()> {
     );
     ctl(&node, &["recover", "--all"])?;
     let gone = until_exit_code(&cri, &app, healthz, 0, Duration::from_secs(3)).await?;
+
+    // A plan the wrapper cannot read: named in containerd's log (where the wrapper's lines
+    // go), and the container runs unfaulted.
+    let inject = node
+        .node
+        .dir()
+        .join("nri-chaos-state/exec")
+        .join(format!("{app}.json"));
+    std::fs::create_dir_all(inject.parent().context("inject dir")?)?;
+    std::fs::write(&inject, "v9;exec")?;
+    let needle = format!(
+        "nri-chaos: container {app}: inject file {}: annotation nri-chaos.io/plan: \"v9;exec\": not a nri-chaos plan",
+        inject.display()
+    );
+    let log = node.node.containerd_log();
+    let logged = common::eventually(Duration::from_secs(3), || {
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains(&needle))
+    })
+    .await;
+    ensure!(
+        logged,
+        "containerd's log {} does not have {needle:?}",
+        log.display()
+    );
+    let still = cri.exec_sync(&app, healthz, 5).await?;
+    ensure!(
+        still.exit_code == 0 && still.stdout == "healthz\n",
+        "after a bad plan: {still:?}"
+    );
     println!(
         "{version}: ctl inject reached the wrapper in {:.2} s; ctl recover ended it in {:.2} s",
         took.as_secs_f64(),
