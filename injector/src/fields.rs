@@ -125,6 +125,8 @@ pub enum FieldType {
     Signal,
     /// A network interface name.
     Interface,
+    /// Free text ([`Fields::text`]).
+    Text,
     /// A nested mapping with these fields.
     Mapping(&'static [FieldSpec]),
 }
@@ -141,6 +143,7 @@ impl fmt::Display for FieldType {
             FieldType::Boolean => f.write_str("boolean (true or false)"),
             FieldType::Signal => f.write_str("signal (SIGTERM, TERM, sigterm, or a number)"),
             FieldType::Interface => f.write_str("interface name (eth0)"),
+            FieldType::Text => f.write_str("text"),
             FieldType::Mapping(_) => f.write_str("mapping"),
         }
     }

@@ -178,8 +178,12 @@ pub struct PlannedFault {
 pub struct HookPlan {
     /// [`PLAN_VERSION`].
     pub version: u32,
-    /// The faults the hook executes.
+    /// The faults the hook (or the shim wrapper, for `exec`) executes.
     pub faults: Vec<PlannedFault>,
+    /// Containers of the shim wrapper's pods: the file where `ctl inject` puts the container's
+    /// injected `exec` faults (a plan of this format), which the wrapper watches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject: Option<String>,
 }
 
 impl HookPlan {
@@ -190,6 +194,7 @@ impl HookPlan {
     ) -> HookPlan {
         HookPlan {
             version: PLAN_VERSION,
+            inject: None,
             faults: faults
                 .into_iter()
                 .map(|f| PlannedFault {
@@ -210,6 +215,11 @@ impl HookPlan {
     /// Reads an annotation value back into faults, each with the annotation value it came
     /// from (no policy: the plugin applied it).
     pub fn decode(text: &str) -> Result<Vec<(FaultRequest, String)>, HookPlanError> {
+        HookPlan::read(text)?.requests()
+    }
+
+    /// Reads an annotation value (version checked; the faults are not parsed yet).
+    pub fn read(text: &str) -> Result<HookPlan, HookPlanError> {
         #[derive(Deserialize)]
         struct Versioned {
             version: u32,
@@ -224,8 +234,12 @@ impl HookPlan {
                 found: versioned.version,
             });
         }
-        let plan: HookPlan = serde_json::from_str(text).map_err(malformed)?;
-        plan.faults
+        serde_json::from_str(text).map_err(malformed)
+    }
+
+    /// The plan's faults, parsed with the grammar, each with its annotation value.
+    pub fn requests(&self) -> Result<Vec<(FaultRequest, String)>, HookPlanError> {
+        self.faults
             .iter()
             .map(|f| {
                 let fault_error = |reason: String| HookPlanError::Fault {
@@ -306,6 +320,13 @@ mod tests {
         assert!(text.starts_with("{\"version\":1,"), "{text}");
         let back = HookPlan::decode(&text).unwrap();
         assert_eq!(back, vec![(faults[0].clone(), value.to_string())]);
+        assert!(!text.contains("inject"), "{text}");
+        let with_inject = HookPlan {
+            inject: Some("/run/nri-chaos/exec/c1.json".into()),
+            ..plan
+        };
+        let read = HookPlan::read(&with_inject.encode()).unwrap();
+        assert_eq!(read.inject.as_deref(), Some("/run/nri-chaos/exec/c1.json"));
     }
 
     #[test]

@@ -177,6 +177,9 @@ impl FaultRequest {
         fields.only_specs(&accepted)?;
         let timing = Timing::from_fields(kind, &mut fields)?;
         let spec = FaultSpec::from_fields(kind, &mut fields)?;
+        if kind == FaultKind::Exec {
+            crate::faults::exec::check_timing(&timing)?;
+        }
         Ok(FaultRequest {
             kind,
             key: key.to_string(),

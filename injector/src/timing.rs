@@ -110,6 +110,9 @@ fn refused_field(kind: FaultKind, field: &str) -> Option<&'static str> {
             Some("a kill is instantaneous; use after, every and count")
         }
         (FaultKind::Netem, "jitter") => None, // read by netem itself as the delay jitter
+        (FaultKind::Exec, "jitter") => {
+            Some("an exec fault acts on each exec inside its window; there is no firing to move")
+        }
         (FaultKind::Start, "after" | "every" | "duration" | "jitter") => {
             Some("a start fault acts when the container starts; only count and probability apply")
         }
@@ -179,7 +182,8 @@ impl Timing {
             after,
             duration,
             every,
-            count: if every.is_some() {
+            // exec: `count` is the number of execs faulted; by default every one in the window.
+            count: if every.is_some() || kind == FaultKind::Exec {
                 count
             } else {
                 Some(count.unwrap_or(1))

@@ -133,6 +133,7 @@ pub fn pod_info(pod: &PodSandbox) -> PodInfo {
             .find(|ns| ns.type_ == "network" && !ns.path.is_empty())
             .map(|ns| ns.path.clone()),
         pid: pod.pid,
+        runtime_handler: pod.runtime_handler.clone(),
     }
 }
 

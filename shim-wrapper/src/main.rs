@@ -8,11 +8,18 @@
 //! - `delete`: the runc shim's `delete` runs; its answer and exit status reach containerd
 //!   unchanged; then dead sockets of the bundle's wrapper and runc shim are removed.
 //! - anything else: the runc shim runs in this process's place (`exec`).
-//! - `--nri-chaos-serve ...`: the server (see `serve`).
+//! - `--nri-chaos-serve ...`: the server (see `serve`): forwards the task API and executes
+//!   the `exec` fault (`intercept`) from the plan the plugin wrote into each container's OCI
+//!   annotations (`plan`).
 
 mod answer;
 mod delete;
 mod error;
+mod execs;
+mod frame;
+mod inject;
+mod intercept;
+mod plan;
 mod procfs;
 mod runc;
 mod serve;
@@ -24,6 +31,12 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitCode};
 
 use anyhow::Context;
+
+/// One line on stderr (the server's goes to containerd's shim log). Unlike `eprintln!`, a
+/// failed write (a full or closed log FIFO) is dropped, never a panic.
+pub fn log(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();

@@ -1,18 +1,25 @@
 //! The long-lived server: accepts containerd's ttrpc connections on the wrapper's socket and
-//! forwards each, byte for byte, to the runc shim, so every task API method of both service
+//! forwards each to the runc shim frame by frame, so every task API method of both service
 //! names (`containerd.task.v2.Task`, `v3`) passes with its metadata and deadline unchanged.
-//! No frame is decoded: no fault of this build acts on a task call (the `exec` fault, when
-//! built, decodes the ttrpc frames of the calls it needs and passes the rest through).
+//! Requests are read whole (ttrpc frames) so that the few calls the `exec` fault needs are
+//! looked into (`intercept`); the others, and all answers of the runc shim, pass as they came.
 //! It exits when the runc shim exits (after `Shutdown`, or killed), removing its socket.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::io::unix::AsyncFd;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::error::ShimError;
+use crate::frame::Frame;
+use crate::intercept::{route, Route, Shared};
 
 /// First argument of the serve mode (containerd never passes it).
 pub const SERVE_FLAG: &str = "--nri-chaos-serve";
@@ -116,6 +123,8 @@ fn bind(path: &Path) -> Result<Option<UnixListener>, ShimError> {
 async fn serve(args: &ServeArgs, listener: UnixListener) {
     let gone = upstream_gone(&args.upstream, args.upstream_pid);
     tokio::pin!(gone);
+    let shared = Arc::new(Shared::default());
+    let _watcher = tokio::spawn(crate::inject::watch(shared.clone()));
     loop {
         tokio::select! {
             _ = &mut gone => return,
@@ -123,19 +132,106 @@ async fn serve(args: &ServeArgs, listener: UnixListener) {
                 // A failed accept (EMFILE, say) drops that one connection only.
                 if let Ok((conn, _)) = conn {
                     let upstream = args.upstream.clone();
-                    tokio::spawn(async move { forward(conn, &upstream).await });
+                    let shared = shared.clone();
+                    tokio::spawn(async move { forward(conn, &upstream, shared).await });
                 }
             }
         }
     }
 }
 
-/// Copies both directions until either side closes.
-async fn forward(mut conn: UnixStream, upstream: &Path) {
+/// Frames in flight per direction before the reader waits.
+const QUEUE: usize = 64;
+
+/// Forwards one connection until containerd closes it: requests go through [`route`], the
+/// runc shim's frames go back as they came. Answers made here and held requests run as tasks
+/// of the connection, ended with it.
+async fn forward(conn: UnixStream, upstream: &Path, shared: Arc<Shared>) {
     // Only when the runc shim is gone does connect fail; dropping `conn` tells containerd.
-    if let Ok(mut up) = UnixStream::connect(upstream).await {
-        let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+    let Ok(up) = UnixStream::connect(upstream).await else {
+        return;
+    };
+    let (mut from_client, client_w) = conn.into_split();
+    let (mut from_up, up_w) = up.into_split();
+    let (to_client, client_rx) = mpsc::channel::<Frame>(QUEUE);
+    let (to_up, up_rx) = mpsc::channel::<Frame>(QUEUE);
+    let client_writer = tokio::spawn(pump(client_rx, client_w));
+    let up_writer = tokio::spawn(pump(up_rx, up_w));
+    let replies = to_client.clone();
+    let up_reader = tokio::spawn(async move {
+        while let Ok(Some(frame)) = Frame::read(&mut from_up).await {
+            if replies.send(frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut calls = JoinSet::new();
+    while let Ok(Some(frame)) = Frame::read(&mut from_client).await {
+        let routed = if frame.is_request() {
+            route(&shared, &frame)
+        } else {
+            Route::Forward
+        };
+        match routed {
+            Route::Forward => {
+                if to_up.send(frame).await.is_err() {
+                    break;
+                }
+            }
+            Route::ForwardAfter(hold) => {
+                let to_client = to_client.clone();
+                let upstream = upstream.to_path_buf();
+                calls.spawn(async move {
+                    tokio::time::sleep(hold).await;
+                    if let Some(answer) = call_alone(&upstream, &frame).await {
+                        let _ = to_client.send(answer).await;
+                    }
+                });
+            }
+            Route::Answer(response) => {
+                let to_client = to_client.clone();
+                let stream_id = frame.header().stream_id;
+                calls.spawn(async move {
+                    let payload = response.await;
+                    let _ = to_client.send(Frame::response(stream_id, &payload)).await;
+                });
+            }
+        }
+        // Reap finished calls so a long connection does not collect them.
+        while calls.try_join_next().is_some() {}
     }
+    // containerd closed: the runc shim sees the end as well, then its answers drain.
+    calls.abort_all();
+    drop(to_up);
+    let _ = up_writer.await;
+    let _ = up_reader.await;
+    drop(to_client);
+    let _ = client_writer.await;
+}
+
+/// Sends one held request to the runc shim on a connection of its own and returns its answer.
+/// Not on the shared connection: its ttrpc server refuses a stream id lower than one it has
+/// seen, and later calls have passed the held one by then.
+async fn call_alone(upstream: &Path, frame: &Frame) -> Option<Frame> {
+    let mut up = UnixStream::connect(upstream).await.ok()?;
+    up.write_all(&frame.0).await.ok()?;
+    let stream_id = frame.header().stream_id;
+    loop {
+        let answer = Frame::read(&mut up).await.ok()??;
+        if answer.header().stream_id == stream_id {
+            return Some(answer);
+        }
+    }
+}
+
+/// Writes frames to `w` in order until every sender is gone, then shuts its write side.
+async fn pump(mut rx: mpsc::Receiver<Frame>, mut w: tokio::net::unix::OwnedWriteHalf) {
+    while let Some(frame) = rx.recv().await {
+        if w.write_all(&frame.0).await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
 }
 
 /// Resolves when the runc shim has exited: its pidfd turns readable, or (pid unknown) its

@@ -110,6 +110,18 @@ pub fn run(args: &[OsString]) -> Result<Outcome, ShimError> {
     answer.encode_with_address(&address).map(Outcome::Answer)
 }
 
+/// The server's stderr: containerd's shim log FIFO `<bundle>/log` (containerd reads it into
+/// its own log, as for the runc shim), else nothing. It stays non-blocking: a line that does
+/// not fit while containerd is away is lost rather than stalling the server (`log`).
+fn shim_log(bundle: &Path) -> Stdio {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    match rustix::fs::open(bundle.join("log"), flags, Mode::empty()) {
+        Ok(fd) => Stdio::from(fd),
+        Err(_) => Stdio::null(),
+    }
+}
+
 /// Starts the long-lived server detached (own process group, no stdio, cwd `/`) and waits
 /// until it listens. The runc shim's pid is read from `<bundle>/shim.pid`.
 pub fn spawn_server(
@@ -137,7 +149,7 @@ pub fn spawn_server(
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(shim_log(bundle))
         .process_group(0)
         .spawn()
         .map_err(ShimError::io("spawning", &exe))?;

@@ -121,7 +121,7 @@ fn one_request_per_kind_several_kinds() {
     let p = plan(&[
         ("freeze.nri-chaos.io/pod", "{duration: 10s}"),
         ("kill.nri-chaos.io", "{after: 1m}"),
-        ("exec.nri-chaos.io/container.app", "{fail: 10%}"),
+        ("exec.nri-chaos.io/container.app", "{fail: {}}"),
     ]);
     let kinds: Vec<FaultKind> = p.faults.iter().map(|f| f.kind).collect();
     assert_eq!(
@@ -867,23 +867,115 @@ fn start_fields() {
 
 #[test]
 fn exec_fields() {
+    use crate::faults::exec::ExecAction;
     let exec = |v: &str| match accept("exec", v).spec {
         FaultSpec::Exec(e) => e,
         other => panic!("{other:?}"),
     };
-    assert_eq!(exec("{fail: 50%}").fail, Some(0.5));
-    assert_eq!(exec("{fail: 1}").fail, Some(1.0));
-    assert_eq!(exec("{delay: 2s}").delay, Some(secs(2)));
-    assert_eq!(
-        accept("exec", "{delay: 2s, after: 1m, duration: 5m}")
-            .timing
-            .duration,
-        Some(secs(300))
+    let f = exec("{fail: {exit_code: 7}, match: healthz}");
+    assert_eq!(f.action, ExecAction::Fail { exit_code: 7 });
+    assert_eq!(f.matches.as_deref(), Some("healthz"));
+    assert_eq!(exec("{fail: {}}").action, ExecAction::Fail { exit_code: 1 });
+    assert_eq!(exec("{hang: true}").action, ExecAction::Hang);
+    assert_eq!(exec("{hang: true}").matches, None);
+    assert_eq!(exec("{delay: 2s}").action, ExecAction::Delay(secs(2)));
+    let windowed = accept("exec", "{delay: 2s, after: 1m, duration: 5m, count: 3}");
+    assert_eq!(windowed.timing.duration, Some(secs(300)));
+    assert_eq!(windowed.timing.count, Some(3));
+    // By default every matching exec in the window is faulted.
+    assert_eq!(accept("exec", "{hang: true}").timing.count, None);
+    assert_reject(
+        "exec",
+        "{}",
+        "exec needs exactly one of: fail, hang, delay (none given)",
     );
-    assert_reject("exec", "{}", "exec needs at least one of: fail, delay");
-    assert_reject("exec", "{fail: 2}", "fail: \"2\" is out of range");
+    assert_reject(
+        "exec",
+        "{hang: true, delay: 1s}",
+        "exec needs exactly one of: fail, hang, delay (several given)",
+    );
+    assert_reject(
+        "exec",
+        "{fail: {exit_code: 0}}",
+        "fail.exit_code: \"0\" is out of range (expected 1 to 255)",
+    );
+    assert_reject("exec", "{fail: 50%}", "fail: expected a mapping");
+    assert_reject(
+        "exec",
+        "{fail: {code: 3}}",
+        "unknown field \"fail.code\" (accepted: exit_code)",
+    );
+    assert_reject("exec", "{hang: false}", "hang: \"false\" is refused");
+    assert_reject("exec", "{hang: yes}", "hang: \"yes\" is not a boolean");
     assert_reject("exec", "{delay: soon}", "delay: \"soon\" is not a duration");
+    assert_reject("exec", "{delay: 0s}", "delay: \"0\" is zero");
+    assert_reject(
+        "exec",
+        "{hang: true, match: ''}",
+        "match: \"\" must be 1 to 1024",
+    );
+    assert_reject(
+        "exec",
+        "{hang: true, match: {a: 1}}",
+        "match: expected a scalar",
+    );
     assert_reject("exec", "{timeout: 1s}", "unknown field \"timeout\"");
+    assert_reject(
+        "exec",
+        "{hang: true, jitter: 1s}",
+        "jitter: not accepted for exec",
+    );
+    assert_reject(
+        "exec",
+        "{hang: true, every: 1m}",
+        "every: for exec it repeats the window given by duration",
+    );
+    assert!(exec(crate::faults::exec::ExecFault::EXAMPLE)
+        .matches
+        .is_some());
+}
+
+#[test]
+fn exec_windows_after_duration_every_count_probability() {
+    use crate::faults::exec::{ExecAction, ExecWindow};
+    let window = |v: &str| match accept("exec", v) {
+        FaultRequest {
+            spec: FaultSpec::Exec(e),
+            timing,
+            ..
+        } => ExecWindow::new(e, timing),
+        other => panic!("{other:?}"),
+    };
+    let ms = Duration::from_millis;
+    let fail = Some(ExecAction::Fail { exit_code: 7 });
+    let mut w = window("{fail: {exit_code: 7}, match: healthz, after: 2s, duration: 3s}");
+    assert_eq!(w.decide(&["sh", "-c", "echo healthz"], ms(1999), 0.0), None);
+    assert_eq!(w.decide(&["sh", "-c", "echo healthz"], ms(2000), 0.0), fail);
+    assert_eq!(w.decide(&["echo", "hi"], ms(3000), 0.0), None);
+    assert_eq!(w.decide(&["cat", "/healthz"], ms(4999), 0.0), fail);
+    assert_eq!(w.decide(&["cat", "/healthz"], ms(5000), 0.0), None);
+    // The command line is argv joined by single spaces.
+    let mut w = window("{hang: true, match: 'echo healthz'}");
+    assert_eq!(
+        w.decide(&["sh", "-c", "echo healthz"], ms(0), 0.0),
+        Some(ExecAction::Hang)
+    );
+    assert_eq!(w.decide(&["echo", "-n", "healthz"], ms(0), 0.0), None);
+    // count: only that many execs are faulted; a failed draw uses one up.
+    let mut w = window("{delay: 1s, count: 2, probability: 50%}");
+    assert_eq!(w.decide(&["a"], ms(0), 0.9), None);
+    assert_eq!(
+        w.decide(&["a"], ms(0), 0.1),
+        Some(ExecAction::Delay(secs(1)))
+    );
+    assert_eq!(w.decide(&["a"], ms(0), 0.1), None);
+    // every repeats the window.
+    let w = window("{hang: true, after: 1s, duration: 1s, every: 5s}");
+    let inside: Vec<bool> = [0, 1000, 1999, 2000, 6000, 6999, 7000]
+        .into_iter()
+        .map(|t| w.in_window(ms(t)))
+        .collect();
+    assert_eq!(inside, vec![false, true, true, false, true, true, false]);
 }
 
 // ---- policy in planning ----

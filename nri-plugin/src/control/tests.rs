@@ -46,6 +46,7 @@ fn pod() -> PodInfo {
         host_network: false,
         netns: None,
         pid: 0,
+        ..PodInfo::default()
     }
 }
 

@@ -32,7 +32,8 @@ impl Engine {
             }
             .into());
         }
-        let adjustment = hooks::adjustment(&self.inner, &pod, &container.name, &faults);
+        let adjustment =
+            hooks::adjustment(&self.inner, &pod, &container.name, &container.id, &faults);
         let mut state = lock(&self.inner.state);
         state
             .pods
@@ -80,11 +81,11 @@ impl Engine {
             &self.inner.policy,
         );
         screen(plan, &pod.annotations, |fault| {
-            if hooks::needs_hook_binary(fault) {
-                self.inner.hook_problem.clone()
-            } else {
-                None
-            }
+            hooks::runtime_problem(
+                self.inner.hook_problem.as_deref(),
+                &pod.runtime_handler,
+                fault,
+            )
         })
     }
 

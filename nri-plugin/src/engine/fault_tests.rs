@@ -1,6 +1,5 @@
 //! Faults through the engine against fakes: what a firing leaves behind once it ends.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,21 +77,10 @@ async fn an_oom_score_fault_leaves_no_process_raised() {
         stressors: Arc::new(injector::seams::stressors::RecordingSpawner::new()),
     };
     let engine = Engine::new(Policy::default(), seams, dir.path()).unwrap();
-    let mut annotations = HashMap::new();
-    annotations.insert(
-        "oom.nri-chaos.io/container.app".to_string(),
-        "{score: 900, duration: 200ms}".to_string(),
-    );
-    let pod = PodInfo {
-        id: "sandbox-1".into(),
-        name: "web".into(),
-        namespace: "default".into(),
-        uid: "uid-1".into(),
-        annotations,
-        host_network: false,
-        netns: None,
-        pid: 0,
-    };
+    let pod = super::tests::pod(Some((
+        "oom.nri-chaos.io/container.app",
+        "{score: 900, duration: 200ms}",
+    )));
     let app = |pid| ContainerInfo {
         id: "c1".into(),
         pod_sandbox_id: "sandbox-1".into(),

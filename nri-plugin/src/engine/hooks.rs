@@ -1,22 +1,116 @@
-//! Faults executed by the OCI hook `nri-chaos-hook`: at CreateContainer the engine hands them
-//! to the hook through the NRI container adjustment: an OCI hook entry at the right point and
-//! the resolved plan in the container's OCI annotation [`PLAN_ANNOTATION`]. Containers
-//! without such a fault get no adjustment at all.
+//! Faults executed in the runtime's path, by the OCI hook `nri-chaos-hook` (`start`, early
+//! `oom` scores and `netem`) or by the shim wrapper `containerd-shim-nri-chaos-v2` (`exec`): at
+//! CreateContainer the engine hands them over through the NRI container adjustment: the
+//! resolved plan in the container's OCI annotation [`PLAN_ANNOTATION`] (one mechanism for
+//! both: the wrapper reads it from the bundle's `config.json` at the task Create), plus an OCI
+//! hook entry when the hook has something to do. Containers without such a fault get no
+//! adjustment at all.
 //!
-//! The engine decides `count` (the firing ledger, claimed here for `start`) and
-//! `probability` (drawn here); the hook acts on whatever the plan says.
+//! For the hook, the engine decides `count` (the firing ledger, claimed here for `start`) and
+//! `probability` (drawn here); the hook acts on whatever the plan says. An `exec` fault acts
+//! per exec, so the wrapper applies its window, `count` and `probability` itself.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use injector::hookplan::{hook_point, hook_timeout_secs, HookPlan, HookPoint, PLAN_ANNOTATION};
-use injector::{FaultKey, FaultRequest, Rng, SplitMix64};
+use injector::hookplan::{
+    hook_point, hook_timeout_secs, HookPlan, HookPoint, PlannedFault, PLAN_ANNOTATION, PLAN_VERSION,
+};
+use injector::{FaultKey, FaultKind, FaultRequest, Rng, SplitMix64};
+use tokio::sync::watch;
 
 use super::kinds::{executor, Executor};
-use super::{Inner, PodInfo};
+use super::runner::Target;
+use super::state::{ArmedFault, Origin};
+use super::{introspect, Inner, PodInfo};
 
 /// Where the hook binary is when neither the policy nor `--hook-path` says otherwise.
 pub const DEFAULT_HOOK_PATH: &str = "/opt/nri-chaos/bin/nri-chaos-hook";
+
+/// The runtime handler (and RuntimeClass, see `deploy/`) whose shim is the wrapper.
+pub const SHIM_HANDLER: &str = "nri-chaos";
+
+/// Where `ctl inject` puts a container's injected exec faults for its shim wrapper:
+/// `<state dir>/exec/<container id>.json` (the state dir holds the ledger).
+fn exec_inject_path(inner: &Inner, container_id: &str) -> PathBuf {
+    inner
+        .state_dir
+        .join("exec")
+        .join(format!("{container_id}.json"))
+}
+
+/// At start: injected exec faults of a previous run end with it, as its other injected
+/// faults do (the wrappers see their files go).
+pub(crate) fn clear_exec_injections(state_dir: &Path) {
+    let _ = std::fs::remove_dir_all(state_dir.join("exec"));
+}
+
+/// `ctl inject` of an `exec` fault into a running container of a wrapped pod: its plan is
+/// written to the file the container's wrapper watches (named in the container's plan
+/// annotation at creation); the fault holds until it is stopped (`ctl recover`, the
+/// container's end), which removes the file. Runs on the control socket, not in an NRI
+/// handler.
+pub(super) fn inject_exec(
+    inner: &Arc<Inner>,
+    target: &Target,
+    key: &str,
+    value: &str,
+) -> Result<ArmedFault, String> {
+    let path = exec_inject_path(inner, &target.container_id);
+    let plan = HookPlan {
+        version: PLAN_VERSION,
+        faults: vec![PlannedFault {
+            kind: FaultKind::Exec.as_str().to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+        }],
+        inject: None,
+    };
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, plan.encode())?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|err| {
+        format!(
+            "writing the exec plan for the shim wrapper to {}: {err}",
+            path.display()
+        )
+    })?;
+    let id = inner.next_fault_id.fetch_add(1, Ordering::Relaxed);
+    inner.registry.armed(introspect::NewFault {
+        id,
+        pod: &target.pod,
+        container: &target.container,
+        container_id: &target.container_id,
+        kind: FaultKind::Exec,
+        value,
+        source: "ctl",
+        holds: true,
+    });
+    inner.registry.applied(id, std::time::Duration::ZERO);
+    let (stop, mut stop_rx) = watch::channel(false);
+    let engine = inner.clone();
+    let task = tokio::spawn(async move {
+        // Stopped (or the engine dropped the fault): the wrapper sees the file go.
+        let _ = stop_rx.changed().await;
+        let _ = std::fs::remove_file(&path);
+        engine.registry.recovered(id);
+    });
+    Ok(ArmedFault {
+        id,
+        origin: Origin::Ctl,
+        instance: target.container_id.clone(),
+        sandbox: target.sandbox.clone(),
+        stop,
+        task,
+    })
+}
 
 /// One OCI hook entry to add to the container's spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +160,30 @@ pub(crate) fn needs_hook_binary(fault: &FaultRequest) -> bool {
     executor(fault.kind) == Executor::Hook
 }
 
+/// Why `fault` cannot run for this pod on this node (the whole rejection reason), or None.
+/// `hook_problem`: why the hook binary cannot be used (checked once at start; None for
+/// `nri-chaos validate`, which has no node). `runtime_handler`: the pod's runtime handler (for `validate`, its runtimeClassName).
+pub fn runtime_problem(
+    hook_problem: Option<&str>,
+    runtime_handler: &str,
+    fault: &FaultRequest,
+) -> Option<String> {
+    if fault.kind == FaultKind::Exec && runtime_handler != SHIM_HANDLER {
+        let shown = match runtime_handler {
+            "" => "the default runtime handler".to_string(),
+            other => format!("runtime handler \"{other}\""),
+        };
+        return Some(format!(
+            "fault 'exec' is executed by the shim wrapper, and this pod runs on {shown}, not on \"{SHIM_HANDLER}\" (set runtimeClassName: {SHIM_HANDLER}; see deploy/kubernetes/runtimeclass.yaml)"
+        ));
+    }
+    let reason = hook_problem.filter(|_| needs_hook_binary(fault))?;
+    Some(format!(
+        "fault '{}' is executed by the OCI hook: {reason} (install it, or set hook_path in the policy or --hook-path)",
+        fault.kind.as_str()
+    ))
+}
+
 fn seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -79,11 +197,18 @@ pub(crate) fn adjustment(
     inner: &Inner,
     pod: &PodInfo,
     container_name: &str,
+    container_id: &str,
     faults: &[FaultRequest],
 ) -> Option<HookAdjustment> {
     let path = inner.hook_path();
     let mut rng = SplitMix64::new(seed());
     let mut chosen: Vec<&FaultRequest> = Vec::new();
+    // The shim wrapper's faults: only the plan, no hook (the screen kept them for pods on
+    // its runtime handler only).
+    let execs: Vec<&FaultRequest> = faults
+        .iter()
+        .filter(|f| executor(f.kind) == Executor::Shim)
+        .collect();
     for fault in faults {
         let Some(HookPoint::CreateRuntime) = hook_point(fault) else {
             continue;
@@ -118,12 +243,28 @@ pub(crate) fn adjustment(
         }
         chosen.push(fault);
     }
-    if chosen.is_empty() {
+    // Every container of a wrapped pod gets a plan: it names where `ctl inject` can reach
+    // the wrapper later.
+    let wrapped = pod.runtime_handler == SHIM_HANDLER;
+    if chosen.is_empty() && execs.is_empty() && !wrapped {
         return None;
     }
-    let plan = HookPlan::new(chosen.iter().copied(), |key| {
+    let mut plan = HookPlan::new(chosen.iter().chain(&execs).copied(), |key| {
         pod.annotations.get(key).cloned().unwrap_or_default()
     });
+    if wrapped {
+        plan.inject = Some(exec_inject_path(inner, container_id).display().to_string());
+    }
+    let annotations = vec![(PLAN_ANNOTATION.to_string(), plan.encode())];
+    for fault in &execs {
+        tracing::info!(pod = %pod.display_name(), container = %container_name, fault = fault.kind.as_str(), key = %fault.key, "exec fault handed to the shim wrapper");
+    }
+    if chosen.is_empty() {
+        return Some(HookAdjustment {
+            annotations,
+            hooks: Vec::new(),
+        });
+    }
     let owned: Vec<FaultRequest> = chosen.iter().map(|f| (*f).clone()).collect();
     let hook = OciHook {
         point: HookPoint::CreateRuntime,
@@ -138,7 +279,7 @@ pub(crate) fn adjustment(
         tracing::info!(pod = %pod.display_name(), container = %container_name, fault = fault.kind.as_str(), key = %fault.key, hook = hook.point.as_str(), timeout_s = hook.timeout_secs, "OCI hook injected");
     }
     Some(HookAdjustment {
-        annotations: vec![(PLAN_ANNOTATION.to_string(), plan.encode())],
+        annotations,
         hooks: vec![hook],
     })
 }
@@ -197,6 +338,7 @@ mod tests {
             host_network: false,
             netns: None,
             pid: 0,
+            runtime_handler: String::new(),
         }
     }
 
@@ -332,5 +474,77 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn exec_goes_to_the_shim_wrapper_as_a_plan_without_a_hook() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path(), None, false);
+        let key = "exec.nri-chaos.io/container.app";
+        let value = "{fail: {exit_code: 7}, match: healthz}";
+        let wrapped = |annotations: &[(&str, &str)]| PodInfo {
+            runtime_handler: SHIM_HANDLER.into(),
+            ..pod(annotations)
+        };
+        let adj = engine
+            .create_container(wrapped(&[(key, value)]), container("c1", "app"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(adj.hooks, vec![]);
+        let faults = HookPlan::decode(&adj.annotations[0].1).unwrap();
+        assert_eq!(faults.len(), 1);
+        assert_eq!(
+            (faults[0].0.kind, faults[0].1.as_str()),
+            (FaultKind::Exec, value)
+        );
+        // Every container of a wrapped pod is told where injected exec faults will be.
+        let plain = engine
+            .create_container(wrapped(&[]), container("c2", "sidecar"))
+            .unwrap()
+            .unwrap();
+        let plan = HookPlan::read(&plain.annotations[0].1).unwrap();
+        assert!(plan.faults.is_empty());
+        assert_eq!(
+            plan.inject.map(PathBuf::from),
+            Some(dir.path().join("exec/c2.json"))
+        );
+    }
+
+    #[test]
+    fn exec_on_a_pod_off_the_wrapper_handler_is_rejected_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let strict = engine(dir.path(), None, true);
+        let key = "exec.nri-chaos.io/container.app";
+        let on_runc = PodInfo {
+            runtime_handler: "runc".into(),
+            ..pod(&[(key, "{hang: true}")])
+        };
+        let err = strict
+            .create_container(on_runc, container("c1", "app"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("annotation exec.nri-chaos.io/container.app: \"{hang: true}\": fault 'exec' is executed by the shim wrapper, and this pod runs on runtime handler \"runc\", not on \"nri-chaos\""),
+            "{err}"
+        );
+        let lenient_dir = tempfile::tempdir().unwrap();
+        let lenient = engine(lenient_dir.path(), None, false);
+        let on_default = PodInfo {
+            runtime_handler: String::new(),
+            ..pod(&[(key, "{hang: true}")])
+        };
+        assert_eq!(
+            lenient
+                .create_container(on_default, container("c1", "app"))
+                .unwrap(),
+            None
+        );
+        let (_, rejected) = lenient.registry().snapshot();
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert!(
+            rejected[0].reason.contains("the default runtime handler"),
+            "{rejected:?}"
+        );
+        assert_eq!(rejected[0].class.as_str(), "unsupported");
     }
 }

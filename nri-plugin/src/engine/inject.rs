@@ -8,7 +8,9 @@ use injector::{FaultKey, FaultKind, FaultRequest};
 
 use super::arm;
 use super::error::InjectError;
+use super::hooks;
 use super::introspect::FaultRecord;
+use super::kinds::{executor, Executor};
 use super::runner::Target;
 use super::state::Origin;
 use super::{lock, ContainerInfo, Engine, PodInfo};
@@ -104,7 +106,17 @@ impl Engine {
                     ..target
                 };
                 let (pod_name, container_name) = (target.pod.clone(), target.container.clone());
-                if let Some(fault) = self.inner.arm(fault, target, container.memory_limit) {
+                let armed_fault = if executor(fault.kind) == Executor::Shim {
+                    // The shim wrapper executes it: handed over through its inject file.
+                    let value = target.value.clone();
+                    Some(
+                        hooks::inject_exec(&self.inner, &target, &fault.key, &value)
+                            .map_err(InjectError::Rejected)?,
+                    )
+                } else {
+                    self.inner.arm(fault, target, container.memory_limit)
+                };
+                if let Some(fault) = armed_fault {
                     tracing::info!(pod = %pod_name, container = %container_name, fault = kind.as_str(), fault_id = fault.id, value = %value, "fault injected on operator request");
                     armed.push(fault.id);
                     state.insert(key, fault);

@@ -12,8 +12,8 @@ pub enum Executor {
     Engine,
     /// Only the OCI hook `nri-chaos-hook`, in the container's start path.
     Hook,
-    /// The shim wrapper `containerd-shim-nri-chaos-v2` (not built yet: refused as
-    /// unsupported).
+    /// The shim wrapper `containerd-shim-nri-chaos-v2`, per exec (pods on its runtime
+    /// handler only).
     Shim,
 }
 

@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     seams: Seams,
     /// The journal of active faults and the firing ledger.
     store: crate::store::Store,
+    /// The state directory (`ctl inject` of exec faults writes there for the shim wrapper).
+    state_dir: std::path::PathBuf,
     /// Why the OCI hook binary cannot be used (checked once at start: handlers never stat).
     hook_problem: Option<String>,
     state: Mutex<State>,
@@ -88,6 +90,7 @@ impl Engine {
             path: state_dir.display().to_string(),
             source,
         })?;
+        hooks::clear_exec_injections(state_dir);
         let hook_problem = hooks::hook_unusable(
             policy
                 .hook_path
@@ -102,6 +105,7 @@ impl Engine {
                 policy,
                 seams,
                 store,
+                state_dir: state_dir.to_path_buf(),
                 hook_problem,
                 state: Mutex::new(State::default()),
                 next_fault_id: AtomicU64::new(1),

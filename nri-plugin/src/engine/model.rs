@@ -21,6 +21,8 @@ pub struct PodInfo {
     pub netns: Option<String>,
     /// The sandbox's PID (0 when NRI does not report it).
     pub pid: u32,
+    /// The pod's runtime handler (`nri-chaos` for the shim wrapper; empty for the default).
+    pub runtime_handler: String,
 }
 
 /// A container as the engine needs it.

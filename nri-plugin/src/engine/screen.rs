@@ -1,19 +1,17 @@
 //! What this build executes: the faults the grammar and the policy accepted, screened for the
-//! kinds this build runs and for the OCI hook that some of them need. The engine and
-//! `nri-chaos validate` share it, so both give the same reasons.
+//! kinds this build runs and for what some of them need on the node (the OCI hook for `start`,
+//! the shim wrapper's runtime handler for `exec`). The engine and `nri-chaos validate` share
+//! it, so both give the same reasons.
 
 use std::collections::HashMap;
 
 use injector::{ContainerPlan, FaultKind, FaultRequest, Rejection, RejectionClass};
 
-use super::kinds::{executor, Executor};
-
-/// Whether this build executes `kind` (`start` through the OCI hook, see `hooks`, refused when
-/// the hook binary is missing). The others are parsed and validated, then reported as not
-/// supported so that nothing is silently ignored. The kinds come from `FaultKind::ALL`.
+/// Whether this build executes `kind` (`start` through the OCI hook, `exec` through the shim
+/// wrapper, see `hooks`). A kind it does not execute is parsed and validated, then reported as
+/// not supported so that nothing is silently ignored. The kinds come from `FaultKind::ALL`.
 fn executed(kind: FaultKind) -> bool {
-    // `exec` needs the shim wrapper's exec interception, not built yet.
-    executor(kind) != Executor::Shim
+    FaultKind::ALL.contains(&kind)
 }
 
 /// Why this build does not execute `kind` (the rejection reason), or None when it does.
@@ -34,24 +32,25 @@ fn unsupported(kind: FaultKind) -> Option<String> {
     ))
 }
 
-/// What this build does with a container's plan: a fault it does not execute, or that needs
-/// the OCI hook when `hook_problem` says the hook cannot run, becomes a rejection with the
-/// reason. Shared by the engine and `nri-chaos validate` (which has no hook to check).
+/// What this build does with a container's plan: a fault it does not execute, or one that
+/// `runtime_problem` says cannot run here (the whole reason: no OCI hook binary, a pod not on
+/// the shim wrapper's runtime handler), becomes a rejection with the reason. Shared by the
+/// engine and `nri-chaos validate`.
 pub fn screen(
     plan: ContainerPlan,
     annotations: &HashMap<String, String>,
-    hook_problem: impl Fn(&FaultRequest) -> Option<String>,
+    runtime_problem: impl Fn(&FaultRequest) -> Option<String>,
 ) -> (Vec<FaultRequest>, Vec<Rejection>) {
     let mut rejections = plan.rejections;
     let mut faults = Vec::new();
     for fault in plan.faults {
         let value = || annotations.get(&fault.key).cloned().unwrap_or_default();
-        if let Some(reason) = hook_problem(&fault) {
+        if let Some(reason) = runtime_problem(&fault) {
             rejections.push(Rejection::new(
                 RejectionClass::Unsupported,
                 &fault.key,
                 value(),
-                format!("fault '{}' is executed by the OCI hook: {reason} (install it, or set hook_path in the policy or --hook-path)", fault.kind.as_str()),
+                reason,
             ));
         } else if let Some(reason) = unsupported(fault.kind) {
             rejections.push(Rejection::new(

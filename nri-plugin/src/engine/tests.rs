@@ -29,6 +29,7 @@ pub(super) fn pod(annotation: Option<(&str, &str)>) -> PodInfo {
         host_network: false,
         netns: None,
         pid: 0,
+        ..PodInfo::default()
     }
 }
 

@@ -47,6 +47,8 @@ pub struct PodSpec {
     pub containers: Vec<Container>,
     /// `spec.hostNetwork`.
     pub host_network: bool,
+    /// `spec.runtimeClassName` (empty when absent).
+    pub runtime_class: String,
 }
 
 /// The pod template of `object`, by kind; None for kinds without one.
@@ -135,6 +137,10 @@ fn pod_spec(object: &Yaml, document: usize) -> Option<PodSpec> {
         non_string,
         containers: containers(spec),
         host_network: spec["hostNetwork"].as_bool().unwrap_or(false),
+        runtime_class: spec["runtimeClassName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     })
 }
 

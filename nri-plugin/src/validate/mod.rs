@@ -225,8 +225,11 @@ fn check_pod(spec: &PodSpec, policy: &Policy, place: &Place, report: &mut Report
     let mut rejected: BTreeMap<String, Rejection> = BTreeMap::new();
     for container in containers {
         let plan = plan_container(&pod, &container.name, container.memory_limit, policy);
-        // No node here, so no OCI hook binary to check.
-        let (_, rejections) = crate::engine::screen(plan, &spec.annotations, |_| None);
+        // No node here, so no OCI hook binary to check; the RuntimeClass of deploy/ has the
+        // name of its handler.
+        let (_, rejections) = crate::engine::screen(plan, &spec.annotations, |fault| {
+            crate::engine::hooks::runtime_problem(None, &spec.runtime_class, fault)
+        });
         for rejection in rejections {
             rejected.entry(rejection.key.clone()).or_insert(rejection);
         }
@@ -347,7 +350,7 @@ metadata:
     kill.nri-chaos.io/container.app: "{after: 2x}"
     freeze.nri-chaos.io/container.app: "{duration: 5s}"
     freeze.nri-chaos.io/container.db: "{duration: 5s}"
-    exec.nri-chaos.io: "{fail: 50%}"
+    exec.nri-chaos.io: "{fail: {}}"
     kil.nri-chaos.io: "{}"
     example.com/other: "whatever"
 spec:
@@ -375,7 +378,13 @@ spec:
             .iter()
             .all(|f| f.place.to_string() == "pod.yaml: Pod default/web (document 1)"));
         assert!(text.contains("annotation kill.nri-chaos.io/container.app: \"{after: 2x}\": after: \"2x\" is not a duration"), "{text}");
-        assert!(text.contains("annotation exec.nri-chaos.io: \"{fail: 50%}\": fault 'exec' is valid but not supported by this build"), "{text}");
+        assert!(text.contains("annotation exec.nri-chaos.io: \"{fail: {}}\": fault 'exec' is executed by the shim wrapper, and this pod runs on the default runtime handler, not on \"nri-chaos\""), "{text}");
+        let on_handler = POD.replace(
+            "  containers:",
+            "  runtimeClassName: nri-chaos\n  containers:",
+        );
+        let wrapped = check(&on_handler, &Policy::default()).render(false, false);
+        assert!(!wrapped.contains("exec.nri-chaos.io"), "{wrapped}");
         assert!(
             text.contains("annotation kil.nri-chaos.io: \"{}\": unknown fault kind \"kil\""),
             "{text}"

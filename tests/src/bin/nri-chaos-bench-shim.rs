@@ -1,7 +1,9 @@
 //! Shim wrapper figures on one private real containerd node, side by side in one run: ExecSync
 //! latency p50/p99 through the `nri-chaos` handler (wrapper in front of the runc shim) vs the
 //! plain `runc` handler and their ratio, create+start p50/p99 and ratio, and the wrapper
-//! server's resident memory per pod. Prints; asserts nothing.
+//! server's resident memory per pod. nri-chaos runs on the node and the wrapped pod carries an
+//! `exec` fault that matches none of the bench's execs, so every Exec is decoded and decided
+//! by the wrapper (its busiest path for an exec that runs). Prints; asserts nothing.
 //!
 //! Usage: nri-chaos-bench-shim [1.7|2|2.3]   (default containerd 2.x; root)
 
@@ -10,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use nri_chaos_tests::bench::{percentile, rss_kib};
 use nri_chaos_tests::{
-    require_root, try_shim_wrapper_binary, ContainerSpec, ContainerdVersion, Cri, Node, NodeEnv,
-    Pod, PodSpec, SHIM_HANDLER, SHIM_WRAPPER_BIN,
+    plugin_binary, require_root, try_shim_wrapper_binary, ContainerSpec, ContainerdVersion, Cri,
+    Node, NodeEnv, Pod, PodSpec, SHIM_HANDLER, SHIM_WRAPPER_BIN,
 };
 
 const SLEEPER: &[&str] = &["sleep", "3600"];
@@ -61,10 +63,22 @@ async fn main() -> Result<()> {
     let wrapper = try_shim_wrapper_binary()?;
     NodeEnv::print()?;
     let node = Node::start(version).await?;
+    let plugin = node.start_plugin(&plugin_binary(), "")?;
+    plugin
+        .wait_log_contains("synchronized with the runtime", Duration::from_secs(15))
+        .await
+        .context("nri-chaos did not register")?;
     let cri = node.cri().await?;
     let plain = cri.run_pod(&PodSpec::new("bench-runc")).await?;
     let wrapped = cri
-        .run_pod(&PodSpec::new("bench-wrapped").runtime_handler(SHIM_HANDLER))
+        .run_pod(
+            &PodSpec::new("bench-wrapped")
+                .runtime_handler(SHIM_HANDLER)
+                .annotation(
+                    "exec.nri-chaos.io/pod",
+                    "{fail: {exit_code: 9}, match: no-such-command}",
+                ),
+        )
         .await?;
     let plain_app = cri
         .run_container(&plain, &ContainerSpec::new("app", SLEEPER))
@@ -118,5 +132,6 @@ async fn main() -> Result<()> {
         rss as f64 / 1024.0,
         CONTAINERS + 1
     );
+    let _ = plugin.stop().await;
     node.shutdown().await
 }
