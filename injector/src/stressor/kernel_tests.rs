@@ -333,7 +333,7 @@ fn stressor_kernel_memory_is_charged_and_released() {
     require_root();
     let _serial = serial();
     let cg = TestCgroup::new(&["memory", "unified"]);
-    let size = 64 * MIB;
+    let size = 32 * MIB;
     let before = cg.read_u64("memory", "memory.usage_in_bytes");
     let spec = WorkerSpec {
         kind: WorkerKind::Memory { bytes: size },
@@ -374,9 +374,12 @@ fn stressor_kernel_memory_is_charged_and_released() {
         held as f64 / MIB as f64,
         task_names(pid)
     );
+    // The worker's own pages and page tables count in the cgroup too: the size is what the
+    // usage rises by in all, within 2%.
     assert!(
-        held.abs_diff(size) <= size / 10,
-        "memory worker of 64 MiB raised the cgroup usage by {held} bytes, expected 64 MiB +/- 10%"
+        held.abs_diff(size) <= size / 50,
+        "memory worker of 32 MiB raised the cgroup usage by {held} bytes ({:+.2}%), expected 32 MiB +/- 2%",
+        (held as f64 - size as f64) / size as f64 * 100.0
     );
 
     set.stop().unwrap();
