@@ -22,8 +22,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use nri_chaos_tests::bench::{percentile, ExitWatch};
+use nri_chaos_tests::runtime::run_checked;
 use nri_chaos_tests::{
     plugin_binary, require_root, ContainerSpec, ContainerdVersion, Cri, Node, NodeEnv, Pod, PodSpec,
 };
@@ -60,19 +61,6 @@ fn ns_pid(pid: u32) -> Result<String> {
         .with_context(|| format!("no NSpid in /proc/{pid}/status"))
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?}: {}: {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
 struct Bench<'a> {
     node: &'a Node,
     cri: Cri,
@@ -97,21 +85,25 @@ impl Bench<'_> {
         let watch = ExitWatch::start(pid, LIMIT)?;
         let sent = Instant::now();
         match mechanism {
-            Mechanism::Ctl => run(Command::new(plugin_binary())
-                .arg("ctl")
-                .arg("--socket")
-                .arg(self.control)
-                .args(["inject", &format!("default/effect/{name}"), "kill"]))?,
+            Mechanism::Ctl => run_checked(
+                Command::new(plugin_binary())
+                    .arg("ctl")
+                    .arg("--socket")
+                    .arg(self.control)
+                    .args(["inject", &format!("default/effect/{name}"), "kill"]),
+            )?,
             Mechanism::ExecSync => {
                 // The exec may end with an error: its container is going away under it.
                 let _ = self.cri.exec_sync(&id, &["kill", "-9", &inner], 10).await;
             }
             Mechanism::TaskKill => {
                 let runtime = self.node.runtime();
-                run(Command::new(runtime.ctr(self.node.version()))
-                    .arg("-a")
-                    .arg(self.node.cri_socket())
-                    .args(["-n", "k8s.io", "task", "kill", "-s", "SIGKILL", &id]))?
+                run_checked(
+                    Command::new(runtime.ctr(self.node.version()))
+                        .arg("-a")
+                        .arg(self.node.cri_socket())
+                        .args(["-n", "k8s.io", "task", "kill", "-s", "SIGKILL", &id]),
+                )?
             }
         }
         let dead = tokio::task::spawn_blocking(move || watch.wait())
