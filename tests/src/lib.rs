@@ -17,6 +17,7 @@
 pub mod bench;
 pub mod cri;
 pub mod images;
+pub mod kernel;
 pub mod metrics;
 pub mod node;
 pub mod plugin;

@@ -329,7 +329,7 @@ impl Runtime {
 }
 
 /// Runs `cmd`, failing with its output when it does not succeed.
-fn run_checked(cmd: &mut std::process::Command) -> Result<()> {
+pub fn run_checked(cmd: &mut std::process::Command) -> Result<()> {
     let out = cmd.output().with_context(|| format!("spawning {cmd:?}"))?;
     if !out.status.success() {
         bail!(

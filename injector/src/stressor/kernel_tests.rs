@@ -1,10 +1,10 @@
 //! Kernel tests: real workers in real private cgroups (cgroup v1 controllers plus the unified
 //! hierarchy). They need root and FAIL without it (CI runs as root).
 //!
-//! The worker process is this test binary re-executed: `<test binary>
-//! stressor::kernel_tests::worker_entry --exact ... -- stress-worker <spec args>`. libtest takes
-//! everything after `--` as name filters, runs only `worker_entry` (exact match), and that
-//! test hands the arguments after `stress-worker` to [`worker_main`] and exits with its code.
+//! The worker process is this test binary re-executed: `<test binary> --nri-chaos-test-worker
+//! stress-worker <spec args>`. A constructor ([`worker_entry`]) sees those arguments before
+//! libtest's main runs, hands the spec arguments to [`worker_main`] and exits with its code, so
+//! the re-executed binary never runs or lists a test, and no placeholder test is counted.
 //!
 //! Each test creates `nri-chaos-stress-<pid>-<n>` cgroups, puts only its own children in them,
 //! kills those children and removes the cgroups at the end. The tests are serialised (one
@@ -23,30 +23,30 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::*;
 
-const ENTRY: &str = "stressor::kernel_tests::worker_entry";
+/// First argument of a re-executed worker; libtest never sees it.
+const WORKER_FLAG: &str = "--nri-chaos-test-worker";
 const MIB: u64 = 1 << 20;
 
-/// Not a real test: the entry of re-executed workers. In a normal run it returns at once.
-#[test]
+/// The entry of re-executed workers, run before main: libtest offers no hook for a process
+/// that is not a test run, and a `#[test]` entry would be counted as a passing test.
+#[ctor::ctor(unsafe)]
 fn worker_entry() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(at) = args.iter().position(|a| a == WORKER_SUBCOMMAND) {
-        std::process::exit(worker_main(&args[at + 1..]));
+    // std::env::args() is still empty before main: the kernel's copy of argv is read instead.
+    let cmdline = std::fs::read("/proc/self/cmdline").unwrap_or_default();
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    if args.get(1).map(String::as_str) == Some(WORKER_FLAG)
+        && args.get(2).map(String::as_str) == Some(WORKER_SUBCOMMAND)
+    {
+        std::process::exit(worker_main(&args[3..]));
     }
 }
 
 fn leading_args() -> Vec<OsString> {
-    [
-        ENTRY,
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-        "-q",
-        "--",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect()
+    vec![OsString::from(WORKER_FLAG)]
 }
 
 fn exe() -> PathBuf {
@@ -272,7 +272,7 @@ fn stressor_kernel_cpu_load_is_accurate_and_confined() {
     let (pid, _) = set.pids_with_start_times()[0];
     cg.assert_holds(pid);
     sleep(Duration::from_millis(300));
-    // PR_SET_NAME names the calling thread: here a libtest thread, in nri-chaos the main one.
+    // PR_SET_NAME names the calling thread: the worker's main one, as in nri-chaos.
     let names = task_names(pid);
     println!("cpu worker {pid}: thread names {names:?}");
     assert!(names.iter().any(|n| n == "nri-chaos-cpu"), "{names:?}");
@@ -333,7 +333,7 @@ fn stressor_kernel_memory_is_charged_and_released() {
     require_root();
     let _serial = serial();
     let cg = TestCgroup::new(&["memory", "unified"]);
-    let size = 64 * MIB;
+    let size = 32 * MIB;
     let before = cg.read_u64("memory", "memory.usage_in_bytes");
     let spec = WorkerSpec {
         kind: WorkerKind::Memory { bytes: size },
@@ -374,9 +374,12 @@ fn stressor_kernel_memory_is_charged_and_released() {
         held as f64 / MIB as f64,
         task_names(pid)
     );
+    // The worker's own pages and page tables count in the cgroup too: the size is what the
+    // usage rises by in all, within 2%.
     assert!(
-        held.abs_diff(size) <= size / 10,
-        "memory worker of 64 MiB raised the cgroup usage by {held} bytes, expected 64 MiB +/- 10%"
+        held.abs_diff(size) <= size / 50,
+        "memory worker of 32 MiB raised the cgroup usage by {held} bytes ({:+.2}%), expected 32 MiB +/- 2%",
+        (held as f64 - size as f64) / size as f64 * 100.0
     );
 
     set.stop().unwrap();

@@ -230,14 +230,35 @@ fn touch(buf: &mut Vec<u8>) {
     black_box(buf);
 }
 
-/// Memory worker: touches `bytes` and holds them.
+/// Memory worker: raises its memory cgroup's usage by `bytes` in all, its own footprint
+/// included (see [`hold_size`]), and holds that.
 fn hold(bytes: u64) -> Result<(), StressorError> {
-    let mut buf = reserve(bytes)?;
+    let own = own_charge().unwrap_or(0);
+    let mut buf = reserve(hold_size(bytes, own))?;
     touch(&mut buf);
     loop {
         thread::sleep(Duration::from_secs(3600));
         black_box(&mut buf);
     }
+}
+
+/// What this process charges to its memory cgroup already: its anonymous pages (`RssAnon`:
+/// heap, stacks, relocated data) and page tables (`VmPTE`), from `/proc/self/status`. Its
+/// file-backed pages (the binary, libc) were charged to whoever read them first, not here.
+fn own_charge() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = |key: &str| -> Option<u64> {
+        let line = status.lines().find_map(|l| l.strip_prefix(key))?;
+        line.trim().strip_suffix("kB")?.trim().parse().ok()
+    };
+    Some((kib("RssAnon:")? + kib("VmPTE:")?) * 1024)
+}
+
+/// The buffer to touch so that the usage rises by `bytes` in all: what the worker charges
+/// already (`own`) comes off, and so do the page tables of the buffer itself (one 8-byte entry
+/// per 4 KiB page, 1/512 of it). Never 0: the kernel rounds a charge up to a page anyway.
+fn hold_size(bytes: u64, own: u64) -> u64 {
+    (bytes.saturating_sub(own) / 513 * 512).max(PAGE as u64)
 }
 
 /// Bytes written into the memfd per write(2) (16 pages).

@@ -3,13 +3,12 @@
 //! checked: only uid 0 is served; anyone else is logged and the connection closed before a
 //! byte is read.
 
+mod accept;
 mod service;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use nri_chaos_proto::control_ttrpc::create_control;
 use thiserror::Error;
@@ -18,6 +17,8 @@ use ttrpc::r#async::transport::Listener;
 use ttrpc::r#async::Server;
 
 pub use service::ControlService;
+
+use accept::RootOnly;
 
 /// The socket's file name in the state dir.
 pub const SOCKET_NAME: &str = "control.sock";
@@ -36,49 +37,6 @@ pub enum ControlError {
         /// What failed.
         reason: String,
     },
-}
-
-/// Who may use the control API: root only.
-pub fn peer_allowed(uid: u32) -> bool {
-    uid == 0
-}
-
-/// Accepted connections whose peer is root; others are logged and closed.
-struct RootOnly {
-    listener: UnixListener,
-}
-
-impl futures_core::Stream for RootOnly {
-    type Item = std::io::Result<UnixStream>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            match self.listener.poll_accept(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(err)) => {
-                    // Transient (EMFILE, ECONNABORTED ...): log, and try again soon rather than
-                    // ending the server's accept loop.
-                    tracing::warn!(error = %err, "control socket: accept failed");
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                Poll::Ready(Ok((stream, _))) => match stream.peer_cred() {
-                    Ok(cred) if peer_allowed(cred.uid()) => return Poll::Ready(Some(Ok(stream))),
-                    Ok(cred) => {
-                        tracing::warn!(
-                            uid = cred.uid(),
-                            gid = cred.gid(),
-                            pid = cred.pid().unwrap_or(0),
-                            "control socket: refused a client that is not root; connection closed"
-                        );
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "control socket: cannot read the client's credentials; connection closed");
-                    }
-                },
-            }
-        }
-    }
 }
 
 /// The running control server; dropping it does not remove the socket, [`Control::stop`] does.
@@ -122,7 +80,7 @@ pub async fn serve(path: &Path, service: ControlService) -> Result<Control, Cont
         .map_err(|err| setup(path, format!("chmod 0600: {err}")))?;
     let mut server = Server::new()
         .register_service(create_control(Arc::new(service)))
-        .add_listener(Listener::new(RootOnly { listener }));
+        .add_listener(Listener::new(RootOnly::new(listener)));
     server.start().await.map_err(|err| setup(path, err))?;
     tracing::info!(socket = %path.display(), "control socket listening (root only)");
     Ok(Control {

@@ -17,9 +17,12 @@ use nri_chaos_proto::control_ttrpc::ControlClient;
 use ttrpc::r#async::transport::Socket;
 use ttrpc::r#async::Client;
 
+use super::accept::peer_allowed;
 use super::*;
 use crate::engine::{ContainerInfo, Engine, PodInfo, Seams};
 use crate::service::RuntimeInfo;
+
+mod emfile;
 
 fn engine(dir: &Path) -> (Engine, Arc<RecordingSignaller>) {
     let signaller = Arc::new(RecordingSignaller::new());

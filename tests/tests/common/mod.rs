@@ -119,15 +119,31 @@ macro_rules! on_both_containerd_versions {
 /// its closing line (`N skipped: a, b`) instead of counting them as passed.
 pub const SKIPPED_MARKER: &str = "[nri-chaos-tests] SKIPPED";
 
-/// True (after printing the [`SKIPPED_MARKER`] line naming `test`) when containerd 2.3.4 is
-/// absent here; the test then returns without running.
-pub fn skip_without_containerd_23(test: &str) -> bool {
-    match nri_chaos_tests::containerd_23_missing() {
+/// True (after printing the [`SKIPPED_MARKER`] line naming `test`) when `missing` says why
+/// `test` cannot run here; the test then returns without running and is counted as skipped.
+pub fn skip_because(test: &str, missing: Option<String>) -> bool {
+    match missing {
         Some(why) => {
             println!("{SKIPPED_MARKER} {test}: {why}");
             true
         }
         None => false,
+    }
+}
+
+/// True (after printing the [`SKIPPED_MARKER`] line naming `test`) when containerd 2.3.4 is
+/// absent here; the test then returns without running.
+pub fn skip_without_containerd_23(test: &str) -> bool {
+    skip_because(test, nri_chaos_tests::containerd_23_missing())
+}
+
+/// The module a scenario's test sits in for `version` (see the macros below), so a skipped
+/// scenario is named as libtest names it: `<file>::<module>::<scenario>`.
+pub fn version_module(version: ContainerdVersion) -> &'static str {
+    match version {
+        ContainerdVersion::V17 => "containerd_1_7",
+        ContainerdVersion::V2 => "containerd_2",
+        ContainerdVersion::V23 => "containerd_2_3",
     }
 }
 
