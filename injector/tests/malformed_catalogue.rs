@@ -339,6 +339,12 @@ fn every_malformed_annotation_is_rejected_with_key_value_and_reason() {
         if message.len() > MAX_MESSAGE_BYTES {
             failures.push(format!("{what}: message of {} bytes", message.len()));
         }
+        if plan.rejections[0].value.len() > MAX_MESSAGE_BYTES + 32 {
+            failures.push(format!(
+                "{what}: the rejection keeps {} bytes of the value",
+                plan.rejections[0].value.len()
+            ));
+        }
         if took > MAX_CASE_TIME {
             failures.push(format!("{what}: took {took:?}"));
         }
