@@ -471,7 +471,7 @@ impl Fields {
     }
 
     /// Field `name` as a size of at most `max` bytes (a percentage of the limit is always
-    /// below it); `why` completes "is larger than <max>, ...".
+    /// below it); `why` completes "is larger than " (the bound, and why).
     pub(crate) fn size_at_most(
         &mut self,
         name: &str,
@@ -490,7 +490,7 @@ impl Fields {
             return Err(FieldError::Invalid {
                 field: self.name(name),
                 text,
-                reason: format!("is larger than {}, {why}", Size::Bytes(max)),
+                reason: format!("is larger than {why}"),
             });
         }
         Ok(Some(size))

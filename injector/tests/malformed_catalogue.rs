@@ -180,7 +180,7 @@ fn catalogue() -> Vec<Case> {
         case(
             STRESS,
             "{memory: {size: 1Ei}, duration: 1m}",
-            "memory.size: \"1Ei\" is larger than",
+            "memory.size: \"1Ei\" is larger than 128Ti",
         ),
         case(
             STRESS,

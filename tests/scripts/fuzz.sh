@@ -71,7 +71,7 @@ for target in "${targets[@]}"; do
         -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1
     status=$?
     set -e
-    runs=$(awk -F: '/^stat::number_of_executed_units/ { gsub(/ /, "", $2); print $2 }' "$log" | tail -1)
+    runs=$(awk '/^stat::number_of_executed_units:/ { print $NF }' "$log" | tail -1)
     runs=${runs:-0}
     total_runs=$(( total_runs + runs ))
     if [[ $status -eq 0 ]]; then

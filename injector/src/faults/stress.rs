@@ -151,7 +151,7 @@ impl StressFault {
                     .size_at_most(
                         "size",
                         MAX_MEMORY_BYTES,
-                        "the most memory one process can map (no node has more)",
+                        "128Ti, the most memory one process can map (no node has more)",
                     )?
                     .ok_or_else(|| FieldError::Missing {
                         field: mem.name("size"),
