@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
                 shown.starts_with("bundle config /run/bundle/config.json: "),
                 "{shown}"
             );
+            assert!(shown.len() <= 2048, "an error of {} bytes", shown.len());
             return;
         }
     };
