@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check and test of nri-chaos: format, lints, unit tests, and the end-to-end suite
+# Runs every check and test of nri-chaos: format, lints, unit tests, the fuzz targets for a
+# bounded time (tests/scripts/fuzz.sh), and the end-to-end suite
 # against real containerd 1.7 and 2.x nodes (runtime fetched into .cache/ on first use).
 # Needs root (the e2e suite runs a private containerd, runc and CNI) and the Debian mirror.
 # protoc (k8s-cri generates the CRI client at build time) comes from tests/scripts/fetch-protoc.sh.
@@ -35,6 +36,10 @@ trap 'rm -f "$results"' EXIT
 
 step "unit tests"
 cargo test --workspace --exclude nri-chaos-tests --locked --lib --bins --tests 2>&1 | tee -a "$results"
+
+step "fuzz: every parser of outside input for a bounded time (tests/scripts/fuzz.sh)"
+# Each target counts as one test in the closing line; a crash fails it.
+bash tests/scripts/fuzz.sh 2>&1 | tee -a "$results"
 
 step "end-to-end tests (real containerd 1.7, 2.x and 2.3.4)"
 # Timing-sensitive e2e tests share 2 cores; two at a time keeps their clocks honest.

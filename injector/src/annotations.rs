@@ -140,7 +140,9 @@ impl RejectionClass {
 pub struct Rejection {
     /// The annotation key, exactly as written.
     pub key: String,
-    /// The annotation value, exactly as written.
+    /// The annotation value, exactly as written; one longer than [`MAX_REJECTED_VALUE_BYTES`]
+    /// is kept cut there (with `… (N bytes)`), so rejected values held for `ctl list`, the
+    /// events and the logs stay small whatever a pod sends.
     pub value: String,
     /// Why it was rejected; names the field and the offending text.
     pub reason: String,
@@ -148,17 +150,26 @@ pub struct Rejection {
     pub class: RejectionClass,
 }
 
+/// Longest rejected value a [`Rejection`] keeps, in bytes.
+pub const MAX_REJECTED_VALUE_BYTES: usize = 1024;
+
 impl Rejection {
-    /// A rejection of class `class`.
+    /// A rejection of class `class`; a value over [`MAX_REJECTED_VALUE_BYTES`] is cut.
     pub fn new(
         class: RejectionClass,
         key: impl Into<String>,
         value: impl Into<String>,
         reason: impl Into<String>,
     ) -> Self {
+        let mut value = value.into();
+        if value.len() > MAX_REJECTED_VALUE_BYTES {
+            let total = value.len();
+            value.truncate(value.floor_char_boundary(MAX_REJECTED_VALUE_BYTES));
+            value.push_str(&format!("… ({total} bytes)"));
+        }
         Rejection {
             key: key.into(),
-            value: value.into(),
+            value,
             reason: reason.into(),
             class,
         }
@@ -374,6 +385,22 @@ mod tests {
         let shown = Rejection::new(RejectionClass::Parse, "k", long, "r").to_string();
         assert!(shown.len() < 260, "{shown}");
         assert!(shown.contains('…'));
+        // What is kept of a huge value is bounded too (held for ctl list and the events).
+        let huge = Rejection::new(RejectionClass::Parse, "k", "é".repeat(1 << 20), "r");
+        assert!(
+            huge.value.len() <= MAX_REJECTED_VALUE_BYTES + 32,
+            "{}",
+            huge.value.len()
+        );
+        assert!(
+            huge.value.ends_with("… (2097152 bytes)"),
+            "{}",
+            &huge.value[1000..]
+        );
+        assert_eq!(
+            Rejection::new(RejectionClass::Parse, "k", "{after: 2x}", "r").value,
+            "{after: 2x}"
+        );
         let multi = Rejection::new(RejectionClass::Parse, "k", "a: 1\nb: 2", "r").to_string();
         assert!(multi.contains("a: 1\\nb: 2"));
     }

@@ -104,7 +104,7 @@ pub enum FieldError {
 pub enum FieldType {
     /// Kubernetes-style duration ([`Fields::duration`]).
     Duration,
-    /// A size in bytes, or a share of the memory limit ([`Fields::size`]).
+    /// A size in bytes, or a share of the memory limit ([`Fields::size_at_most`]).
     Size,
     /// A fraction or a percentage ([`Fields::probability`]).
     Probability,
@@ -473,9 +473,30 @@ impl Fields {
         Ok(d)
     }
 
-    /// Field `name` as a size.
-    pub(crate) fn size(&mut self, name: &str) -> Result<Option<Size>, FieldError> {
-        self.unit(name, units::parse_size)
+    /// Field `name` as a size of at most `max` bytes (a percentage of the limit is always
+    /// below it); `why` completes "is larger than " (the bound, and why).
+    pub(crate) fn size_at_most(
+        &mut self,
+        name: &str,
+        max: u64,
+        why: &str,
+    ) -> Result<Option<Size>, FieldError> {
+        let Some(text) = self.text(name)? else {
+            return Ok(None);
+        };
+        let size = units::parse_size(&text).map_err(|source| FieldError::Unit {
+            field: self.name(name),
+            text: text.clone(),
+            source,
+        })?;
+        if matches!(size, Size::Bytes(b) if b > max) {
+            return Err(FieldError::Invalid {
+                field: self.name(name),
+                text,
+                reason: format!("is larger than {why}"),
+            });
+        }
+        Ok(Some(size))
     }
 
     /// Field `name` as a probability (fraction in 0..=1).

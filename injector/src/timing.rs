@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `after` | delay from container start to the first firing | `0s` |
 //! | `duration` | how long each firing holds (required for `freeze` and `stress`, refused for `kill`) | none: holds until the container stops |
-//! | `every` | repeat period, above zero; `duration` must be shorter | no repetition |
+//! | `every` | repeat period, 100ms or more; `duration` must be shorter | no repetition |
 //! | `count` | total firings for this pod and container name, counted across container restarts, 1 or more | `1`, or unlimited when `every` is set |
 //! | `jitter` | each firing moves by a uniform random offset in `[-jitter, +jitter]` (never before container start) | `0s` |
 //! | `probability` | chance that each firing actually acts (`0.5` or `50%`) | `1` |
@@ -24,6 +24,9 @@ use crate::annotations::FaultKind;
 use crate::fields::{FieldError, FieldSpec, FieldType, Fields};
 use crate::units::format_duration;
 
+/// The shortest repeat period `every` takes.
+pub const MIN_EVERY: Duration = Duration::from_millis(100);
+
 /// Every timing field (`ctl explain` prints this table).
 pub const TIMING_FIELDS: [FieldSpec; 6] = [
     FieldSpec::new(
@@ -42,7 +45,7 @@ pub const TIMING_FIELDS: [FieldSpec; 6] = [
         "every",
         FieldType::Duration,
         "no repetition",
-        "repeat period; must be longer than duration",
+        "repeat period, 100ms or more; must be longer than duration",
     ),
     FieldSpec::new(
         "count",
@@ -148,6 +151,16 @@ impl Timing {
         let after = fields.duration("after")?.unwrap_or_default();
         let duration = fields.positive_duration("duration")?;
         let every = fields.positive_duration("every")?;
+        if let Some(e) = every.filter(|e| *e < MIN_EVERY) {
+            return Err(FieldError::Invalid {
+                field: "every".to_string(),
+                text: format_duration(e),
+                reason: format!(
+                    "is shorter than {}, the shortest repeat period (a fault cannot act and be seen to act faster)",
+                    format_duration(MIN_EVERY)
+                ),
+            });
+        }
         let count = fields
             .integer("count", 1, u64::from(u32::MAX))?
             .and_then(|c| u32::try_from(c).ok());

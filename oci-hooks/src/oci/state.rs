@@ -153,6 +153,30 @@ mod tests {
         assert_eq!(live_pid(&zero), None);
     }
 
+    /// Found by the fuzz target `hook_state`: the JSON error quoted a long string of the
+    /// input whole (a 2.6 KB state gave a 2.8 KB error; a 1 MiB state, a 1 MiB line).
+    #[test]
+    fn a_long_string_in_a_malformed_state_does_not_flood_the_error() {
+        let input =
+            include_bytes!("../../../fuzz/corpus/hook_state/regression-long-string-in-error");
+        let err = parse_state(input).unwrap_err().to_string();
+        assert!(err.len() <= 1024, "an error of {} bytes: {err}", err.len());
+        assert!(
+            err.starts_with("the OCI state on stdin is not valid: "),
+            "{err}"
+        );
+        let huge = format!("{{\"ociVersion\": \"{}\"", "a".repeat(1 << 20));
+        let err = parse_state(huge.as_bytes()).unwrap_err().to_string();
+        assert!(err.len() <= 1024, "an error of {} bytes", err.len());
+        let typed = format!(
+            "{{\"ociVersion\":\"1.0.2\",\"id\":\"x\",\"bundle\":\"/b\",\"pid\":\"{}\"}}",
+            "9".repeat(1 << 20)
+        );
+        let err = parse_state(typed.as_bytes()).unwrap_err().to_string();
+        assert!(err.len() <= 1024, "an error of {} bytes", err.len());
+        assert!(err.contains("pid"), "{err}");
+    }
+
     #[test]
     fn malformed_states_are_clear() {
         assert!(matches!(parse_state(b""), Err(StateError::Empty)));

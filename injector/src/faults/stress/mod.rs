@@ -12,7 +12,7 @@
 //! |---|---|
 //! | `cpu.workers` | number of CPU stressors, 1 or more (default 1; capped by policy `stress.max_cpu_workers`) |
 //! | `cpu.load` | busy percentage of each CPU stressor, 1 to 100 (`80` or `80%`; default 100) |
-//! | `memory.size` | memory to hold: `256Mi`, `1G`, or `50%` of the container memory limit (required) |
+//! | `memory.size` | memory to hold: `256Mi`, `1G`, or `50%` of the container memory limit (required; at most 128Ti) |
 //! | `memory.workers` | number of memory stressors sharing `size`, 1 to 64 (default 1) |
 //!
 //! At least one of `cpu` and `memory` is required, and so is `duration`.
@@ -24,6 +24,9 @@ use crate::units::Size;
 
 /// Most memory stressors one fault may run.
 pub const MAX_MEMORY_WORKERS: u64 = 64;
+/// Largest memory stressor, whatever the policy says: the user address space of one process
+/// on x86-64 and arm64 (47 bits). No node has more; a larger request is a typo (`1Ei`).
+pub const MAX_MEMORY_BYTES: u64 = 1 << 47;
 /// Hard upper bound on CPU workers, whatever the policy says.
 pub const MAX_CPU_WORKERS: u64 = 1024;
 
@@ -144,10 +147,16 @@ impl StressFault {
             None => None,
             Some(mut mem) => {
                 mem.only_specs(MEMORY_FIELDS)?;
-                let size = mem.size("size")?.ok_or_else(|| FieldError::Missing {
-                    field: mem.name("size"),
-                    hint: " (e.g. memory: {size: 256Mi} or {size: 50%})".to_string(),
-                })?;
+                let size = mem
+                    .size_at_most(
+                        "size",
+                        MAX_MEMORY_BYTES,
+                        "128Ti, the most memory one process can map (no node has more)",
+                    )?
+                    .ok_or_else(|| FieldError::Missing {
+                        field: mem.name("size"),
+                        hint: " (e.g. memory: {size: 256Mi} or {size: 50%})".to_string(),
+                    })?;
                 if size == Size::Bytes(0) {
                     return Err(FieldError::Invalid {
                         field: mem.name("size"),
