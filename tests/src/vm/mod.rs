@@ -12,6 +12,7 @@
 
 pub mod cpio;
 pub mod initramfs;
+pub mod node_suite;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,4 @@
-//! The VM node suite: runs INSIDE the VM of `tests/tests/vm_node.rs` (Debian's cloud kernel,
-//! cgroup v2 only, sch_netem loaded) and drives a whole node there with the harness used by the
-//! host e2e tests: a private containerd 1.7 with NRI, runc and the CNI bridge
-//! ([`Node::start`]), nri-chaos registered ([`Node::start_plugin`]) and the CRI driver
-//! ([`nri_chaos_tests::Cri`]). It proves on real pods:
+//! The `base` VM node suite. It proves on real pods:
 //!
 //! - `netem_pod_*`: `netem.nri-chaos.io/pod: "{delay: 100ms, duration: 20s}"` puts a netem
 //!   qdisc with delay 100ms into the pod netns (`tc -s qdisc show` through
@@ -12,12 +8,6 @@
 //!   RTT of packet 1, read back from the CRI container log;
 //! - `freeze_*` and `stress_*`: freeze (cgroup.freeze / cgroup.events) and CPU stress at load 50
 //!   (cpu.stat usage_usec) on the container's cgroup v2.
-//!
-//! Output: `ASSERT <name> ok|fail <detail>`, `RESULT <name> k=v ...`, `INFO ...` lines on
-//! stdout (the serial console). Exit code 0 when every assertion passed.
-//!
-//! Binaries: the plugin is `$NRI_CHAOS_BIN` (the harness's lookup); the hook sits at the
-//! plugin's default hook path `/opt/nri-chaos/bin/nri-chaos-hook`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,94 +15,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use nri_chaos_tests::vm::AssertSuite;
-use nri_chaos_tests::{
-    plugin_binary, ContainerSpec, ContainerdVersion, Cri, Node, PluginProcess, Pod, PodSpec,
-};
+use nri_chaos_tests::{ContainerSpec, Cri, Node, PluginProcess, Pod, PodSpec};
+
+use crate::{finish, ms, start_node};
 
 const SLEEPER: &[&str] = &["sleep", "3600"];
 const NETEM: &str = "{delay: 100ms, duration: 20s}";
 const NETEM_DURATION: Duration = Duration::from_secs(20);
 
-fn main() {
-    let started = Instant::now();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            println!("ASSERT vm_node_runtime fail {e}");
-            std::process::exit(1);
-        }
-    };
-    let mut suite = AssertSuite::default();
-    if let Err(e) = rt.block_on(run(&mut suite)) {
-        suite.check("vm_node_suite", false, format!("{e:#}"));
-    }
-    println!(
-        "RESULT suite wall_s={:.1} passed={} failed={}",
-        started.elapsed().as_secs_f64(),
-        suite.passed,
-        suite.failed
-    );
-    std::process::exit(if suite.failed == 0 { 0 } else { 1 });
-}
-
-fn ms(d: Duration) -> u128 {
-    d.as_millis()
-}
-
-async fn run(s: &mut AssertSuite) -> Result<()> {
-    let t = Instant::now();
-    let node = Node::start(ContainerdVersion::V17).await?;
-    let (runtime, _) = node.cri().await?.version().await?;
-    println!(
-        "RESULT node_start ms={} runtime={} cgroup_root={}",
-        ms(t.elapsed()),
-        runtime.replace(' ', "_"),
-        node.cgroup_root()
-    );
-    let t = Instant::now();
-    let plugin = node.start_plugin(&plugin_binary(), "")?;
-    let registered = plugin
-        .wait_log_contains("synchronized with the runtime", Duration::from_secs(30))
-        .await;
-    s.check(
-        "plugin_registered",
-        registered.is_ok(),
-        format!("{} ms", ms(t.elapsed())),
-    );
-    if let Err(e) = registered {
-        println!("INFO plugin log: {}", plugin.log().replace('\n', " | "));
-        return Err(e);
-    }
-    let cri = node.cri().await?;
+pub(crate) async fn run(s: &mut AssertSuite) -> Result<()> {
+    let (node, plugin, cri) = start_node(s).await?;
     let outcome = scenarios(s, &node, &cri, &plugin).await;
-    if outcome.is_err() || s.failed > 0 {
-        for line in plugin
-            .log()
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .iter()
-            .rev()
-        {
-            println!("INFO plugin| {line}");
-        }
-    }
-    let t = Instant::now();
-    let _ = plugin.stop().await;
-    match tokio::time::timeout(Duration::from_secs(40), node.shutdown()).await {
-        Ok(Ok(())) => println!("INFO node teardown clean in {} ms", ms(t.elapsed())),
-        Ok(Err(e)) => println!(
-            "INFO node teardown: {}",
-            format!("{e:#}").replace('\n', " | ")
-        ),
-        Err(_) => println!("INFO node teardown did not finish within 40 s"),
-    }
-    outcome
+    finish(s, node, plugin, outcome).await
 }
 
 async fn scenarios(
