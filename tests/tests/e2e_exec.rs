@@ -52,6 +52,18 @@ async fn fail_hang_and_delay(version: ContainerdVersion) -> Result<()> {
         .run_container(&pod, &ContainerSpec::new("slow", SLEEPER))
         .await?;
 
+    // `ctl list` shows the three exec faults planned from the annotations, in force.
+    let listed = exec_faults_listed(&node)?;
+    ensure!(
+        listed
+            == [
+                ("failing".to_string(), "applied".to_string()),
+                ("hung".to_string(), "applied".to_string()),
+                ("slow".to_string(), "applied".to_string()),
+            ],
+        "ctl list --json: exec faults from the annotations {listed:?} (want failing, hung, slow applied)"
+    );
+
     // fail + match: the matching command is not run and exits 7; others run.
     for round in 0..2 {
         let hz = cri
@@ -111,8 +123,46 @@ async fn fail_hang_and_delay(version: ContainerdVersion) -> Result<()> {
     );
 
     cri.stop_pod(&pod).await?;
+    // Their containers ended: listed as recovered.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let listed = exec_faults_listed(&node)?;
+        if listed.iter().all(|(_, state)| state == "recovered") && listed.len() == 3 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "ctl list after the pod stopped: {listed:?} (want 3 recovered)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     cri.remove_pod(&pod).await?;
     node.shutdown().await
+}
+
+/// The exec faults `ctl list --json` shows whose source is an annotation: (container, state),
+/// sorted by container.
+fn exec_faults_listed(node: &ChaosNode) -> Result<Vec<(String, String)>> {
+    let list: serde_json::Value = serde_json::from_str(&ctl_list_json(node)?)?;
+    let mut listed: Vec<(String, String)> = list["faults"]
+        .as_array()
+        .context("ctl list --json has no faults array")?
+        .iter()
+        .filter(|f| {
+            f["kind"] == "exec"
+                && f["source"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("exec.nri-chaos.io/container."))
+        })
+        .map(|f| {
+            (
+                f["container"].as_str().unwrap_or_default().to_string(),
+                f["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    listed.sort();
+    Ok(listed)
 }
 
 /// `after` and `duration` bound the window (from container start); `count` bounds the execs.

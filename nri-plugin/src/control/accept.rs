@@ -1,4 +1,5 @@
-//! The control socket's accept stream: root peers only, and a backoff on accept errors.
+//! The control socket's accept stream: root peers only, each given a connection slot and
+//! deadlines ([`super::limits`]), and a backoff on accept errors.
 //!
 //! An accept that fails (EMFILE/ENFILE when nri-chaos is out of descriptors, ENOBUFS ...)
 //! leaves the pending connection in the backlog, so the listener stays readable and an
@@ -11,8 +12,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tokio::time::Sleep;
+
+use super::limits::{Limited, Limits, Slots};
 
 /// First pause after a failed accept.
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
@@ -59,23 +62,26 @@ impl Burst {
     }
 }
 
-/// Accepted connections whose peer is root; others are logged and closed.
+/// Accepted connections whose peer is root and that got a slot; others are logged and
+/// closed.
 pub struct RootOnly {
     listener: UnixListener,
     burst: Burst,
+    slots: Slots,
 }
 
 impl RootOnly {
-    pub fn new(listener: UnixListener) -> RootOnly {
+    pub fn new(listener: UnixListener, limits: Limits) -> RootOnly {
         RootOnly {
             listener,
             burst: Burst::default(),
+            slots: Slots::new(limits),
         }
     }
 }
 
 impl futures_core::Stream for RootOnly {
-    type Item = std::io::Result<UnixStream>;
+    type Item = std::io::Result<Limited>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
@@ -94,7 +100,9 @@ impl futures_core::Stream for RootOnly {
                     self.burst.succeeded();
                     match stream.peer_cred() {
                         Ok(cred) if peer_allowed(cred.uid()) => {
-                            return Poll::Ready(Some(Ok(stream)))
+                            if let Some(admitted) = self.slots.admit(stream) {
+                                return Poll::Ready(Some(Ok(admitted)));
+                            }
                         }
                         Ok(cred) => {
                             tracing::warn!(

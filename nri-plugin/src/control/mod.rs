@@ -1,9 +1,10 @@
 //! The control socket: nri-chaos's own ttrpc API (`nri_chaos.control.v1.Control`) on a unix
 //! socket in the state dir, mode 0600. Every connection's peer credentials (SO_PEERCRED) are
 //! checked: only uid 0 is served; anyone else is logged and the connection closed before a
-//! byte is read.
+//! byte is read. Connections are capped and silent ones closed ([`Limits`]).
 
 mod accept;
+mod limits;
 mod service;
 
 use std::os::unix::fs::PermissionsExt;
@@ -16,6 +17,7 @@ use tokio::net::{UnixListener, UnixStream};
 use ttrpc::r#async::transport::Listener;
 use ttrpc::r#async::Server;
 
+pub use limits::Limits;
 pub use service::ControlService;
 
 use accept::RootOnly;
@@ -60,8 +62,18 @@ fn setup(path: &Path, reason: impl ToString) -> ControlError {
     }
 }
 
-/// Binds `path` (mode 0600; a stale socket file is replaced) and serves `service` on it.
+/// Binds `path` (mode 0600; a stale socket file is replaced) and serves `service` on it
+/// within [`Limits::DEFAULT`].
 pub async fn serve(path: &Path, service: ControlService) -> Result<Control, ControlError> {
+    serve_limited(path, service, Limits::DEFAULT).await
+}
+
+/// [`serve`] within `limits`.
+pub async fn serve_limited(
+    path: &Path,
+    service: ControlService,
+    limits: Limits,
+) -> Result<Control, ControlError> {
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
             return Err(ControlError::InUse(path.to_path_buf()));
@@ -80,7 +92,7 @@ pub async fn serve(path: &Path, service: ControlService) -> Result<Control, Cont
         .map_err(|err| setup(path, format!("chmod 0600: {err}")))?;
     let mut server = Server::new()
         .register_service(create_control(Arc::new(service)))
-        .add_listener(Listener::new(RootOnly::new(listener)));
+        .add_listener(Listener::new(RootOnly::new(listener, limits)));
     server.start().await.map_err(|err| setup(path, err))?;
     tracing::info!(socket = %path.display(), "control socket listening (root only)");
     Ok(Control {

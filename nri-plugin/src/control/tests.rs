@@ -23,6 +23,7 @@ use crate::engine::{ContainerInfo, Engine, PodInfo, Seams};
 use crate::service::RuntimeInfo;
 
 mod emfile;
+mod limits;
 
 fn engine(dir: &Path) -> (Engine, Arc<RecordingSignaller>) {
     let signaller = Arc::new(RecordingSignaller::new());

@@ -20,9 +20,10 @@ const DEFAULT_STRESS_HOLD: Duration = Duration::from_secs(60);
 
 impl Inner {
     /// Spawns the task of `fault` on `target` (its schedule measured from `target.started`),
-    /// records it in the registry and returns it. `None` when nothing runs in the plugin: the
-    /// kind is executed by the OCI hook (`start`) or the shim (`exec`), or the pod has no
-    /// network namespace to shape (recorded as failed).
+    /// records it in the registry and returns it. A fault the shim wrapper executes (`exec`)
+    /// gets a record and a task that only waits for its end. `None` when nothing runs in the
+    /// plugin: the kind is executed by the OCI hook (`start`), or the pod has no network
+    /// namespace to shape (recorded as failed).
     pub(super) fn arm(
         self: &Arc<Self>,
         fault: &FaultRequest,
@@ -33,9 +34,15 @@ impl Inner {
         target.fault_id = id;
         let (stop, stop_rx) = watch::channel(false);
         let engine = self.clone();
-        if executor(fault.kind) != Executor::Engine {
-            // Executed by the OCI hook (`start`) or the shim (`exec`): no task, no record.
-            return None;
+        match executor(fault.kind) {
+            // Executed by the OCI hook in the start path: no task, no record.
+            Executor::Hook => return None,
+            // Executed by the shim wrapper, per exec, from the plan written at creation: the
+            // plugin only records it, in force while the container lives.
+            Executor::Shim => {
+                return Some(self.handed_to_shim(new_fault(&target, fault), &target, None))
+            }
+            Executor::Engine => {}
         }
         let timing = fault.timing;
         let task_target = target.clone();
@@ -91,6 +98,38 @@ impl Inner {
             stop,
             task,
         })
+    }
+
+    /// Records a fault the shim wrapper executes (`exec`) as in force (`applied`) and returns
+    /// its handle: when it is stopped (`ctl recover`, the container's end, shutdown) the
+    /// task removes `inject_file` (the wrapper then stops faulting) and records it recovered.
+    pub(super) fn handed_to_shim(
+        self: &Arc<Self>,
+        record: introspect::NewFault<'_>,
+        target: &Target,
+        inject_file: Option<std::path::PathBuf>,
+    ) -> ArmedFault {
+        let id = record.id;
+        self.registry.armed(record);
+        self.registry.applied(id, Duration::ZERO);
+        let (stop, mut stop_rx) = watch::channel(false);
+        let engine = self.clone();
+        let task = tokio::spawn(async move {
+            // Stopped, or the engine dropped the fault.
+            let _ = stop_rx.changed().await;
+            if let Some(path) = inject_file {
+                let _ = std::fs::remove_file(&path);
+            }
+            engine.registry.recovered(id);
+        });
+        ArmedFault {
+            id,
+            origin: target.origin,
+            instance: target.container_id.clone(),
+            sandbox: target.sandbox.clone(),
+            stop,
+            task,
+        }
     }
 
     /// Whether the ledger says `fault` of `key` has fired `count` times already.

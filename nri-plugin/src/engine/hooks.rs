@@ -19,11 +19,10 @@ use injector::hookplan::{
     hook_point, hook_timeout_secs, HookPlan, HookPoint, PlannedFault, PLAN_ANNOTATION, PLAN_VERSION,
 };
 use injector::{FaultKey, FaultKind, FaultRequest, Rng, SplitMix64};
-use tokio::sync::watch;
 
 use super::kinds::{executor, Executor};
 use super::runner::Target;
-use super::state::{ArmedFault, Origin};
+use super::state::ArmedFault;
 use super::{introspect, Inner, PodInfo};
 
 /// Where the hook binary is when neither the policy nor `--hook-path` says otherwise.
@@ -83,7 +82,7 @@ pub(super) fn inject_exec(
         )
     })?;
     let id = inner.next_fault_id.fetch_add(1, Ordering::Relaxed);
-    inner.registry.armed(introspect::NewFault {
+    let record = introspect::NewFault {
         id,
         pod: &target.pod,
         container: &target.container,
@@ -92,24 +91,8 @@ pub(super) fn inject_exec(
         value,
         source: "ctl",
         holds: true,
-    });
-    inner.registry.applied(id, std::time::Duration::ZERO);
-    let (stop, mut stop_rx) = watch::channel(false);
-    let engine = inner.clone();
-    let task = tokio::spawn(async move {
-        // Stopped (or the engine dropped the fault): the wrapper sees the file go.
-        let _ = stop_rx.changed().await;
-        let _ = std::fs::remove_file(&path);
-        engine.registry.recovered(id);
-    });
-    Ok(ArmedFault {
-        id,
-        origin: Origin::Ctl,
-        instance: target.container_id.clone(),
-        sandbox: target.sandbox.clone(),
-        stop,
-        task,
-    })
+    };
+    Ok(inner.handed_to_shim(record, target, Some(path)))
 }
 
 /// One OCI hook entry to add to the container's spec.
@@ -508,6 +491,49 @@ mod tests {
             plan.inject.map(PathBuf::from),
             Some(dir.path().join("exec/c2.json"))
         );
+    }
+
+    /// An exec fault planned from an annotation is listed like the other kinds: in force
+    /// (`applied`) while its container lives, `recovered` once it is gone.
+    #[tokio::test]
+    async fn exec_from_an_annotation_is_listed_while_its_container_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path(), None, false);
+        let key = "exec.nri-chaos.io/container.app";
+        let value = "{fail: {exit_code: 7}, match: healthz}";
+        let pod = PodInfo {
+            runtime_handler: SHIM_HANDLER.into(),
+            ..pod(&[(key, value)])
+        };
+        engine
+            .create_container(pod.clone(), container("c1", "app"))
+            .unwrap();
+        let started = ContainerInfo {
+            pid: 4242,
+            running: true,
+            ..container("c1", "app")
+        };
+        engine.container_started(pod, started);
+        let (faults, rejected) = engine.registry().snapshot();
+        assert!(rejected.is_empty(), "{rejected:?}");
+        assert_eq!(faults.len(), 1, "{faults:?}");
+        let listed = &faults[0];
+        assert_eq!(
+            (listed.kind, listed.source.as_str(), listed.value.as_str()),
+            (FaultKind::Exec, key, value)
+        );
+        assert_eq!(
+            (listed.container.as_str(), listed.container_id.as_str()),
+            ("app", "c1")
+        );
+        assert_eq!(listed.state.as_str(), "applied");
+        engine.container_gone("c1");
+        let id = listed.id;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while engine.registry().get(id).unwrap().state.as_str() != "recovered" {
+            assert!(std::time::Instant::now() < deadline, "not recovered");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     #[test]
