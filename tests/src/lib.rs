@@ -20,6 +20,7 @@ pub mod images;
 pub mod kernel;
 pub mod metrics;
 pub mod node;
+pub mod nri_driver;
 pub mod plugin;
 pub mod runtime;
 pub mod timeline;

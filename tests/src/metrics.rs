@@ -186,3 +186,19 @@ mod tests {
         assert!(quantile(0.5, &[(f64::INFINITY, 0.0)]).is_nan());
     }
 }
+
+/// The smallest bucket bound every observation of cumulative `buckets` is under: an upper
+/// bound of the largest observation (`+Inf` when one passed the last finite bound; NaN
+/// without observations).
+pub fn max_bound(buckets: &[(f64, f64)]) -> f64 {
+    let Some(&(_, total)) = buckets.last() else {
+        return f64::NAN;
+    };
+    if total <= 0.0 {
+        return f64::NAN;
+    }
+    buckets
+        .iter()
+        .find(|(_, count)| *count >= total)
+        .map_or(f64::INFINITY, |(bound, _)| *bound)
+}

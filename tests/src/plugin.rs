@@ -24,7 +24,7 @@ pub struct PluginProcess {
 }
 
 impl PluginProcess {
-    pub(crate) fn spawn(cmd: &mut Command, log: &Path) -> Result<Self> {
+    pub fn spawn(cmd: &mut Command, log: &Path) -> Result<Self> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)

@@ -100,3 +100,35 @@ fn ended_records_are_bounded() {
     assert!(faults.len() <= MAX_ENDED + 1, "{}", faults.len());
     assert!(faults.iter().any(|f| f.id == 10_000));
 }
+
+/// Arming many faults stays linear: 20,000 records armed (none ended) take well under the
+/// time a scan of every record per insert needs (200 million record visits).
+#[test]
+fn arming_many_faults_is_not_quadratic() {
+    let registry = Registry::default();
+    let started = std::time::Instant::now();
+    for id in 0..20_000 {
+        registry.armed(new_fault(id, FaultKind::Kill, false));
+    }
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+    assert_eq!(registry.snapshot().0.len(), 20_000);
+}
+
+/// The ended records that go first are the first that ended, whatever their ids.
+#[test]
+fn the_first_ended_records_go_first() {
+    let registry = Registry::default();
+    registry.armed(new_fault(0, FaultKind::Kill, false));
+    for id in 1..=(MAX_ENDED as u64 + 1) {
+        registry.armed(new_fault(id, FaultKind::Kill, false));
+        registry.ended(id);
+    }
+    // 0 is still active; 1 ended first, so it went.
+    assert!(registry.get(0).is_some());
+    assert!(registry.get(1).is_none());
+    assert!(registry.get(2).is_some());
+    registry.ended(0);
+    assert!(registry.get(0).is_some(), "the newest ended record stays");
+    assert!(registry.get(2).is_none());
+}
