@@ -156,6 +156,22 @@ pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
     lower
 }
 
+/// The smallest bucket bound every observation of cumulative `buckets` is under: an upper
+/// bound of the largest observation (`+Inf` when one passed the last finite bound; NaN
+/// without observations).
+pub fn max_bound(buckets: &[(f64, f64)]) -> f64 {
+    let Some(&(_, total)) = buckets.last() else {
+        return f64::NAN;
+    };
+    if total <= 0.0 {
+        return f64::NAN;
+    }
+    buckets
+        .iter()
+        .find(|(_, count)| *count >= total)
+        .map_or(f64::INFINITY, |(bound, _)| *bound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +191,10 @@ mod tests {
         let b = m.buckets("h", &[("event", "a")]).unwrap();
         assert_eq!(b.len(), 4);
         assert_eq!(m.value("h_count", &[("event", "a")]).unwrap(), 10.0);
+        // Every observation is under 4, not all under 2.
+        assert_eq!(max_bound(&b), 4.0);
+        assert_eq!(max_bound(&[(1.0, 1.0), (f64::INFINITY, 2.0)]), f64::INFINITY);
+        assert!(max_bound(&[(1.0, 0.0), (f64::INFINITY, 0.0)]).is_nan());
         // 5th of 10 falls in (1, 2] holding 4 of them, 3 past its start.
         assert!((quantile(0.5, &b) - 1.75).abs() < 1e-9);
         assert!((quantile(1.0, &b) - 4.0).abs() < 1e-9);
@@ -187,18 +207,3 @@ mod tests {
     }
 }
 
-/// The smallest bucket bound every observation of cumulative `buckets` is under: an upper
-/// bound of the largest observation (`+Inf` when one passed the last finite bound; NaN
-/// without observations).
-pub fn max_bound(buckets: &[(f64, f64)]) -> f64 {
-    let Some(&(_, total)) = buckets.last() else {
-        return f64::NAN;
-    };
-    if total <= 0.0 {
-        return f64::NAN;
-    }
-    buckets
-        .iter()
-        .find(|(_, count)| *count >= total)
-        .map_or(f64::INFINITY, |(bound, _)| *bound)
-}

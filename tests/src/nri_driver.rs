@@ -136,18 +136,12 @@ impl NriDriver {
         pods: Vec<PodSandbox>,
         containers: Vec<Container>,
     ) -> Result<Duration> {
-        let started = std::time::Instant::now();
-        self.client
-            .synchronize(
-                ctx(),
-                &SynchronizeRequest {
-                    pods,
-                    containers,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        Ok(started.elapsed())
+        let request = SynchronizeRequest {
+            pods,
+            containers,
+            ..Default::default()
+        };
+        timed(self.client.synchronize(ctx(), &request)).await
     }
 
     /// CreateContainer of `container` in `pod`; the round trip.
@@ -156,18 +150,12 @@ impl NriDriver {
         pod: &PodSandbox,
         container: &Container,
     ) -> Result<Duration> {
-        let started = std::time::Instant::now();
-        self.client
-            .create_container(
-                ctx(),
-                &CreateContainerRequest {
-                    pod: Some(pod.clone()).into(),
-                    container: Some(container.clone()).into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        Ok(started.elapsed())
+        let request = CreateContainerRequest {
+            pod: Some(pod.clone()).into(),
+            container: Some(container.clone()).into(),
+            ..Default::default()
+        };
+        timed(self.client.create_container(ctx(), &request)).await
     }
 
     /// A lifecycle event (`StateChange`) of `container` in `pod`; the round trip.
@@ -177,20 +165,21 @@ impl NriDriver {
         pod: &PodSandbox,
         container: &Container,
     ) -> Result<Duration> {
-        let started = std::time::Instant::now();
-        self.client
-            .state_change(
-                ctx(),
-                &StateChangeEvent {
-                    event: event.into(),
-                    pod: Some(pod.clone()).into(),
-                    container: Some(container.clone()).into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        Ok(started.elapsed())
+        let request = StateChangeEvent {
+            event: event.into(),
+            pod: Some(pod.clone()).into(),
+            container: Some(container.clone()).into(),
+            ..Default::default()
+        };
+        timed(self.client.state_change(ctx(), &request)).await
     }
+}
+
+/// How long `call` took to be answered.
+async fn timed<T>(call: impl std::future::Future<Output = ttrpc::Result<T>>) -> Result<Duration> {
+    let started = std::time::Instant::now();
+    call.await?;
+    Ok(started.elapsed())
 }
 
 /// A pod sandbox message: `ns/name` with `annotations`.

@@ -20,14 +20,17 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use nri_chaos_proto::nri::Event;
-use nri_chaos_tests::bench::rss_kib;
+use nri_chaos_tests::bench::{hwm_kib, rss_kib};
+use nri_chaos_tests::malformed::billion_laughs;
 use nri_chaos_tests::metrics::{max_bound, quantile, Metrics};
 use nri_chaos_tests::nri_driver::{self, NriDriver};
-use nri_chaos_tests::{plugin_binary, PluginProcess};
+use nri_chaos_tests::{plugin_binary, ContainerSpec, PluginProcess, PodSpec};
+
+const SLEEPER: &[&str] = &["sleep", "3600"];
 
 /// containerd drops a plugin whose handler passes 2 s; none may come near.
 const HANDLER_LIMIT: Duration = Duration::from_secs(1);
@@ -149,14 +152,9 @@ async fn driver_synchronize_of_1000_containers() -> Result<()> {
 }
 
 /// A malformed annotation catalogue: bad units, huge and negative numbers, unknown fields,
-/// absurd but well-formed values, deep YAML, an alias bomb, 256 KiB values, on every kind.
+/// absurd but well-formed values, deep YAML, an alias bomb, a 250 KiB value (Kubernetes caps
+/// a pod's annotations at 256 KiB), on every kind.
 fn malformed() -> Vec<(&'static str, String)> {
-    let mut laughs = String::from("{a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]");
-    for i in 1..9 {
-        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
-        laughs.push_str(&format!(", a{i}: &a{i} [{refs}]"));
-    }
-    laughs.push('}');
     vec![
         ("kill.nri-chaos.io/container.app", "{after: 10xs}".into()),
         ("kill.nri-chaos.io/container.b", "{after: -5s}".into()),
@@ -166,7 +164,7 @@ fn malformed() -> Vec<(&'static str, String)> {
             "{count: 99999999999999999999999}".into(),
         ),
         ("kill.nri-chaos.io/container.e", "{bogus: 1}".into()),
-        ("kill.nri-chaos.io/container.f", "a".repeat(256 * 1024)),
+        ("kill.nri-chaos.io/container.f", "a".repeat(250 * 1024)),
         (
             "freeze.nri-chaos.io/container.app",
             "{duration: 1ns, every: 2ns}".into(),
@@ -185,7 +183,7 @@ fn malformed() -> Vec<(&'static str, String)> {
             "{cpu: {load: 250%}}".into(),
         ),
         ("netem.nri-chaos.io/pod", "[".repeat(4096)),
-        ("oom.nri-chaos.io/container.app", laughs),
+        ("oom.nri-chaos.io/container.app", billion_laughs()),
         ("oom.nri-chaos.io/container.b", "{score: 5000}".into()),
         ("start.nri-chaos.io/container.app", "{delay: 1e400s}".into()),
         ("exec.nri-chaos.io/container.app", "{hang: true}".into()),
@@ -295,4 +293,241 @@ fn tempfile_dir(name: &str) -> Result<std::path::PathBuf> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// The fault annotation of pod `i` of the 110: 100 faults, armed an hour out (kill, freeze)
+/// or holding from the start (freeze, oom score, a 2% CPU stressor), then 10 pods whose
+/// annotation is rejected.
+fn fault_of(i: usize) -> (&'static str, &'static str) {
+    match i {
+        0..60 => ("kill.nri-chaos.io", "{after: 1h}"),
+        60..70 => ("freeze.nri-chaos.io", "{after: 1h, duration: 10s}"),
+        70..80 => ("freeze.nri-chaos.io", "{duration: 10m}"),
+        80..90 => ("oom.nri-chaos.io", "{score: 500, duration: 10m}"),
+        90..100 => (
+            "stress.nri-chaos.io",
+            "{cpu: {workers: 1, load: 2}, duration: 10m}",
+        ),
+        _ => ("kill.nri-chaos.io", "{after: 10xs}"),
+    }
+}
+
+/// Pods of the real-node test.
+const PODS: usize = 110;
+/// Faults active among them.
+const FAULTS: usize = 100;
+/// Connections of each flood.
+const FLOOD: usize = 2000;
+/// The plugin's resident memory with 110 pods and 100 faults: the goal (20 MiB).
+const LOADED_GOAL_KIB: u64 = 20 * 1024;
+/// Growth of the plugin's resident memory from idle to 110 pods and 100 faults.
+const MAX_LOAD_GROWTH_KIB: u64 = 6 * 1024;
+
+/// Sum of `nri_chaos_faults_active` over kinds.
+fn active_faults(metrics: &Metrics) -> f64 {
+    let family = "nri_chaos_faults_active";
+    metrics
+        .label_values(family, "kind")
+        .iter()
+        .filter_map(|kind| metrics.value(family, &[("kind", kind)]).ok())
+        .sum()
+}
+
+/// Raises this process's open-file limit to `n` (the flood holds 4,000 sockets).
+fn raise_nofile(n: u64) -> Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: setrlimit reads one valid rlimit struct.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    ensure!(
+        rc == 0,
+        "setrlimit(NOFILE, {n}): {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// `nri-chaos ctl list --json` against the node's control socket; its output on success.
+fn ctl_list(node: &common::ChaosNode) -> Result<String> {
+    let socket = node.node.dir().join("nri-chaos-state").join("control.sock");
+    let out = Command::new(plugin_binary())
+        .args(["ctl", "--socket"])
+        .arg(&socket)
+        .args(["list", "--json"])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    ensure!(out.status.success(), "ctl list: {out:?}");
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// 110 real pods on a private containerd 2.x node, each with a fault annotation, 100 faults
+/// active at once: the plugin's memory (VmRSS, VmHWM) idle and loaded against the goals
+/// (10 / 20 MiB), and every NRI handler call under 1 s (p99 and max bound printed). Then
+/// 2,000 control-socket and 2,000 metrics connections that never send: memory stays bounded
+/// (before / during / after), a pod created during the flood gets its fault (NRI answered),
+/// `ctl list` is answered once the silent clients' first-request deadline (5 s) passed, and
+/// /metrics answers once the flood is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_node_110_pods_100_faults_and_a_connection_flood() -> Result<()> {
+    let node = common::ChaosNode::start(nri_chaos_tests::ContainerdVersion::V2, "").await?;
+    let pid = node.plugin.pid();
+    let idle = rss_kib(pid).context("plugin RSS")?;
+    let cri = node.node.cri().await?;
+
+    let started = Instant::now();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(6));
+    let mut runs = tokio::task::JoinSet::new();
+    for i in 0..PODS {
+        let (cri, slots) = (cri.clone(), slots.clone());
+        runs.spawn(async move {
+            let _slot = slots.acquire_owned().await?;
+            let (key, value) = fault_of(i);
+            let pod = cri
+                .run_pod(&PodSpec::new(&format!("load-{i:03}")).annotation(key, value))
+                .await?;
+            cri.run_container(&pod, &ContainerSpec::new("app", SLEEPER))
+                .await?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(run) = runs.join_next().await {
+        run??;
+    }
+    let start_all = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let metrics = node.plugin.metrics().await?;
+        if active_faults(&metrics) >= FAULTS as f64 || Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let active = active_faults(&metrics);
+    let loaded = rss_kib(pid).context("plugin RSS")?;
+    let peak = hwm_kib(pid).context("plugin VmHWM")?;
+    println!(
+        "load: {PODS} pods started in {:.1} s; {active} faults active",
+        start_all.as_secs_f64()
+    );
+    println!(
+        "load: plugin RSS idle {:.1} MiB (goal <= 10), {PODS} pods + {active} faults {:.1} MiB (goal <= 20), peak (VmHWM) {:.1} MiB",
+        mib(idle),
+        mib(loaded),
+        mib(peak)
+    );
+    check_handlers("110 pods", &metrics)?;
+    ensure!(
+        active == FAULTS as f64,
+        "{active} faults active (want {FAULTS})"
+    );
+    ensure!(
+        loaded <= LOADED_GOAL_KIB,
+        "plugin RSS with {PODS} pods and {FAULTS} faults: {loaded} KiB (goal {LOADED_GOAL_KIB} KiB)"
+    );
+    ensure!(
+        loaded.saturating_sub(idle) <= MAX_LOAD_GROWTH_KIB,
+        "plugin RSS grew {} KiB from idle to {PODS} pods and {FAULTS} faults (allowed {MAX_LOAD_GROWTH_KIB})",
+        loaded.saturating_sub(idle)
+    );
+
+    // The flood: sockets that never send a byte.
+    raise_nofile(16_384)?;
+    let control = node.node.dir().join("nri-chaos-state").join("control.sock");
+    let metrics_address = node.plugin.metrics_address().await?;
+    let before = rss_kib(pid).context("plugin RSS")?;
+    let flood_started = Instant::now();
+    let mut held_control = Vec::new();
+    for _ in 0..FLOOD {
+        if let Ok(stream) = tokio::net::UnixStream::connect(&control).await {
+            held_control.push(stream);
+        }
+    }
+    let mut connecting = tokio::task::JoinSet::new();
+    for _ in 0..FLOOD {
+        connecting.spawn(async move {
+            tokio::time::timeout(
+                Duration::from_secs(3),
+                tokio::net::TcpStream::connect(metrics_address),
+            )
+            .await
+        });
+    }
+    let mut held_metrics = Vec::new();
+    while let Some(conn) = connecting.join_next().await {
+        if let Ok(Ok(Ok(stream))) = conn {
+            held_metrics.push(stream);
+        }
+    }
+    let during = rss_kib(pid).context("plugin RSS")?;
+    // NRI keeps answering: a pod created in the flood is planned and its fault armed.
+    let nri_started = Instant::now();
+    let pod = cri
+        .run_pod(&PodSpec::new("in-flood").annotation("kill.nri-chaos.io", "{after: 1h}"))
+        .await?;
+    cri.run_container(&pod, &ContainerSpec::new("app", SLEEPER))
+        .await?;
+    let nri_took = nri_started.elapsed();
+    // ctl is answered once the silent clients' first-request deadline passed.
+    let listed = loop {
+        match ctl_list(&node) {
+            Ok(out) => break out,
+            Err(err) => {
+                ensure!(
+                    flood_started.elapsed() < Duration::from_secs(15),
+                    "ctl list not answered {:?} into the flood: {err:#}",
+                    flood_started.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    let ctl_after = flood_started.elapsed();
+    ensure!(
+        listed.contains("in-flood"),
+        "ctl list does not show the pod created in the flood"
+    );
+    let during_late = rss_kib(pid).context("plugin RSS")?;
+    let (control_held, metrics_held) = (held_control.len(), held_metrics.len());
+    drop(held_control);
+    drop(held_metrics);
+    let scrape_started = Instant::now();
+    let after_metrics = node.plugin.metrics().await?;
+    let scrape_took = scrape_started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(pid).context("plugin RSS")?;
+    println!(
+        "load: flood of {FLOOD} control ({control_held} connected) + {FLOOD} metrics ({metrics_held} connected) connections that never send"
+    );
+    println!(
+        "load: plugin RSS before {:.1} MiB, during {:.1} / {:.1} MiB, after {:.1} MiB",
+        mib(before),
+        mib(during),
+        mib(during_late),
+        mib(after)
+    );
+    println!(
+        "load: in the flood: a pod's RunPodSandbox + create + start {:.2} s (fault armed), ctl list answered {:.1} s after the flood began; /metrics after it {:.0} ms",
+        nri_took.as_secs_f64(),
+        ctl_after.as_secs_f64(),
+        scrape_took.as_secs_f64() * 1e3
+    );
+    check_handlers("110 pods + flood", &after_metrics)?;
+    ensure!(
+        active_faults(&after_metrics) == (FAULTS + 1) as f64,
+        "faults active after the flood: {} (want {})",
+        active_faults(&after_metrics),
+        FAULTS + 1
+    );
+    ensure!(
+        during.max(during_late) <= before + 4 * 1024,
+        "plugin RSS grew from {before} KiB to {} KiB in the flood",
+        during.max(during_late)
+    );
+    ensure!(
+        ctl_after < Duration::from_secs(10),
+        "ctl list answered only {ctl_after:?} into the flood"
+    );
+    node.shutdown().await
 }

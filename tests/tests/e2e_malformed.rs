@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use common::ChaosNode;
+use nri_chaos_tests::malformed::billion_laughs;
 use nri_chaos_tests::{ContainerSpec, ContainerState, ContainerdVersion, PodSpec};
 
 const SLEEPER: &[&str] = &["sleep", "3600"];
@@ -22,13 +23,6 @@ const MAX_GROWTH_KIB: u64 = 8 * 1024;
 /// The catalogue's worst values, on the keys of container `app`. Kubernetes caps a pod's
 /// annotations at 256 KiB in all; the biggest value here is just under that.
 fn worst() -> Vec<(&'static str, String)> {
-    // The billion laughs in flow style (one line: the plain log prints a value as written).
-    let mut laughs = String::from("{a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]");
-    for i in 1..9 {
-        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
-        laughs.push_str(&format!(", a{i}: &a{i} [{refs}]"));
-    }
-    laughs.push('}');
     vec![
         ("kill.nri-chaos.io/container.app", "a".repeat(250 * 1024)),
         (
@@ -40,7 +34,7 @@ fn worst() -> Vec<(&'static str, String)> {
             "{memory: {size: 1Ei}, duration: 1m}".to_string(),
         ),
         ("netem.nri-chaos.io/pod", "[".repeat(4096)),
-        ("oom.nri-chaos.io/container.app", laughs),
+        ("oom.nri-chaos.io/container.app", billion_laughs()),
         ("kil.nri-chaos.io", "{}".to_string()),
     ]
 }
