@@ -17,3 +17,9 @@ target/release/nri-chaos-bench "$@"
 target/release/nri-chaos-bench-faults "${2:-2}"
 target/release/nri-chaos-bench-shim "${2:-2}"
 target/release/nri-chaos-bench-effect 30 "${2:-2}"
+# Resource bounds under load with the release plugin: 110 pods + 100 faults, the connection
+# flood, Synchronize of 1,000 containers, the malformed catalogue (tests/tests/e2e_load.rs).
+echo
+echo "resource bounds under load (release plugin; tests/tests/e2e_load.rs):"
+cargo test --quiet --locked -p nri-chaos-tests --test e2e_load -- --test-threads=1 --nocapture 2>&1 |
+    grep -E '^load:|^test result:' | sed 's/^load: /  /'
