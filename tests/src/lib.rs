@@ -18,6 +18,7 @@ pub mod bench;
 pub mod cri;
 pub mod images;
 pub mod kernel;
+pub mod load;
 pub mod malformed;
 pub mod metrics;
 pub mod node;

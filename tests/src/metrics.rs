@@ -193,7 +193,10 @@ mod tests {
         assert_eq!(m.value("h_count", &[("event", "a")]).unwrap(), 10.0);
         // Every observation is under 4, not all under 2.
         assert_eq!(max_bound(&b), 4.0);
-        assert_eq!(max_bound(&[(1.0, 1.0), (f64::INFINITY, 2.0)]), f64::INFINITY);
+        assert_eq!(
+            max_bound(&[(1.0, 1.0), (f64::INFINITY, 2.0)]),
+            f64::INFINITY
+        );
         assert!(max_bound(&[(1.0, 0.0), (f64::INFINITY, 0.0)]).is_nan());
         // 5th of 10 falls in (1, 2] holding 4 of them, 3 past its start.
         assert!((quantile(0.5, &b) - 1.75).abs() < 1e-9);
@@ -206,4 +209,3 @@ mod tests {
         assert!(quantile(0.5, &[(f64::INFINITY, 0.0)]).is_nan());
     }
 }
-

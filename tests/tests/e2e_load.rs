@@ -7,7 +7,7 @@
 //!   maximum per node) of real containers, each with fault annotations, 100 faults active at
 //!   once (armed and holding), then 2,000 control and 2,000 metrics connections that never
 //!   send.
-//! - `driver_*`: the runtime side of NRI spoken by the test itself ([`nri_driver`]) to the
+//! - `driver_*`: the runtime side of NRI spoken by the test itself (`tests/src/nri_driver.rs`) to the
 //!   real plugin binary over its real socket, with the messages containerd sends. A burst of
 //!   1,000 containers in one Synchronize is what a plugin meets when it connects to a full
 //!   node (or reconnects after containerd restarts); 1,000 real containers on this 2-core CI
@@ -18,81 +18,21 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use nri_chaos_proto::nri::Event;
 use nri_chaos_tests::bench::{hwm_kib, rss_kib};
-use nri_chaos_tests::malformed::billion_laughs;
-use nri_chaos_tests::metrics::{max_bound, quantile, Metrics};
-use nri_chaos_tests::nri_driver::{self, NriDriver};
-use nri_chaos_tests::{plugin_binary, ContainerSpec, PluginProcess, PodSpec};
+use nri_chaos_tests::load::{
+    active_faults, check_handlers, driven_plugin, mib, raise_nofile, tempfile_dir, Sleeper,
+    HANDLER_LIMIT,
+};
+use nri_chaos_tests::malformed::catalogue;
+use nri_chaos_tests::nri_driver;
+use nri_chaos_tests::{plugin_binary, ContainerSpec, PodSpec};
 
 const SLEEPER: &[&str] = &["sleep", "3600"];
-
-/// containerd drops a plugin whose handler passes 2 s; none may come near.
-const HANDLER_LIMIT: Duration = Duration::from_secs(1);
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-/// Prints the handler time per NRI event from the plugin's histograms (calls, p99, and the
-/// bucket bound every call was under), then fails when any call passed [`HANDLER_LIMIT`].
-fn check_handlers(label: &str, metrics: &Metrics) -> Result<()> {
-    let mut over = Vec::new();
-    for (event, buckets) in metrics.histograms("nri_chaos_handler_seconds", "event") {
-        let count = buckets.last().map_or(0.0, |b| b.1);
-        let max = max_bound(&buckets);
-        println!(
-            "load: {label}: handler {event}: {count} calls, p99 {:.0} us, max <= {:.0} us",
-            quantile(0.99, &buckets) * 1e6,
-            max * 1e6
-        );
-        if max > HANDLER_LIMIT.as_secs_f64() {
-            over.push(format!("{event}: {buckets:?}"));
-        }
-    }
-    ensure!(
-        over.is_empty(),
-        "{label}: handler calls above {HANDLER_LIMIT:?}: {over:?}"
-    );
-    Ok(())
-}
-
-/// A throwaway process the driver's containers point at; killed on drop.
-struct Sleeper(Child);
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The plugin binary against the driver's NRI socket in `dir`.
-async fn driven_plugin(dir: &Path) -> Result<(PluginProcess, NriDriver)> {
-    let socket = dir.join("nri.sock");
-    let listener = nri_driver::listen(&socket)?;
-    let config = dir.join("config.toml");
-    std::fs::write(&config, "")?;
-    let mut cmd = Command::new(plugin_binary());
-    cmd.arg("run")
-        .arg("--nri-socket")
-        .arg(&socket)
-        .arg("--config")
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .args(["--metrics-address", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn,nri_chaos=info");
-    let plugin = PluginProcess::spawn(&mut cmd, &dir.join("nri-chaos.log"))?;
-    let (driver, name) = NriDriver::accept(&listener, "2.1.0", Duration::from_secs(15)).await?;
-    ensure!(name.ends_with("nri-chaos"), "registered as {name}");
-    Ok((plugin, driver))
-}
 
 /// Synchronize of 1,000 running annotated containers (100 pods of 10) in one request: the
 /// plugin plans and arms all of them (1,000 kill faults, an hour out) well inside
@@ -102,8 +42,8 @@ async fn driven_plugin(dir: &Path) -> Result<(PluginProcess, NriDriver)> {
 async fn driver_synchronize_of_1000_containers() -> Result<()> {
     common::require_root();
     let dir = tempfile_dir("sync")?;
-    let sleeper = Sleeper(Command::new("sleep").arg("600").spawn()?);
-    let pid = sleeper.0.id();
+    let sleeper = Sleeper::start()?;
+    let pid = sleeper.pid();
     let (plugin, driver) = driven_plugin(&dir).await?;
     let empty = driver.synchronize(Vec::new(), Vec::new()).await?;
     let idle = rss_kib(plugin.pid()).context("plugin RSS")?;
@@ -151,55 +91,6 @@ async fn driver_synchronize_of_1000_containers() -> Result<()> {
     Ok(())
 }
 
-/// A malformed annotation catalogue: bad units, huge and negative numbers, unknown fields,
-/// absurd but well-formed values, deep YAML, an alias bomb, a 250 KiB value (Kubernetes caps
-/// a pod's annotations at 256 KiB), on every kind.
-fn malformed() -> Vec<(&'static str, String)> {
-    vec![
-        ("kill.nri-chaos.io/container.app", "{after: 10xs}".into()),
-        ("kill.nri-chaos.io/container.b", "{after: -5s}".into()),
-        ("kill.nri-chaos.io/container.c", "{signal: SIGNOPE}".into()),
-        (
-            "kill.nri-chaos.io/container.d",
-            "{count: 99999999999999999999999}".into(),
-        ),
-        ("kill.nri-chaos.io/container.e", "{bogus: 1}".into()),
-        ("kill.nri-chaos.io/container.f", "a".repeat(250 * 1024)),
-        (
-            "freeze.nri-chaos.io/container.app",
-            "{duration: 1ns, every: 2ns}".into(),
-        ),
-        ("freeze.nri-chaos.io/container.b", "{}".into()),
-        (
-            "stress.nri-chaos.io/container.app",
-            "{memory: {size: 1Ei}, duration: 1m}".into(),
-        ),
-        (
-            "stress.nri-chaos.io/container.b",
-            "{cpu: {workers: -1}}".into(),
-        ),
-        (
-            "stress.nri-chaos.io/container.c",
-            "{cpu: {load: 250%}}".into(),
-        ),
-        ("netem.nri-chaos.io/pod", "[".repeat(4096)),
-        ("oom.nri-chaos.io/container.app", billion_laughs()),
-        ("oom.nri-chaos.io/container.b", "{score: 5000}".into()),
-        ("start.nri-chaos.io/container.app", "{delay: 1e400s}".into()),
-        ("exec.nri-chaos.io/container.app", "{hang: true}".into()),
-        (
-            "partition.nri-chaos.io/pod",
-            "{to: [not-an-address]}".into(),
-        ),
-        ("kil.nri-chaos.io", "{}".into()),
-        (
-            "kill.nri-chaos.io/container.g",
-            "{after: 1s, after: 2s}".into(),
-        ),
-        ("kill.nri-chaos.io/container.h", "!!binary aGVsbG8=".into()),
-    ]
-}
-
 /// The catalogue through the plan path of the real binary, thousands of times: every
 /// CreateContainer is answered (the container runs), every value is rejected, and the
 /// plugin's resident memory after the last round is within a small margin of its memory
@@ -216,10 +107,10 @@ async fn driver_malformed_catalogue_memory_does_not_grow() -> Result<()> {
     const MAX_GROWTH_KIB: u64 = 2 * 1024;
     common::require_root();
     let dir = tempfile_dir("malformed")?;
-    let sleeper = Sleeper(Command::new("sleep").arg("600").spawn()?);
+    let sleeper = Sleeper::start()?;
     let (plugin, driver) = driven_plugin(&dir).await?;
     driver.synchronize(Vec::new(), Vec::new()).await?;
-    let catalogue = malformed();
+    let catalogue = catalogue();
     let annotations: Vec<(&str, &str)> = catalogue.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut warm = 0;
     let mut slowest = Duration::ZERO;
@@ -236,7 +127,7 @@ async fn driver_malformed_catalogue_memory_does_not_grow() -> Result<()> {
             let id = format!("bad-{round:04}-{name}");
             let mut container = nri_driver::container(&id, &pod, name, 0);
             slowest = slowest.max(driver.create_container(&pod, &container).await?);
-            container.pid = sleeper.0.id();
+            container.pid = sleeper.pid();
             slowest = slowest.max(
                 driver
                     .event(Event::POST_START_CONTAINER, &pod, &container)
@@ -287,14 +178,6 @@ async fn driver_malformed_catalogue_memory_does_not_grow() -> Result<()> {
     Ok(())
 }
 
-/// A fresh directory under the system temp dir for one test.
-fn tempfile_dir(name: &str) -> Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("nri-chaos-load-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
 /// The fault annotation of pod `i` of the 110: 100 faults, armed an hour out (kill, freeze)
 /// or holding from the start (freeze, oom score, a 2% CPU stressor), then 10 pods whose
 /// annotation is rejected.
@@ -322,32 +205,6 @@ const FLOOD: usize = 2000;
 const LOADED_GOAL_KIB: u64 = 20 * 1024;
 /// Growth of the plugin's resident memory from idle to 110 pods and 100 faults.
 const MAX_LOAD_GROWTH_KIB: u64 = 6 * 1024;
-
-/// Sum of `nri_chaos_faults_active` over kinds.
-fn active_faults(metrics: &Metrics) -> f64 {
-    let family = "nri_chaos_faults_active";
-    metrics
-        .label_values(family, "kind")
-        .iter()
-        .filter_map(|kind| metrics.value(family, &[("kind", kind)]).ok())
-        .sum()
-}
-
-/// Raises this process's open-file limit to `n` (the flood holds 4,000 sockets).
-fn raise_nofile(n: u64) -> Result<()> {
-    let limit = libc::rlimit {
-        rlim_cur: n,
-        rlim_max: n,
-    };
-    // SAFETY: setrlimit reads one valid rlimit struct.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-    ensure!(
-        rc == 0,
-        "setrlimit(NOFILE, {n}): {}",
-        std::io::Error::last_os_error()
-    );
-    Ok(())
-}
 
 /// `nri-chaos ctl list --json` against the node's control socket; its output on success.
 fn ctl_list(node: &common::ChaosNode) -> Result<String> {
