@@ -88,6 +88,10 @@ impl Registry {
             self.event(EventKind::Armed, record.clone());
         }
         faults.insert(record.id, record);
+        // At most MAX_ENDED records in all cannot hold more ended ones: no scan then.
+        if faults.len() <= MAX_ENDED {
+            return;
+        }
         let ended: Vec<u64> = faults
             .values()
             .filter(|record| !record.state.is_active())
