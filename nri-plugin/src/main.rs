@@ -268,12 +268,8 @@ fn main() -> ExitCode {
     };
     let (filter, filter_warning) = log_filter();
     let logs = tracing_subscriber::registry().with(filter);
-    // Lines are formatted where they happen and written to stderr by the appender's thread:
-    // an NRI handler never waits on the log's file or pipe. It drops lines rather than wait
-    // only if 128k lines are queued; `_log_writer` flushes what is queued when main returns.
-    let (stderr, _log_writer) = tracing_appender::non_blocking(std::io::stderr());
     let layer = tracing_subscriber::fmt::layer()
-        .with_writer(stderr)
+        .with_writer(std::io::stderr)
         .with_ansi(false);
     match log_format {
         LogFormat::Plain => logs.with(layer).init(),
