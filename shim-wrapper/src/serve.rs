@@ -139,8 +139,9 @@ async fn serve(args: &ServeArgs, listener: UnixListener) {
     }
 }
 
-/// Read buffer per direction: a frame of the task API usually arrives in one read.
-const READ_BUFFER: usize = 16 << 10;
+/// Read buffer per direction: a frame of the task API (an Exec with its process spec is a
+/// few KiB) usually arrives in one read; larger payloads are read past the buffer.
+const READ_BUFFER: usize = 4 << 10;
 
 /// containerd's side of a connection, written by the runc shim's answers and by the answers
 /// made here, a whole frame at a time.
