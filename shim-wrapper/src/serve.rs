@@ -12,9 +12,8 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use tokio::io::unix::AsyncFd;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::error::ShimError;
@@ -140,27 +139,37 @@ async fn serve(args: &ServeArgs, listener: UnixListener) {
     }
 }
 
-/// Frames in flight per direction before the reader waits.
-const QUEUE: usize = 64;
+/// Read buffer per direction: a frame of the task API (an Exec with its process spec is a
+/// few KiB) usually arrives in one read; larger payloads are read past the buffer.
+const READ_BUFFER: usize = 4 << 10;
 
-/// Forwards one connection until containerd closes it: requests go through [`route`], the
-/// runc shim's frames go back as they came. Answers made here and held requests run as tasks
-/// of the connection, ended with it.
+/// containerd's side of a connection, written by the runc shim's answers and by the answers
+/// made here, a whole frame at a time.
+type ClientWriter = Arc<tokio::sync::Mutex<tokio::net::unix::OwnedWriteHalf>>;
+
+/// Writes `frame` to containerd; false once that side is closed.
+async fn answer_client(client: &ClientWriter, frame: &Frame) -> bool {
+    client.lock().await.write_all(&frame.0).await.is_ok()
+}
+
+/// Forwards one connection until containerd closes it: requests go through [`route`] and are
+/// written to the runc shim by the reader itself; the runc shim's frames are written back to
+/// containerd by the task reading them, as they came (no queue or task in between: one hop
+/// each way). Answers made here and held requests run as tasks of the connection, ended with it.
 async fn forward(conn: UnixStream, upstream: &Path, shared: Arc<Shared>) {
     // Only when the runc shim is gone does connect fail; dropping `conn` tells containerd.
     let Ok(up) = UnixStream::connect(upstream).await else {
         return;
     };
-    let (mut from_client, client_w) = conn.into_split();
-    let (mut from_up, up_w) = up.into_split();
-    let (to_client, client_rx) = mpsc::channel::<Frame>(QUEUE);
-    let (to_up, up_rx) = mpsc::channel::<Frame>(QUEUE);
-    let client_writer = tokio::spawn(pump(client_rx, client_w));
-    let up_writer = tokio::spawn(pump(up_rx, up_w));
-    let replies = to_client.clone();
+    let (from_client, client_w) = conn.into_split();
+    let (from_up, mut up_w) = up.into_split();
+    let mut from_client = BufReader::with_capacity(READ_BUFFER, from_client);
+    let mut from_up = BufReader::with_capacity(READ_BUFFER, from_up);
+    let client: ClientWriter = Arc::new(tokio::sync::Mutex::new(client_w));
+    let replies = client.clone();
     let up_reader = tokio::spawn(async move {
         while let Ok(Some(frame)) = Frame::read(&mut from_up).await {
-            if replies.send(frame).await.is_err() {
+            if !answer_client(&replies, &frame).await {
                 break;
             }
         }
@@ -174,26 +183,26 @@ async fn forward(conn: UnixStream, upstream: &Path, shared: Arc<Shared>) {
         };
         match routed {
             Route::Forward => {
-                if to_up.send(frame).await.is_err() {
+                if up_w.write_all(&frame.0).await.is_err() {
                     break;
                 }
             }
             Route::ForwardAfter(hold) => {
-                let to_client = to_client.clone();
+                let client = client.clone();
                 let upstream = upstream.to_path_buf();
                 calls.spawn(async move {
                     tokio::time::sleep(hold).await;
                     if let Some(answer) = call_alone(&upstream, &frame).await {
-                        let _ = to_client.send(answer).await;
+                        answer_client(&client, &answer).await;
                     }
                 });
             }
             Route::Answer(response) => {
-                let to_client = to_client.clone();
+                let client = client.clone();
                 let stream_id = frame.header().stream_id;
                 calls.spawn(async move {
                     let payload = response.await;
-                    let _ = to_client.send(Frame::response(stream_id, &payload)).await;
+                    answer_client(&client, &Frame::response(stream_id, &payload)).await;
                 });
             }
         }
@@ -202,11 +211,10 @@ async fn forward(conn: UnixStream, upstream: &Path, shared: Arc<Shared>) {
     }
     // containerd closed: the runc shim sees the end as well, then its answers drain.
     calls.abort_all();
-    drop(to_up);
-    let _ = up_writer.await;
+    let _ = up_w.shutdown().await;
+    drop(up_w);
     let _ = up_reader.await;
-    drop(to_client);
-    let _ = client_writer.await;
+    let _ = client.lock().await.shutdown().await;
 }
 
 /// Sends one held request to the runc shim on a connection of its own and returns its answer.
@@ -222,16 +230,6 @@ async fn call_alone(upstream: &Path, frame: &Frame) -> Option<Frame> {
             return Some(answer);
         }
     }
-}
-
-/// Writes frames to `w` in order until every sender is gone, then shuts its write side.
-async fn pump(mut rx: mpsc::Receiver<Frame>, mut w: tokio::net::unix::OwnedWriteHalf) {
-    while let Some(frame) = rx.recv().await {
-        if w.write_all(&frame.0).await.is_err() {
-            return;
-        }
-    }
-    let _ = w.shutdown().await;
 }
 
 /// Resolves when the runc shim has exited: its pidfd turns readable, or (pid unknown) its

@@ -27,6 +27,7 @@ mod start;
 mod state;
 mod stop;
 mod sync;
+mod timer;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -9,7 +9,7 @@ use injector::{FaultKey, FaultKind, Schedule, SplitMix64, Timing};
 use tokio::sync::watch;
 
 use super::state::Origin;
-use super::Inner;
+use super::{timer, Inner};
 
 /// What the runner needs about its target.
 #[derive(Debug, Clone)]
@@ -163,8 +163,13 @@ pub(super) async fn run<E: Effect>(
         index = index.saturating_add(1);
         let planned = target.started + firing.offset;
         engine.registry.planned(target.fault_id, planned);
+        // The firing is claimed (durably) just before its instant, then the effect waits for
+        // the instant itself on the precise timer: the claim's write is not in the lateness.
+        // A crash in those last ms leaves the firing counted and not done, as a crash between
+        // a claim and its effect always could: a fault never fires more than `count` times.
+        let claim_at = planned.checked_sub(timer::LEAD).unwrap_or(planned);
         tokio::select! {
-            _ = tokio::time::sleep_until(planned.into()) => {}
+            _ = tokio::time::sleep_until(claim_at.into()) => {}
             _ = stopped(&mut stop) => break,
         }
         let ordinal = match counter.claim(&engine, timing.count).await {
@@ -179,6 +184,14 @@ pub(super) async fn run<E: Effect>(
                 break;
             }
         };
+        let stopped_before = tokio::select! {
+            _ = timer::sleep_until(planned) => false,
+            _ = stopped(&mut stop) => true,
+        };
+        if stopped_before {
+            counter.release(&engine);
+            break;
+        }
         if !firing.fire {
             tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), ordinal, "firing skipped by probability");
             continue;

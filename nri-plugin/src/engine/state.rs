@@ -76,17 +76,25 @@ impl State {
         })
     }
 
-    /// Removes and returns every armed fault `select` picks.
+    /// Removes and returns every armed fault `select` picks. Only the lists that hold one
+    /// are changed (a StopContainer among many armed faults moves or allocates nothing else).
     pub fn take(&mut self, select: impl Fn(&FaultKey, &ArmedFault) -> bool) -> Vec<ArmedFault> {
         let mut taken = Vec::new();
+        let mut emptied = false;
         for (key, faults) in self.armed.iter_mut() {
-            let (stop, keep): (Vec<ArmedFault>, Vec<ArmedFault>) = std::mem::take(faults)
-                .into_iter()
-                .partition(|fault| select(key, fault));
-            *faults = keep;
-            taken.extend(stop);
+            let mut i = 0;
+            while i < faults.len() {
+                if select(key, &faults[i]) {
+                    taken.push(faults.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            emptied |= faults.is_empty();
         }
-        self.armed.retain(|_, faults| !faults.is_empty());
+        if emptied {
+            self.armed.retain(|_, faults| !faults.is_empty());
+        }
         taken
     }
 
