@@ -16,6 +16,7 @@
 mod fake;
 mod messages;
 pub mod netem_options;
+pub mod tc;
 
 pub use fake::{NetlinkCall, RecordingNetlink};
 
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use netlink_packet_core::{
     DecodeError, DefaultNla, Emitable, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, Nla, NlasIterator, Parseable, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NetlinkPayload, Nla, NlasIterator, Parseable, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::link::LinkFlags;
@@ -174,6 +175,35 @@ pub struct ShapedInterface {
     pub saved: Option<SavedQdisc>,
 }
 
+/// A qdisc of an interface, root or child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qdisc {
+    /// Its kind.
+    pub kind: String,
+    /// Its handle.
+    pub handle: u32,
+    /// Its parent (`TC_H_ROOT`, `TC_H_INGRESS` or a class).
+    pub parent: u32,
+    /// Its TCA_OPTIONS payload.
+    pub options: Vec<u8>,
+}
+
+/// A filter to add: under qdisc `parent`, with preference `pref`, for `protocol` (an
+/// ETH_P_* value), of classifier `kind` with its TCA_OPTIONS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// The qdisc it hangs on.
+    pub parent: u32,
+    /// Its preference (lower first).
+    pub pref: u16,
+    /// ETH_P_IP, ETH_P_IPV6...
+    pub protocol: u16,
+    /// `u32`.
+    pub kind: String,
+    /// Its TCA_OPTIONS payload.
+    pub options: Vec<u8>,
+}
+
 /// The netlink operations the `netem` fault needs in one network namespace: list its links,
 /// read a root qdisc (to save a foreign one), install or restore a root qdisc, delete one.
 /// [`RouteSocket`] is the kernel's; [`RecordingNetlink`]'s handles are the fake.
@@ -192,6 +222,23 @@ pub trait QdiscOps: Send {
     ) -> Result<(), NetlinkError>;
     /// Deletes the root qdisc of `ifindex` (the kernel default returns); none there is Ok.
     fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError>;
+    /// Every qdisc of `ifindex`, root and children.
+    fn qdiscs(&mut self, ifindex: i32) -> Result<Vec<Qdisc>, NetlinkError>;
+    /// Adds (or replaces) the qdisc `handle` under `parent` (a class or `TC_H_INGRESS`).
+    fn put_qdisc(&mut self, ifindex: i32, qdisc: &Qdisc) -> Result<(), NetlinkError>;
+    /// Deletes the qdisc `handle` under `parent`; none there is Ok.
+    fn delete_qdisc(&mut self, ifindex: i32, parent: u32, handle: u32) -> Result<(), NetlinkError>;
+    /// Adds a filter.
+    fn add_filter(&mut self, ifindex: i32, filter: &Filter) -> Result<(), NetlinkError>;
+    /// Deletes every filter of qdisc `parent` with preference `pref` and `protocol`; none
+    /// there is Ok.
+    fn delete_filters(
+        &mut self,
+        ifindex: i32,
+        parent: u32,
+        pref: u16,
+        protocol: u16,
+    ) -> Result<(), NetlinkError>;
     /// Puts `saved` back as the root qdisc of `ifindex`, as the kernel takes it back.
     fn restore_root_qdisc(&mut self, ifindex: i32, saved: &SavedQdisc) -> Result<(), NetlinkError> {
         self.replace_root_qdisc(
@@ -359,7 +406,21 @@ impl QdiscOps for RouteSocket {
 
     /// The root qdisc of `ifindex`, if the kernel reports one.
     fn root_qdisc(&mut self, ifindex: i32) -> Result<Option<RootQdisc>, NetlinkError> {
+        let root = u32::from(TcHandle::ROOT);
+        Ok(self
+            .qdiscs(ifindex)?
+            .into_iter()
+            .find(|q| q.parent == root)
+            .map(|q| RootQdisc {
+                kind: q.kind,
+                handle: q.handle,
+                options: q.options,
+            }))
+    }
+
+    fn qdiscs(&mut self, ifindex: i32) -> Result<Vec<Qdisc>, NetlinkError> {
         let seq = self.send(Request::GetQdiscs, NLM_F_REQUEST | NLM_F_DUMP)?;
+        let mut out = Vec::new();
         for message in self.receive("list qdiscs", seq, ifindex)? {
             let Reply::Qdisc {
                 header,
@@ -369,15 +430,87 @@ impl QdiscOps for RouteSocket {
             else {
                 continue;
             };
-            if header.index == ifindex && header.parent == TcHandle::ROOT {
-                return Ok(Some(RootQdisc {
+            if header.index == ifindex {
+                out.push(Qdisc {
                     kind,
                     handle: header.handle.into(),
+                    parent: header.parent.into(),
                     options,
-                }));
+                });
             }
         }
-        Ok(None)
+        Ok(out)
+    }
+
+    fn put_qdisc(&mut self, ifindex: i32, qdisc: &Qdisc) -> Result<(), NetlinkError> {
+        let header = TcHeader {
+            index: ifindex,
+            handle: qdisc.handle.into(),
+            parent: qdisc.parent.into(),
+            ..TcHeader::default()
+        };
+        let request = Request::NewQdisc {
+            header,
+            kind: qdisc.kind.clone(),
+            options: qdisc.options.clone(),
+        };
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+        let seq = self.send(request, flags)?;
+        match self.receive("add qdisc", seq, ifindex) {
+            Err(NetlinkError::Kernel { source, .. })
+                if Errno::from_io_error(&source) == Some(Errno::NOENT) =>
+            {
+                Err(NetlinkError::QdiscUnavailable {
+                    kind: qdisc.kind.clone(),
+                })
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    fn delete_qdisc(&mut self, ifindex: i32, parent: u32, handle: u32) -> Result<(), NetlinkError> {
+        let header = TcHeader {
+            index: ifindex,
+            handle: handle.into(),
+            parent: parent.into(),
+            ..TcHeader::default()
+        };
+        let seq = self.send(Request::DelQdisc(header), NLM_F_REQUEST | NLM_F_ACK)?;
+        absent_is_done(self.receive("delete qdisc", seq, ifindex))
+    }
+
+    fn add_filter(&mut self, ifindex: i32, filter: &Filter) -> Result<(), NetlinkError> {
+        let header = TcHeader {
+            index: ifindex,
+            parent: filter.parent.into(),
+            info: tc::filter_info(filter.pref, filter.protocol),
+            ..TcHeader::default()
+        };
+        let request = Request::NewFilter {
+            header,
+            kind: filter.kind.clone(),
+            options: filter.options.clone(),
+        };
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        let seq = self.send(request, flags)?;
+        self.receive("add filter", seq, ifindex).map(|_| ())
+    }
+
+    fn delete_filters(
+        &mut self,
+        ifindex: i32,
+        parent: u32,
+        pref: u16,
+        protocol: u16,
+    ) -> Result<(), NetlinkError> {
+        let header = TcHeader {
+            index: ifindex,
+            parent: parent.into(),
+            info: tc::filter_info(pref, protocol),
+            ..TcHeader::default()
+        };
+        let seq = self.send(Request::DelFilter(header), NLM_F_REQUEST | NLM_F_ACK)?;
+        absent_is_done(self.receive("delete filters", seq, ifindex))
     }
 
     /// Installs (or replaces) the root qdisc of `ifindex` with `kind` and its TCA_OPTIONS
@@ -424,17 +557,22 @@ impl QdiscOps for RouteSocket {
             ..TcHeader::default()
         };
         let seq = self.send(Request::DelQdisc(header), NLM_F_REQUEST | NLM_F_ACK)?;
-        match self.receive("delete root qdisc", seq, ifindex) {
-            Err(NetlinkError::Kernel { source, .. })
-                if matches!(
-                    Errno::from_io_error(&source),
-                    Some(Errno::NOENT) | Some(Errno::INVAL)
-                ) =>
-            {
-                Ok(())
-            }
-            other => other.map(|_| ()),
+        absent_is_done(self.receive("delete root qdisc", seq, ifindex))
+    }
+}
+
+/// A delete of something that is not there (ENOENT, or EINVAL for a default qdisc) is done.
+fn absent_is_done(reply: Result<Vec<Reply>, NetlinkError>) -> Result<(), NetlinkError> {
+    match reply {
+        Err(NetlinkError::Kernel { source, .. })
+            if matches!(
+                Errno::from_io_error(&source),
+                Some(Errno::NOENT) | Some(Errno::INVAL)
+            ) =>
+        {
+            Ok(())
         }
+        other => other.map(|_| ()),
     }
 }
 

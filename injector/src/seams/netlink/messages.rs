@@ -24,6 +24,10 @@ const RTM_NEWQDISC: u16 = 36;
 const RTM_DELQDISC: u16 = 37;
 /// Asks for the qdiscs.
 const RTM_GETQDISC: u16 = 38;
+/// Adds a filter.
+const RTM_NEWTFILTER: u16 = 44;
+/// Removes filters.
+const RTM_DELTFILTER: u16 = 45;
 
 /// A request to the kernel.
 #[derive(Debug)]
@@ -43,6 +47,17 @@ pub(super) enum Request {
     },
     /// RTM_DELQDISC.
     DelQdisc(TcHeader),
+    /// RTM_NEWTFILTER: `kind` (`u32`) with its TCA_OPTIONS payload.
+    NewFilter {
+        /// Interface, parent qdisc, and `tcm_info` (preference and protocol).
+        header: TcHeader,
+        /// The classifier.
+        kind: String,
+        /// Its TCA_OPTIONS payload.
+        options: Vec<u8>,
+    },
+    /// RTM_DELTFILTER: every filter of a parent with one preference and protocol.
+    DelFilter(TcHeader),
 }
 
 // Attribute types (linux/if_link.h, linux/rtnetlink.h).
@@ -68,6 +83,11 @@ impl Request {
                 header,
                 kind,
                 options,
+            }
+            | Request::NewFilter {
+                header,
+                kind,
+                options,
             } => {
                 let mut name = kind.as_bytes().to_vec();
                 name.push(0);
@@ -77,7 +97,9 @@ impl Request {
                 }
                 (Box::new(header.clone()), attributes)
             }
-            Request::DelQdisc(header) => (Box::new(header.clone()), Vec::new()),
+            Request::DelQdisc(header) | Request::DelFilter(header) => {
+                (Box::new(header.clone()), Vec::new())
+            }
         }
     }
 }
@@ -89,6 +111,8 @@ impl NetlinkSerializable for Request {
             Request::GetQdiscs => RTM_GETQDISC,
             Request::NewQdisc { .. } => RTM_NEWQDISC,
             Request::DelQdisc(_) => RTM_DELQDISC,
+            Request::NewFilter { .. } => RTM_NEWTFILTER,
+            Request::DelFilter(_) => RTM_DELTFILTER,
         }
     }
 
