@@ -18,8 +18,11 @@
 pub mod exec;
 pub mod freeze;
 mod kernels;
+pub mod bandwidth;
 pub mod kill;
+pub mod net;
 pub mod netem;
+pub mod partition;
 pub mod oom;
 pub mod start;
 pub mod stress;

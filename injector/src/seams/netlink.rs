@@ -239,6 +239,8 @@ pub trait QdiscOps: Send {
         pref: u16,
         protocol: u16,
     ) -> Result<(), NetlinkError>;
+    /// How many filters qdisc `parent` of `ifindex` holds.
+    fn filter_count(&mut self, ifindex: i32, parent: u32) -> Result<usize, NetlinkError>;
     /// Puts `saved` back as the root qdisc of `ifindex`, as the kernel takes it back.
     fn restore_root_qdisc(&mut self, ifindex: i32, saved: &SavedQdisc) -> Result<(), NetlinkError> {
         self.replace_root_qdisc(
@@ -494,6 +496,17 @@ impl QdiscOps for RouteSocket {
         let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
         let seq = self.send(request, flags)?;
         self.receive("add filter", seq, ifindex).map(|_| ())
+    }
+
+    fn filter_count(&mut self, ifindex: i32, parent: u32) -> Result<usize, NetlinkError> {
+        let header = TcHeader {
+            index: ifindex,
+            parent: parent.into(),
+            ..TcHeader::default()
+        };
+        let seq = self.send(Request::GetFilters(header), NLM_F_REQUEST | NLM_F_DUMP)?;
+        let replies = self.receive("list filters", seq, ifindex)?;
+        Ok(replies.iter().filter(|r| matches!(r, Reply::Filter)).count())
     }
 
     fn delete_filters(

@@ -30,6 +30,14 @@ pub enum NetemError {
         /// The interfaces there are, comma separated.
         has: String,
     },
+    /// Our targeted-fault tree holds the interface.
+    #[error("interface {interface}: targeted network faults of nri-chaos hold it ({kind} root); an untargeted netem cannot join them")]
+    Targeted {
+        /// The interface.
+        interface: String,
+        /// The root qdisc's kind.
+        kind: String,
+    },
     /// The recovery could not be journaled, so netem was not installed.
     #[error("not applied: {0}")]
     Log(#[from] UndoLogError),
@@ -141,6 +149,12 @@ impl NetemFault {
         for link in target_links(ops.as_mut(), interface)? {
             let root = ops.root_qdisc(link.index)?;
             let ours = root.as_ref().is_some_and(|q| q.is_ours());
+            if let Some(q) = root.as_ref().filter(|q| q.is_ours() && q.kind != kind) {
+                return Err(NetemError::Targeted {
+                    interface: link.name,
+                    kind: q.kind.clone(),
+                });
+            }
             let saved = root
                 .filter(|q| !q.is_default() && !q.is_ours())
                 .map(|q| SavedQdisc {

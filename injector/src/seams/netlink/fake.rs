@@ -353,6 +353,12 @@ impl QdiscOps for FakeHandle {
         Ok(())
     }
 
+    fn filter_count(&mut self, ifindex: i32, parent: u32) -> Result<usize, NetlinkError> {
+        self.fake.call(&self.netns, NetlinkCall::Qdiscs(ifindex))?;
+        let filters = self.fake.filters(&self.netns, ifindex);
+        Ok(filters.iter().filter(|f| f.parent == parent).count())
+    }
+
     fn delete_filters(
         &mut self,
         ifindex: i32,

@@ -28,6 +28,8 @@ const RTM_GETQDISC: u16 = 38;
 const RTM_NEWTFILTER: u16 = 44;
 /// Removes filters.
 const RTM_DELTFILTER: u16 = 45;
+/// Asks for filters (a dump's entries are RTM_NEWTFILTER).
+const RTM_GETTFILTER: u16 = 46;
 
 /// A request to the kernel.
 #[derive(Debug)]
@@ -58,6 +60,8 @@ pub(super) enum Request {
     },
     /// RTM_DELTFILTER: every filter of a parent with one preference and protocol.
     DelFilter(TcHeader),
+    /// RTM_GETTFILTER, a dump of one interface's filters under one parent.
+    GetFilters(TcHeader),
 }
 
 // Attribute types (linux/if_link.h, linux/rtnetlink.h).
@@ -97,7 +101,9 @@ impl Request {
                 }
                 (Box::new(header.clone()), attributes)
             }
-            Request::DelQdisc(header) | Request::DelFilter(header) => {
+            Request::DelQdisc(header)
+            | Request::DelFilter(header)
+            | Request::GetFilters(header) => {
                 (Box::new(header.clone()), Vec::new())
             }
         }
@@ -113,6 +119,7 @@ impl NetlinkSerializable for Request {
             Request::DelQdisc(_) => RTM_DELQDISC,
             Request::NewFilter { .. } => RTM_NEWTFILTER,
             Request::DelFilter(_) => RTM_DELTFILTER,
+            Request::GetFilters(_) => RTM_GETTFILTER,
         }
     }
 
@@ -148,6 +155,8 @@ pub(super) enum Reply {
         /// The TCA_OPTIONS payload, byte for byte (empty when there is none).
         options: Vec<u8>,
     },
+    /// RTM_NEWTFILTER: one filter of a dump (only counted).
+    Filter,
     /// Any other message type, not parsed.
     Other,
 }
@@ -199,6 +208,7 @@ impl NetlinkDeserializable for Reply {
                     options,
                 }
             }
+            RTM_NEWTFILTER => Reply::Filter,
             _ => Reply::Other,
         })
     }

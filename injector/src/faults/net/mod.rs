@@ -1,0 +1,146 @@
+//! What the targeted network faults share (`netem` with `to`, `partition`, `bandwidth`): the
+//! `to` and `direction` fields ([`target`]), targets as u32 matches ([`rules`]), and the one
+//! qdisc tree of ours per interface they compose in ([`tree`]), with its apply and recovery
+//! over the netlink seam.
+
+pub mod rules;
+pub mod target;
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+
+use crate::faults::{Kernel, UndoLogError};
+use crate::seams::netlink::{Link, NetlinkError, QdiscOps};
+
+pub use target::{Direction, Proto, Target};
+pub use tree::{NetRulesUndo, RuledInterface, SlotSpec};
+
+/// Errors of the targeted network faults.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A netlink operation failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// The namespace has nothing to act on.
+    #[error("the pod's network namespace has no interface but loopback")]
+    NoInterface,
+    /// `interface` names no interface of the namespace.
+    #[error("no interface '{name}' in the pod's network namespace (it has: {has})")]
+    NoSuchInterface {
+        /// The interface asked for.
+        name: String,
+        /// The interfaces there are, comma separated.
+        has: String,
+    },
+    /// An untargeted netem of ours is the interface's root qdisc.
+    #[error("interface {interface}: an untargeted {kind} of nri-chaos is its root qdisc; a targeted fault cannot join it (remove it first)")]
+    Untargeted {
+        /// The interface.
+        interface: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// Every band of the tree is taken.
+    #[error("interface {interface}: {max} targeted network faults already hold it (the most one interface takes)")]
+    NoFreeSlot {
+        /// The interface.
+        interface: String,
+        /// How many there can be.
+        max: u8,
+    },
+    /// The targets need too many filters.
+    #[error("the targets need {filters} u32 filters per direction, more than {max} (fewer targets or narrower port ranges)")]
+    TooManyFilters {
+        /// How many.
+        filters: usize,
+        /// The most.
+        max: usize,
+    },
+    /// Ingress shaping (netem, bandwidth) needs an ifb device, which is not built.
+    #[error("direction ingress/both is available for partition only; netem and bandwidth shape egress (ingress shaping needs an ifb device, not built yet)")]
+    IngressShaping,
+    /// The recovery could not be journaled, so nothing was done.
+    #[error("not applied: {0}")]
+    Log(#[from] UndoLogError),
+    /// A step failed, and undoing the steps before it failed too.
+    #[error("{error}; undoing what was done failed too (kept in the journal): {undo}")]
+    NotUndone {
+        /// Why the step failed.
+        error: Box<NetError>,
+        /// Why the undo failed.
+        undo: Box<NetError>,
+    },
+    /// Removing the rules failed on some interfaces (every interface was tried).
+    #[error("removing the network rules in {}: {}", .netns.display(), .failures.join("; "))]
+    Remove {
+        /// The namespace.
+        netns: PathBuf,
+        /// `interface <name>: <error>` per failure.
+        failures: Vec<String>,
+    },
+}
+
+impl NetError {
+    /// The namespace is gone: nothing was done and nothing is wrong.
+    pub fn target_gone(&self) -> bool {
+        matches!(self, NetError::Netlink(NetlinkError::Namespace { .. }))
+    }
+}
+
+/// The interfaces `interface` selects: that one, or every non-loopback one.
+fn target_links(ops: &mut dyn QdiscOps, interface: Option<&str>) -> Result<Vec<Link>, NetError> {
+    let links = ops.links()?;
+    let Some(name) = interface else {
+        let found: Vec<Link> = links.into_iter().filter(|l| !l.loopback).collect();
+        return if found.is_empty() {
+            Err(NetError::NoInterface)
+        } else {
+            Ok(found)
+        };
+    };
+    let found: Vec<Link> = links.iter().filter(|l| l.name == name).cloned().collect();
+    if found.is_empty() {
+        let has: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+        return Err(NetError::NoSuchInterface {
+            name: name.to_string(),
+            has: has.join(", "),
+        });
+    }
+    Ok(found)
+}
+
+/// Applies `spec` in `netns` on `interface` (or every non-loopback one), logging one line.
+pub fn apply(
+    kernel: &Kernel<'_>,
+    netns: &Path,
+    interface: Option<&str>,
+    spec: &SlotSpec<'_>,
+    log: &mut dyn crate::faults::UndoLog,
+) -> Result<NetRulesUndo, NetError> {
+    let started = std::time::Instant::now();
+    let mut ops = kernel.netlink.open(netns)?;
+    let links = target_links(ops.as_mut(), interface)?;
+    let undo = tree::install(ops.as_mut(), netns, links, spec, log)?;
+    let names: Vec<String> = undo
+        .interfaces
+        .iter()
+        .map(|s| format!("{}#{}", s.name, s.slot))
+        .collect();
+    tracing::info!(
+        interfaces = %names.join(","),
+        rules = %target::describe(spec.targets, spec.direction),
+        apply_us = started.elapsed().as_micros() as u64,
+        "network rules installed"
+    );
+    Ok(undo)
+}
+
+/// Removes what `undo` installed; a namespace that no longer exists is done.
+pub fn recover(kernel: &Kernel<'_>, undo: &NetRulesUndo) -> Result<(), NetError> {
+    let mut ops = match kernel.netlink.open(&undo.netns) {
+        Ok(ops) => ops,
+        Err(err) if err.is_namespace_gone() => return Ok(()),
+        Err(err) => return Err(err.into()),
+    };
+    tree::remove(ops.as_mut(), undo)
+}

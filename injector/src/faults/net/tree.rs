@@ -1,0 +1,342 @@
+//! The one qdisc tree of ours per interface that every targeted network fault of a pod
+//! shares, and the slots the faults take in it.
+//!
+//! ```text
+//! root  prio 4e43: (16 bands; every priority maps to band 1, class 4e43:1)
+//!  ├─ 4e43:1   the foreign root qdisc, moved here while the tree stands (or the default)
+//!  ├─ 4e43:s   slot s (2..=16) of one fault: netem / tbf (handle 4e5s:), pfifo for a partition
+//!  └─ filters  u32, preference s, parent 4e43:: flowid 4e43:s, or a gact drop (partition)
+//! ingress ffff:  u32 filters, preference s, gact drop (a partition's ingress side)
+//! ```
+//!
+//! A fault takes the lowest free slot; its recovery removes its filters and its band's qdisc,
+//! and the last one out deletes the tree and puts the foreign root qdisc back (every fault's
+//! journal entry carries it, read from the root or from band 1). Undo is journaled before any
+//! change.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::faults::undo::clear_logged;
+use crate::faults::UndoLog;
+use crate::journal::Recovery;
+use crate::seams::netlink::tc::{self, Verdict, ETH_P_IP, ETH_P_IPV6};
+use crate::seams::netlink::{
+    Filter, Link, NetlinkError, Qdisc, QdiscOps, SavedQdisc, NRI_CHAOS_HANDLE,
+};
+
+use super::rules::{matches, Side, MAX_FILTERS};
+use super::target::{Direction, Target};
+use super::NetError;
+
+/// TC_H_ROOT.
+const ROOT: u32 = u32::MAX;
+/// TC_H_INGRESS: the parent of the ingress qdisc.
+const INGRESS_PARENT: u32 = 0xffff_fff1;
+/// The ingress qdisc's handle.
+const INGRESS_HANDLE: u32 = 0xffff_0000;
+/// The band unclassified traffic takes.
+const DEFAULT_BAND: u32 = 1;
+/// The first band a fault can take.
+const FIRST_SLOT: u8 = 2;
+
+/// Serialises tree changes of this process (two faults must not take the same slot).
+static TREE: Mutex<()> = Mutex::new(());
+
+/// The class of band `b` of our tree.
+fn class(band: u32) -> u32 {
+    NRI_CHAOS_HANDLE | band
+}
+
+/// The handle of slot `s`'s qdisc (`4e5s:`).
+pub fn slot_handle(slot: u8) -> u32 {
+    (0x4e50 + u32::from(slot)) << 16
+}
+
+/// What one fault puts in a slot.
+#[derive(Debug, Clone)]
+pub struct SlotSpec<'a> {
+    /// The band's qdisc kind and options (a partition's band holds an idle pfifo).
+    pub qdisc: (&'a str, Vec<u8>),
+    /// Drop (partition) or classify into the band.
+    pub drop: bool,
+    /// The peers.
+    pub targets: &'a [Target],
+    /// Which way.
+    pub direction: Direction,
+}
+
+/// An interface a targeted network fault acts on, and what undoing it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuledInterface {
+    /// Interface index in the pod's namespace.
+    pub index: i32,
+    /// Interface name.
+    pub name: String,
+    /// The foreign root qdisc to put back when the tree goes.
+    pub saved: Option<SavedQdisc>,
+    /// The fault's slot (band, filter preference).
+    pub slot: u8,
+    /// Whether it has ingress filters.
+    pub ingress: bool,
+}
+
+/// What a targeted network fault must undo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetRulesUndo {
+    /// The pod's network namespace.
+    pub netns: PathBuf,
+    /// The interfaces.
+    pub interfaces: Vec<RuledInterface>,
+}
+
+impl crate::faults::Undo for NetRulesUndo {
+    fn recovery(&self) -> Option<Recovery> {
+        Some(Recovery::RemoveNetRules {
+            netns: self.netns.clone(),
+            interfaces: self.interfaces.clone(),
+        })
+    }
+}
+
+/// Reads the interface's tree: the foreign qdisc to save and a free slot.
+fn plan(ops: &mut dyn QdiscOps, link: Link, ingress: bool) -> Result<RuledInterface, NetError> {
+    let qdiscs = ops.qdiscs(link.index)?;
+    let root = qdiscs.iter().find(|q| q.parent == ROOT);
+    let saved_of = |q: &Qdisc| SavedQdisc {
+        kind: q.kind.clone(),
+        handle: q.handle,
+        options: q.options.clone(),
+    };
+    let saved = match root {
+        Some(r) if r.handle == NRI_CHAOS_HANDLE && r.kind != "prio" => {
+            return Err(NetError::Untargeted {
+                interface: link.name,
+                kind: r.kind.clone(),
+            })
+        }
+        Some(r) if r.handle == NRI_CHAOS_HANDLE => qdiscs
+            .iter()
+            .find(|q| q.parent == class(DEFAULT_BAND) && q.handle != 0)
+            .map(saved_of),
+        Some(r) if r.handle != 0 => Some(saved_of(r)),
+        _ => None,
+    };
+    let taken = |s: u8| {
+        qdiscs
+            .iter()
+            .any(|q| q.parent == class(u32::from(s)) && q.handle == slot_handle(s))
+    };
+    let slot = (FIRST_SLOT..=tc::PRIO_BANDS)
+        .find(|s| !taken(*s))
+        .ok_or_else(|| NetError::NoFreeSlot {
+            interface: link.name.clone(),
+            max: tc::PRIO_BANDS - FIRST_SLOT + 1,
+        })?;
+    Ok(RuledInterface {
+        index: link.index,
+        name: link.name,
+        saved,
+        slot,
+        ingress,
+    })
+}
+
+/// The filters of `spec` for one slot: (parent, filter), egress then ingress.
+fn filters(spec: &SlotSpec<'_>, slot: u8) -> Result<Vec<Filter>, NetError> {
+    let verdict = if spec.drop {
+        Verdict::Drop
+    } else {
+        Verdict::Class(class(u32::from(slot)))
+    };
+    let mut out = Vec::new();
+    let sides = [
+        (spec.direction.egress(), Side::Destination, NRI_CHAOS_HANDLE),
+        (spec.direction.ingress(), Side::Source, INGRESS_HANDLE),
+    ];
+    for (on, side, parent) in sides {
+        if !on {
+            continue;
+        }
+        let all: Vec<_> = spec.targets.iter().flat_map(|t| matches(t, side)).collect();
+        if all.len() > MAX_FILTERS {
+            return Err(NetError::TooManyFilters {
+                filters: all.len(),
+                max: MAX_FILTERS,
+            });
+        }
+        out.extend(all.into_iter().map(|m| Filter {
+            parent,
+            pref: u16::from(slot),
+            protocol: m.protocol,
+            kind: "u32".into(),
+            options: tc::u32_options(&m.keys, verdict),
+        }));
+    }
+    Ok(out)
+}
+
+/// Builds (or joins) the tree on one interface and fills `shaped.slot`.
+fn build(ops: &mut dyn QdiscOps, shaped: &RuledInterface, spec: &SlotSpec<'_>) -> Result<(), NetError> {
+    let index = shaped.index;
+    let qdiscs = ops.qdiscs(index)?;
+    let ours = qdiscs
+        .iter()
+        .any(|q| q.parent == ROOT && q.handle == NRI_CHAOS_HANDLE);
+    if !ours {
+        let prio = tc::prio_options(tc::PRIO_BANDS);
+        ops.replace_root_qdisc(index, "prio", NRI_CHAOS_HANDLE, &prio)?;
+        if let Some(saved) = &shaped.saved {
+            ops.put_qdisc(
+                index,
+                &Qdisc {
+                    kind: saved.kind.clone(),
+                    handle: saved.handle,
+                    parent: class(DEFAULT_BAND),
+                    options: saved.options_to_restore(),
+                },
+            )?;
+        }
+    }
+    let (kind, options) = &spec.qdisc;
+    ops.put_qdisc(
+        index,
+        &Qdisc {
+            kind: (*kind).to_string(),
+            handle: slot_handle(shaped.slot),
+            parent: class(u32::from(shaped.slot)),
+            options: options.clone(),
+        },
+    )?;
+    let ingress_there = qdiscs.iter().any(|q| q.parent == INGRESS_PARENT);
+    if shaped.ingress && !ingress_there {
+        ops.put_qdisc(
+            index,
+            &Qdisc {
+                kind: "ingress".into(),
+                handle: INGRESS_HANDLE,
+                parent: INGRESS_PARENT,
+                options: Vec::new(),
+            },
+        )?;
+    }
+    for filter in filters(spec, shaped.slot)? {
+        ops.add_filter(index, &filter)?;
+    }
+    Ok(())
+}
+
+/// Installs `spec` on `links`, journaling the undo first; on a failure, what was done is
+/// removed (or stays journaled when that fails too).
+pub fn install(
+    ops: &mut dyn QdiscOps,
+    netns: &Path,
+    links: Vec<Link>,
+    spec: &SlotSpec<'_>,
+    log: &mut dyn UndoLog,
+) -> Result<NetRulesUndo, NetError> {
+    let _tree = TREE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut interfaces = Vec::new();
+    for link in links {
+        interfaces.push(plan(ops, link, spec.direction.ingress() && spec.drop)?);
+    }
+    if spec.direction.ingress() && !spec.drop {
+        return Err(NetError::IngressShaping);
+    }
+    filters(spec, FIRST_SLOT)?; // refuses too many filters before any change
+    let undo = NetRulesUndo {
+        netns: netns.to_path_buf(),
+        interfaces,
+    };
+    let slot = log.record(undo_recovery(&undo))?;
+    for shaped in &undo.interfaces {
+        if let Err(error) = build(ops, shaped, spec) {
+            return Err(match remove_locked(ops, &undo) {
+                Ok(()) => {
+                    clear_logged(log, slot);
+                    error
+                }
+                Err(undo) => NetError::NotUndone {
+                    error: Box::new(error),
+                    undo: Box::new(undo),
+                },
+            });
+        }
+    }
+    Ok(undo)
+}
+
+fn undo_recovery(undo: &NetRulesUndo) -> Recovery {
+    Recovery::RemoveNetRules {
+        netns: undo.netns.clone(),
+        interfaces: undo.interfaces.clone(),
+    }
+}
+
+/// Removes one fault's slot on one interface; the last slot out takes the tree with it.
+fn remove_one(ops: &mut dyn QdiscOps, shaped: &RuledInterface) -> Result<(), NetlinkError> {
+    let index = shaped.index;
+    let pref = u16::from(shaped.slot);
+    let qdiscs = ops.qdiscs(index)?;
+    let ours = qdiscs
+        .iter()
+        .any(|q| q.parent == ROOT && q.handle == NRI_CHAOS_HANDLE && q.kind == "prio");
+    if shaped.ingress && qdiscs.iter().any(|q| q.parent == INGRESS_PARENT) {
+        for protocol in [ETH_P_IP, ETH_P_IPV6] {
+            ops.delete_filters(index, INGRESS_HANDLE, pref, protocol)?;
+        }
+    }
+    if !ours {
+        return Ok(());
+    }
+    for protocol in [ETH_P_IP, ETH_P_IPV6] {
+        ops.delete_filters(index, NRI_CHAOS_HANDLE, pref, protocol)?;
+    }
+    let band = class(u32::from(shaped.slot));
+    ops.delete_qdisc(index, band, slot_handle(shaped.slot))?;
+    let others = (FIRST_SLOT..=tc::PRIO_BANDS).any(|s| {
+        s != shaped.slot
+            && qdiscs
+                .iter()
+                .any(|q| q.parent == class(u32::from(s)) && q.handle == slot_handle(s))
+    });
+    if others {
+        return Ok(());
+    }
+    // The last one out: an ingress qdisc left without filters is ours (documented: a foreign
+    // one without filters goes too).
+    let ingress = qdiscs.iter().any(|q| q.parent == INGRESS_PARENT);
+    if ingress && ops.filter_count(index, INGRESS_HANDLE)? == 0 {
+        ops.delete_qdisc(index, INGRESS_PARENT, INGRESS_HANDLE)?;
+    }
+    ops.delete_root_qdisc(index)?;
+    if let Some(saved) = &shaped.saved {
+        ops.restore_root_qdisc(index, saved)?;
+    }
+    Ok(())
+}
+
+fn remove_locked(ops: &mut dyn QdiscOps, undo: &NetRulesUndo) -> Result<(), NetError> {
+    let mut failures = Vec::new();
+    for shaped in &undo.interfaces {
+        if let Err(err) = remove_one(ops, shaped) {
+            failures.push(format!("interface {}: {err}", shaped.name));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(NetError::Remove {
+            netns: undo.netns.clone(),
+            failures,
+        })
+    }
+}
+
+/// Removes what `undo` installed; every interface is tried, every failure reported.
+pub fn remove(ops: &mut dyn QdiscOps, undo: &NetRulesUndo) -> Result<(), NetError> {
+    let _tree = TREE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    remove_locked(ops, undo)
+}
