@@ -506,7 +506,10 @@ impl QdiscOps for RouteSocket {
         };
         let seq = self.send(Request::GetFilters(header), NLM_F_REQUEST | NLM_F_DUMP)?;
         let replies = self.receive("list filters", seq, ifindex)?;
-        Ok(replies.iter().filter(|r| matches!(r, Reply::Filter)).count())
+        Ok(replies
+            .iter()
+            .filter(|r| matches!(r, Reply::Filter))
+            .count())
     }
 
     fn delete_filters(

@@ -51,7 +51,15 @@ mod tests {
             .collect();
         assert_eq!(
             engine,
-            ["kill", "freeze", "netem", "stress", "oom", "partition", "bandwidth"]
+            [
+                "kill",
+                "freeze",
+                "netem",
+                "stress",
+                "oom",
+                "partition",
+                "bandwidth"
+            ]
         );
         assert_eq!(executor(FaultKind::Start), Executor::Hook);
         assert!(!holds(FaultKind::Kill) && holds(FaultKind::Freeze));

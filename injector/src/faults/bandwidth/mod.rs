@@ -96,16 +96,19 @@ impl BandwidthFault {
 
     /// Reads the `bandwidth` fields.
     pub(crate) fn from_fields(fields: &mut Fields) -> Result<Self, FieldError> {
-        let rate = match fields.rate("rate")? {
-            None => return Err(FieldError::Refused("bandwidth needs rate (e.g. 1mbit)".into())),
-            Some(0) => {
-                return Err(FieldError::Refused(
+        let rate =
+            match fields.rate("rate")? {
+                None => {
+                    return Err(FieldError::Refused(
+                        "bandwidth needs rate (e.g. 1mbit)".into(),
+                    ))
+                }
+                Some(0) => return Err(FieldError::Refused(
                     "rate: below 8bit (one byte per second); write a larger rate such as 100kbit"
                         .into(),
-                ))
-            }
-            Some(r) => r,
-        };
+                )),
+                Some(r) => r,
+            };
         let default_burst = (rate / 50).max(MIN_BURST);
         let burst = bytes(fields, "burst")?
             .unwrap_or_else(|| u32::try_from(default_burst).unwrap_or(u32::MAX));

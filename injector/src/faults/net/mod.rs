@@ -7,6 +7,9 @@ pub mod rules;
 pub mod target;
 pub mod tree;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::{Path, PathBuf};
 
 use crate::faults::{Kernel, UndoLogError};

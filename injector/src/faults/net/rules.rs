@@ -102,22 +102,42 @@ pub fn matches(target: &Target, side: Side) -> Vec<Match> {
             if let Some(p) = proto {
                 let number = u32::from(p.number());
                 keys.push(if v4 {
-                    Key { mask: 0x00ff_0000, value: number << 16, off: 8 }
+                    Key {
+                        mask: 0x00ff_0000,
+                        value: number << 16,
+                        off: 8,
+                    }
                 } else {
-                    Key { mask: 0x0000_ff00, value: number << 8, off: 4 }
+                    Key {
+                        mask: 0x0000_ff00,
+                        value: number << 8,
+                        off: 4,
+                    }
                 });
             }
             if let Some((port, mask)) = block {
                 let (port, mask) = (u32::from(*port), u32::from(*mask));
                 let off = if v4 { 20 } else { 40 };
                 keys.push(match side {
-                    Side::Destination => Key { mask, value: port, off },
-                    Side::Source => Key { mask: mask << 16, value: port << 16, off },
+                    Side::Destination => Key {
+                        mask,
+                        value: port,
+                        off,
+                    },
+                    Side::Source => Key {
+                        mask: mask << 16,
+                        value: port << 16,
+                        off,
+                    },
                 });
             }
             if keys.is_empty() {
                 // 0.0.0.0/0 or ::/0 without a port: every packet of the family.
-                keys.push(Key { mask: 0, value: 0, off: 0 });
+                keys.push(Key {
+                    mask: 0,
+                    value: 0,
+                    off: 0,
+                });
             }
             out.push(Match { protocol, keys });
         }
@@ -150,9 +170,21 @@ mod tests {
             [Match {
                 protocol: ETH_P_IP,
                 keys: vec![
-                    Key { mask: u32::MAX, value: 0x0a00_0002, off: 16 },
-                    Key { mask: 0x00ff_0000, value: 6 << 16, off: 8 },
-                    Key { mask: 0xffff, value: 8080, off: 20 },
+                    Key {
+                        mask: u32::MAX,
+                        value: 0x0a00_0002,
+                        off: 16
+                    },
+                    Key {
+                        mask: 0x00ff_0000,
+                        value: 6 << 16,
+                        off: 8
+                    },
+                    Key {
+                        mask: 0xffff,
+                        value: 8080,
+                        off: 20
+                    },
                 ],
             }]
         );
@@ -162,9 +194,23 @@ mod tests {
     fn a_port_without_protocol_is_tcp_and_udp_and_source_side_swaps_offsets() {
         let got = one("10.0.3.0/24:53", Side::Source);
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0].keys[0], Key { mask: 0xffff_ff00, value: 0x0a00_0300, off: 12 });
+        assert_eq!(
+            got[0].keys[0],
+            Key {
+                mask: 0xffff_ff00,
+                value: 0x0a00_0300,
+                off: 12
+            }
+        );
         assert_eq!(got[1].keys[1].value, 17 << 16);
-        assert_eq!(got[1].keys[2], Key { mask: 0xffff_0000, value: 53 << 16, off: 20 });
+        assert_eq!(
+            got[1].keys[2],
+            Key {
+                mask: 0xffff_0000,
+                value: 53 << 16,
+                off: 20
+            }
+        );
     }
 
     #[test]
@@ -172,18 +218,60 @@ mod tests {
         let got = one("[fd00:1::/40]:443/udp", Side::Destination);
         assert_eq!(got[0].protocol, ETH_P_IPV6);
         let keys = &got[0].keys;
-        assert_eq!(keys[0], Key { mask: u32::MAX, value: 0xfd00_0001, off: 24 });
-        assert_eq!(keys[1], Key { mask: 0xff00_0000, value: 0, off: 28 });
-        assert_eq!(keys[2], Key { mask: 0xff00, value: 17 << 8, off: 4 });
-        assert_eq!(keys[3], Key { mask: 0xffff, value: 443, off: 40 });
+        assert_eq!(
+            keys[0],
+            Key {
+                mask: u32::MAX,
+                value: 0xfd00_0001,
+                off: 24
+            }
+        );
+        assert_eq!(
+            keys[1],
+            Key {
+                mask: 0xff00_0000,
+                value: 0,
+                off: 28
+            }
+        );
+        assert_eq!(
+            keys[2],
+            Key {
+                mask: 0xff00,
+                value: 17 << 8,
+                off: 4
+            }
+        );
+        assert_eq!(
+            keys[3],
+            Key {
+                mask: 0xffff,
+                value: 443,
+                off: 40
+            }
+        );
         let host = one("fd00::7", Side::Source);
         assert_eq!(host[0].keys.len(), 4);
-        assert_eq!(host[0].keys[3], Key { mask: u32::MAX, value: 7, off: 20 });
+        assert_eq!(
+            host[0].keys[3],
+            Key {
+                mask: u32::MAX,
+                value: 7,
+                off: 20
+            }
+        );
     }
 
     #[test]
     fn everything_of_a_family_is_one_empty_key() {
         let got = one("0.0.0.0/0", Side::Destination);
-        assert_eq!(got[0].keys, [Key { mask: 0, value: 0, off: 16 }]);
+        assert_eq!(
+            got[0].keys,
+            [Key {
+                mask: 0,
+                value: 0,
+                off: 16
+            }]
+        );
     }
 }

@@ -179,7 +179,11 @@ fn filters(spec: &SlotSpec<'_>, slot: u8) -> Result<Vec<Filter>, NetError> {
 }
 
 /// Builds (or joins) the tree on one interface and fills `shaped.slot`.
-fn build(ops: &mut dyn QdiscOps, shaped: &RuledInterface, spec: &SlotSpec<'_>) -> Result<(), NetError> {
+fn build(
+    ops: &mut dyn QdiscOps,
+    shaped: &RuledInterface,
+    spec: &SlotSpec<'_>,
+) -> Result<(), NetError> {
     let index = shaped.index;
     let qdiscs = ops.qdiscs(index)?;
     let ours = qdiscs
@@ -237,7 +241,9 @@ pub fn install(
     spec: &SlotSpec<'_>,
     log: &mut dyn UndoLog,
 ) -> Result<NetRulesUndo, NetError> {
-    let _tree = TREE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _tree = TREE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut interfaces = Vec::new();
     for link in links {
         interfaces.push(plan(ops, link, spec.direction.ingress() && spec.drop)?);
@@ -337,6 +343,8 @@ fn remove_locked(ops: &mut dyn QdiscOps, undo: &NetRulesUndo) -> Result<(), NetE
 
 /// Removes what `undo` installed; every interface is tried, every failure reported.
 pub fn remove(ops: &mut dyn QdiscOps, undo: &NetRulesUndo) -> Result<(), NetError> {
-    let _tree = TREE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _tree = TREE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     remove_locked(ops, undo)
 }

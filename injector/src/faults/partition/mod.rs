@@ -110,6 +110,3 @@ impl Fault for PartitionFault {
         err.target_gone()
     }
 }
-
-#[cfg(test)]
-mod tests;

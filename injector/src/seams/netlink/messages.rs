@@ -103,9 +103,7 @@ impl Request {
             }
             Request::DelQdisc(header)
             | Request::DelFilter(header)
-            | Request::GetFilters(header) => {
-                (Box::new(header.clone()), Vec::new())
-            }
+            | Request::GetFilters(header) => (Box::new(header.clone()), Vec::new()),
         }
     }
 }
