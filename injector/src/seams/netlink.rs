@@ -593,4 +593,6 @@ fn absent_is_done(reply: Result<Vec<Reply>, NetlinkError>) -> Result<(), Netlink
 }
 
 #[cfg(test)]
+mod tc_kernel_tests;
+#[cfg(test)]
 mod tests;

@@ -5,8 +5,9 @@
 //! root  prio 4e43: (16 bands; every priority maps to band 1, class 4e43:1)
 //!  ├─ 4e43:1   the foreign root qdisc, moved here while the tree stands (or the default)
 //!  ├─ 4e43:s   slot s (2..=16) of one fault: netem / tbf (handle 4e5s:), pfifo for a partition
-//!  └─ filters  u32, preference s, parent 4e43:: flowid 4e43:s, or a gact drop (partition)
-//! ingress ffff:  u32 filters, preference s, gact drop (a partition's ingress side)
+//!  └─ filters  u32, preference 2s (IPv4) / 2s+1 (IPv6), parent 4e43:: flowid 4e43:s, or a
+//!              gact drop (partition)
+//! ingress ffff:  u32 filters, same preferences, gact drop (a partition's ingress side)
 //! ```
 //!
 //! A fault takes the lowest free slot; its recovery removes its filters and its band's qdisc,
@@ -53,6 +54,12 @@ fn class(band: u32) -> u32 {
 /// The handle of slot `s`'s qdisc (`4e5s:`).
 pub fn slot_handle(slot: u8) -> u32 {
     (0x4e50 + u32::from(slot)) << 16
+}
+
+/// The preference of slot `s`'s filters of `protocol`: the kernel keeps one protocol per
+/// preference, so IPv4 and IPv6 take two (`2s` and `2s + 1`).
+pub fn pref(slot: u8, protocol: u16) -> u16 {
+    u16::from(slot) * 2 + u16::from(protocol == ETH_P_IPV6)
 }
 
 /// What one fault puts in a slot.
@@ -169,7 +176,7 @@ fn filters(spec: &SlotSpec<'_>, slot: u8) -> Result<Vec<Filter>, NetError> {
         }
         out.extend(all.into_iter().map(|m| Filter {
             parent,
-            pref: u16::from(slot),
+            pref: pref(slot, m.protocol),
             protocol: m.protocol,
             kind: "u32".into(),
             options: tc::u32_options(&m.keys, verdict),
@@ -284,21 +291,25 @@ fn undo_recovery(undo: &NetRulesUndo) -> Recovery {
 /// Removes one fault's slot on one interface; the last slot out takes the tree with it.
 fn remove_one(ops: &mut dyn QdiscOps, shaped: &RuledInterface) -> Result<(), NetlinkError> {
     let index = shaped.index;
-    let pref = u16::from(shaped.slot);
     let qdiscs = ops.qdiscs(index)?;
     let ours = qdiscs
         .iter()
         .any(|q| q.parent == ROOT && q.handle == NRI_CHAOS_HANDLE && q.kind == "prio");
     if shaped.ingress && qdiscs.iter().any(|q| q.parent == INGRESS_PARENT) {
         for protocol in [ETH_P_IP, ETH_P_IPV6] {
-            ops.delete_filters(index, INGRESS_HANDLE, pref, protocol)?;
+            ops.delete_filters(index, INGRESS_HANDLE, pref(shaped.slot, protocol), protocol)?;
         }
     }
     if !ours {
         return Ok(());
     }
     for protocol in [ETH_P_IP, ETH_P_IPV6] {
-        ops.delete_filters(index, NRI_CHAOS_HANDLE, pref, protocol)?;
+        ops.delete_filters(
+            index,
+            NRI_CHAOS_HANDLE,
+            pref(shaped.slot, protocol),
+            protocol,
+        )?;
     }
     let band = class(u32::from(shaped.slot));
     ops.delete_qdisc(index, band, slot_handle(shaped.slot))?;
