@@ -60,6 +60,9 @@ pub enum FieldError {
     /// Too many fields in one mapping.
     #[error("{0}: too many fields (at most {MAX_FIELDS})")]
     TooManyFields(String),
+    /// A sequence is too long.
+    #[error("a sequence has more than {MAX_ITEMS} items")]
+    TooManyItems,
     /// A field this fault does not know.
     #[error("unknown field {} (accepted: {accepted})", quote(.field))]
     Unknown {
@@ -256,9 +259,7 @@ impl Builder {
             }
             Some(Frame::Seq(items)) => {
                 if items.len() >= MAX_ITEMS {
-                    err = Some(FieldError::TooManyFields(format!(
-                        "sequence (at most {MAX_ITEMS} items)"
-                    )));
+                    err = Some(FieldError::TooManyItems);
                 } else {
                     items.push(node);
                 }

@@ -143,6 +143,11 @@ impl Target {
         } else {
             (text, None)
         };
+        if let Some((_, suffix)) = rest.rsplit_once('/') {
+            if suffix.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                return Err(format!("protocol '{suffix}' is not tcp or udp"));
+            }
+        }
         let (net, ports) = if let Some(inner) = rest.strip_prefix('[') {
             let (inner, after) = inner
                 .split_once(']')
