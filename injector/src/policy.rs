@@ -6,7 +6,7 @@
 //! ```toml
 //! strict = false                  # true: a refused annotation fails the container start
 //! domain = "nri-chaos.io"         # annotation domain
-//! allowed_faults = ["kill", "freeze", "netem", "stress", "oom", "start", "exec"]
+//! allowed_faults = ["kill", "freeze", "netem", "stress", "oom", "start", "exec", "partition", "bandwidth"]
 //! max_duration = "10m"            # longest `duration` a fault may ask for (default: no limit)
 //! allow_netem_host_network = false      # netem on hostNetwork pods shapes the node itself
 //! allow_oom_kill_without_limit = false  # oom kill without memory limit exhausts the node

@@ -17,6 +17,7 @@
 
 mod base;
 mod net;
+mod net_bench;
 
 use std::time::{Duration, Instant};
 

@@ -425,5 +425,9 @@ async fn scenarios(
         after == before && after_filters == before_filters,
         format!("before: {} | after: {}", before.trim(), after.trim()),
     );
+
+    // Figures, on a pod of their own.
+    let (_, d_pid, _) = pod_with(cri, "bench", None).await?;
+    crate::net_bench::figures(d_pid, addr(&c_ip, 8080)?, connect_median)?;
     Ok(())
 }
