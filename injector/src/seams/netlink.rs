@@ -100,6 +100,43 @@ pub struct Link {
     pub loopback: bool,
 }
 
+/// `interface` selects nothing in the namespace.
+#[derive(Debug, Error)]
+pub enum NoLink {
+    /// Only loopback is there.
+    #[error("the pod's network namespace has no interface but loopback")]
+    OnlyLoopback,
+    /// `interface` names no interface of the namespace.
+    #[error("no interface '{name}' in the pod's network namespace (it has: {has})")]
+    Missing {
+        /// The interface asked for.
+        name: String,
+        /// The interfaces there are, comma separated.
+        has: String,
+    },
+}
+
+/// The links `interface` selects among `links`: that one, or every non-loopback one.
+pub fn select_links(links: Vec<Link>, interface: Option<&str>) -> Result<Vec<Link>, NoLink> {
+    let Some(name) = interface else {
+        let found: Vec<Link> = links.into_iter().filter(|l| !l.loopback).collect();
+        return if found.is_empty() {
+            Err(NoLink::OnlyLoopback)
+        } else {
+            Ok(found)
+        };
+    };
+    let found: Vec<Link> = links.iter().filter(|l| l.name == name).cloned().collect();
+    if found.is_empty() {
+        let has: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+        return Err(NoLink::Missing {
+            name: name.to_string(),
+            has: has.join(", "),
+        });
+    }
+    Ok(found)
+}
+
 /// A root qdisc as read from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootQdisc {

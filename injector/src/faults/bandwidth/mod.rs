@@ -15,13 +15,11 @@
 //! | `interface` | interface inside the pod netns; default every non-loopback interface |
 
 use std::fmt;
-use std::path::PathBuf;
 
 use crate::annotations::FaultKind;
 use crate::faults::net::target::{describe, read_direction, read_targets};
-use crate::faults::net::{self, Direction, NetError, NetRulesUndo, SlotSpec, Target};
+use crate::faults::net::{Direction, NetRules, SlotSpec, Target};
 use crate::faults::netem::interface;
-use crate::faults::{Fault, Kernel, UndoLog};
 use crate::fields::{FieldError, FieldSpec, FieldType, Fields};
 use crate::seams::netlink::tc::tbf_options;
 use crate::units::{format_rate, Size};
@@ -156,35 +154,21 @@ impl fmt::Display for BandwidthFault {
     }
 }
 
-impl Fault for BandwidthFault {
-    const KIND: FaultKind = FaultKind::Bandwidth;
-    const RECOVERED: &'static str = "bandwidth limit removed";
-    /// The pod's network namespace file.
-    type Target = PathBuf;
-    type Undo = NetRulesUndo;
-    type Error = NetError;
+impl NetRules for BandwidthFault {
+    const RULES_KIND: FaultKind = FaultKind::Bandwidth;
+    const RULES_RECOVERED: &'static str = "bandwidth limit removed";
 
-    fn apply(
-        &self,
-        kernel: &Kernel<'_>,
-        netns: &PathBuf,
-        log: &mut dyn UndoLog,
-    ) -> Result<NetRulesUndo, NetError> {
+    fn slot_spec(&self) -> SlotSpec<'_> {
         let options = tbf_options(self.rate_bytes_per_sec, self.burst, self.limit);
-        let spec = SlotSpec {
+        SlotSpec {
             qdisc: ("tbf", options),
             drop: false,
             targets: &self.to,
             direction: self.direction,
-        };
-        net::apply(kernel, netns, self.interface.as_deref(), &spec, log)
+        }
     }
 
-    fn recover(kernel: &Kernel<'_>, undo: NetRulesUndo) -> Result<(), NetError> {
-        net::recover(kernel, &undo)
-    }
-
-    fn target_gone(err: &NetError) -> bool {
-        err.target_gone()
+    fn interface(&self) -> Option<&str> {
+        self.interface.as_deref()
     }
 }

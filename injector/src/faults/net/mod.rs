@@ -12,8 +12,9 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-use crate::faults::{Kernel, UndoLogError};
-use crate::seams::netlink::{Link, NetlinkError, QdiscOps};
+use crate::annotations::FaultKind;
+use crate::faults::{Fault, Kernel, UndoLog, UndoLogError};
+use crate::seams::netlink::{select_links, NetlinkError, NoLink};
 
 pub use target::{Direction, Proto, Target};
 pub use tree::{NetRulesUndo, RuledInterface, SlotSpec};
@@ -24,17 +25,9 @@ pub enum NetError {
     /// A netlink operation failed.
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
-    /// The namespace has nothing to act on.
-    #[error("the pod's network namespace has no interface but loopback")]
-    NoInterface,
-    /// `interface` names no interface of the namespace.
-    #[error("no interface '{name}' in the pod's network namespace (it has: {has})")]
-    NoSuchInterface {
-        /// The interface asked for.
-        name: String,
-        /// The interfaces there are, comma separated.
-        has: String,
-    },
+    /// `interface` selects nothing.
+    #[error(transparent)]
+    NoLink(#[from] NoLink),
     /// An untargeted netem of ours is the interface's root qdisc.
     #[error("interface {interface}: an untargeted {kind} of nri-chaos is its root qdisc; a targeted fault cannot join it (remove it first)")]
     Untargeted {
@@ -90,39 +83,17 @@ impl NetError {
     }
 }
 
-/// The interfaces `interface` selects: that one, or every non-loopback one.
-fn target_links(ops: &mut dyn QdiscOps, interface: Option<&str>) -> Result<Vec<Link>, NetError> {
-    let links = ops.links()?;
-    let Some(name) = interface else {
-        let found: Vec<Link> = links.into_iter().filter(|l| !l.loopback).collect();
-        return if found.is_empty() {
-            Err(NetError::NoInterface)
-        } else {
-            Ok(found)
-        };
-    };
-    let found: Vec<Link> = links.iter().filter(|l| l.name == name).cloned().collect();
-    if found.is_empty() {
-        let has: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
-        return Err(NetError::NoSuchInterface {
-            name: name.to_string(),
-            has: has.join(", "),
-        });
-    }
-    Ok(found)
-}
-
 /// Applies `spec` in `netns` on `interface` (or every non-loopback one), logging one line.
 pub fn apply(
     kernel: &Kernel<'_>,
     netns: &Path,
     interface: Option<&str>,
     spec: &SlotSpec<'_>,
-    log: &mut dyn crate::faults::UndoLog,
+    log: &mut dyn UndoLog,
 ) -> Result<NetRulesUndo, NetError> {
     let started = std::time::Instant::now();
     let mut ops = kernel.netlink.open(netns)?;
-    let links = target_links(ops.as_mut(), interface)?;
+    let links = select_links(ops.links()?, interface)?;
     let undo = tree::install(ops.as_mut(), netns, links, spec, log)?;
     let names: Vec<String> = undo
         .interfaces
@@ -146,4 +117,43 @@ pub fn recover(kernel: &Kernel<'_>, undo: &NetRulesUndo) -> Result<(), NetError>
         Err(err) => return Err(err.into()),
     };
     tree::remove(ops.as_mut(), undo)
+}
+
+/// A targeted network fault: what it puts in its slot. [`Fault`] comes with it (apply and
+/// recovery through the shared tree, on the pod's network namespace file).
+pub trait NetRules {
+    /// Its kind.
+    const RULES_KIND: FaultKind;
+    /// The log line of a recovered firing.
+    const RULES_RECOVERED: &'static str;
+    /// Its slot: the band's qdisc, drop or classify, the targets and the direction.
+    fn slot_spec(&self) -> SlotSpec<'_>;
+    /// The interface it names, if any.
+    fn interface(&self) -> Option<&str>;
+}
+
+impl<T: NetRules> Fault for T {
+    const KIND: FaultKind = T::RULES_KIND;
+    const RECOVERED: &'static str = T::RULES_RECOVERED;
+    /// The pod's network namespace file.
+    type Target = PathBuf;
+    type Undo = NetRulesUndo;
+    type Error = NetError;
+
+    fn apply(
+        &self,
+        kernel: &Kernel<'_>,
+        netns: &PathBuf,
+        log: &mut dyn UndoLog,
+    ) -> Result<NetRulesUndo, NetError> {
+        apply(kernel, netns, self.interface(), &self.slot_spec(), log)
+    }
+
+    fn recover(kernel: &Kernel<'_>, undo: NetRulesUndo) -> Result<(), NetError> {
+        recover(kernel, &undo)
+    }
+
+    fn target_gone(err: &NetError) -> bool {
+        err.target_gone()
+    }
 }

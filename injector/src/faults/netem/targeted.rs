@@ -1,11 +1,8 @@
 //! netem with `to`: the netem qdisc in a band of the shared tree of [`crate::faults::net`],
 //! reached only by the targets' packets.
 
-use std::path::PathBuf;
-
 use crate::annotations::FaultKind;
-use crate::faults::net::{self, NetError, NetRulesUndo, SlotSpec};
-use crate::faults::{Fault, Kernel, UndoLog};
+use crate::faults::net::{NetRules, SlotSpec};
 use crate::seams::netlink::netem_options::netem_options;
 
 use super::NetemFault;
@@ -14,36 +11,21 @@ use super::NetemFault;
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetedNetem(pub NetemFault);
 
-impl Fault for TargetedNetem {
-    const KIND: FaultKind = FaultKind::Netem;
-    const RECOVERED: &'static str = "netem removed";
-    /// The pod's network namespace file.
-    type Target = PathBuf;
-    type Undo = NetRulesUndo;
-    type Error = NetError;
+impl NetRules for TargetedNetem {
+    const RULES_KIND: FaultKind = FaultKind::Netem;
+    const RULES_RECOVERED: &'static str = "netem removed";
 
-    fn apply(
-        &self,
-        kernel: &Kernel<'_>,
-        netns: &PathBuf,
-        log: &mut dyn UndoLog,
-    ) -> Result<NetRulesUndo, NetError> {
+    fn slot_spec(&self) -> SlotSpec<'_> {
         let fault = &self.0;
-        let targets = fault.to.as_deref().unwrap_or_default();
-        let spec = SlotSpec {
+        SlotSpec {
             qdisc: ("netem", netem_options(fault)),
             drop: false,
-            targets,
+            targets: fault.to.as_deref().unwrap_or_default(),
             direction: fault.direction,
-        };
-        net::apply(kernel, netns, fault.interface.as_deref(), &spec, log)
+        }
     }
 
-    fn recover(kernel: &Kernel<'_>, undo: NetRulesUndo) -> Result<(), NetError> {
-        net::recover(kernel, &undo)
-    }
-
-    fn target_gone(err: &NetError) -> bool {
-        err.target_gone()
+    fn interface(&self) -> Option<&str> {
+        self.0.interface.as_deref()
     }
 }

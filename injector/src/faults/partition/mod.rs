@@ -14,13 +14,11 @@
 //! | `interface` | interface inside the pod netns; default every non-loopback interface |
 
 use std::fmt;
-use std::path::PathBuf;
 
 use crate::annotations::FaultKind;
 use crate::faults::net::target::{describe, read_direction, read_targets};
-use crate::faults::net::{self, Direction, NetError, NetRulesUndo, SlotSpec, Target};
+use crate::faults::net::{Direction, NetRules, SlotSpec, Target};
 use crate::faults::netem::interface;
-use crate::faults::{Fault, Kernel, UndoLog};
 use crate::fields::{FieldError, FieldSpec, FieldType, Fields};
 
 /// Parameters of a `partition` fault.
@@ -79,34 +77,20 @@ impl fmt::Display for PartitionFault {
     }
 }
 
-impl Fault for PartitionFault {
-    const KIND: FaultKind = FaultKind::Partition;
-    const RECOVERED: &'static str = "partition removed";
-    /// The pod's network namespace file.
-    type Target = PathBuf;
-    type Undo = NetRulesUndo;
-    type Error = NetError;
+impl NetRules for PartitionFault {
+    const RULES_KIND: FaultKind = FaultKind::Partition;
+    const RULES_RECOVERED: &'static str = "partition removed";
 
-    fn apply(
-        &self,
-        kernel: &Kernel<'_>,
-        netns: &PathBuf,
-        log: &mut dyn UndoLog,
-    ) -> Result<NetRulesUndo, NetError> {
-        let spec = SlotSpec {
+    fn slot_spec(&self) -> SlotSpec<'_> {
+        SlotSpec {
             qdisc: ("pfifo", Vec::new()),
             drop: true,
             targets: &self.to,
             direction: self.direction,
-        };
-        net::apply(kernel, netns, self.interface.as_deref(), &spec, log)
+        }
     }
 
-    fn recover(kernel: &Kernel<'_>, undo: NetRulesUndo) -> Result<(), NetError> {
-        net::recover(kernel, &undo)
-    }
-
-    fn target_gone(err: &NetError) -> bool {
-        err.target_gone()
+    fn interface(&self) -> Option<&str> {
+        self.interface.as_deref()
     }
 }

@@ -83,6 +83,9 @@ pub(crate) fn figures(
     peer: SocketAddr,
     connect_median: impl Fn(u32, SocketAddr) -> Result<Option<Duration>>,
 ) -> Result<()> {
+    // One discarded round of each, so the first figure is not a cold start.
+    by_netlink(pid, 1)?;
+    by_tc(pid, 1)?;
     for n in [1usize, 10, 100] {
         let (nl_apply, nl_remove) = by_netlink(pid, n)?;
         let (tc_apply, tc_remove) = by_tc(pid, n)?;
