@@ -210,11 +210,6 @@ fn catalogue() -> Vec<Case> {
             "{to: [10.0.0.1], direction: up}",
             "direction: \"up\" is not a direction",
         ),
-        case(
-            NETEM,
-            "{loss: 1%, to: [10.0.0.1], direction: ingress}",
-            "egress only",
-        ),
         case(BANDWIDTH, "{to: [10.0.0.1]}", "bandwidth needs rate"),
         case(
             BANDWIDTH,

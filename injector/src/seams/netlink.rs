@@ -116,10 +116,17 @@ pub enum NoLink {
     },
 }
 
-/// The links `interface` selects among `links`: that one, or every non-loopback one.
+/// The name prefix of the ifb devices nri-chaos creates (`ifb4e43-<ifindex>`).
+pub const IFB_PREFIX: &str = "ifb4e43-";
+
+/// The links `interface` selects among `links`: that one, or every non-loopback one but the
+/// ifb devices of nri-chaos.
 pub fn select_links(links: Vec<Link>, interface: Option<&str>) -> Result<Vec<Link>, NoLink> {
     let Some(name) = interface else {
-        let found: Vec<Link> = links.into_iter().filter(|l| !l.loopback).collect();
+        let found: Vec<Link> = links
+            .into_iter()
+            .filter(|l| !l.loopback && !l.name.starts_with(IFB_PREFIX))
+            .collect();
         return if found.is_empty() {
             Err(NoLink::OnlyLoopback)
         } else {
@@ -276,6 +283,10 @@ pub trait QdiscOps: Send {
         pref: u16,
         protocol: u16,
     ) -> Result<(), NetlinkError>;
+    /// Creates a virtual device `name` of `kind` (`ifb`), up; returns its index.
+    fn add_link(&mut self, name: &str, kind: &str) -> Result<i32, NetlinkError>;
+    /// Deletes interface `ifindex`; none there is Ok.
+    fn delete_link(&mut self, ifindex: i32) -> Result<(), NetlinkError>;
     /// How many filters qdisc `parent` of `ifindex` holds.
     fn filter_count(&mut self, ifindex: i32, parent: u32) -> Result<usize, NetlinkError>;
     /// Puts `saved` back as the root qdisc of `ifindex`, as the kernel takes it back.
@@ -533,6 +544,35 @@ impl QdiscOps for RouteSocket {
         let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
         let seq = self.send(request, flags)?;
         self.receive("add filter", seq, ifindex).map(|_| ())
+    }
+
+    fn add_link(&mut self, name: &str, kind: &str) -> Result<i32, NetlinkError> {
+        let request = Request::NewLink {
+            name: name.to_string(),
+            kind: kind.to_string(),
+        };
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        let seq = self.send(request, flags)?;
+        self.receive("add link", seq, 0)?;
+        let link = self.links()?.into_iter().find(|l| l.name == name);
+        link.map(|l| l.index)
+            .ok_or_else(|| NetlinkError::Malformed {
+                op: "add link",
+                detail: format!("{name} created but not listed"),
+            })
+    }
+
+    fn delete_link(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
+        let index = u32::try_from(ifindex).unwrap_or_default();
+        let seq = self.send(Request::DelLink(index), NLM_F_REQUEST | NLM_F_ACK)?;
+        match self.receive("delete link", seq, ifindex) {
+            Err(NetlinkError::Kernel { source, .. })
+                if Errno::from_io_error(&source) == Some(Errno::NODEV) =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
     }
 
     fn filter_count(&mut self, ifindex: i32, parent: u32) -> Result<usize, NetlinkError> {

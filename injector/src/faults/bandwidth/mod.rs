@@ -11,7 +11,7 @@
 //! | `burst` | bucket size in bytes (default: 20 ms of `rate`, at least 16 KiB) |
 //! | `limit` | queue in bytes (default: `burst` plus 50 ms of `rate`) |
 //! | `to` | the peers (required; see [`crate::faults::net::target`]) |
-//! | `direction` | `egress` (default; ingress shaping is not built) |
+//! | `direction` | `egress` (default), `ingress` (through an ifb device) or `both` |
 //! | `interface` | interface inside the pod netns; default every non-loopback interface |
 
 use std::fmt;
@@ -80,7 +80,7 @@ impl BandwidthFault {
             "direction",
             FieldType::Direction,
             "egress",
-            "egress only (ingress shaping is not built)",
+            "egress (what the pod sends), ingress (what it receives, through an ifb device) or both",
         ),
         FieldSpec::new(
             "interface",
@@ -119,13 +119,6 @@ impl BandwidthFault {
             ));
         };
         let direction = read_direction(fields, Direction::Egress)?;
-        if direction != Direction::Egress {
-            return Err(FieldError::Invalid {
-                field: fields.name("direction"),
-                text: direction.to_string(),
-                reason: "is not available for bandwidth: it shapes egress only (ingress shaping needs an ifb device, not built)".into(),
-            });
-        }
         Ok(BandwidthFault {
             rate_bytes_per_sec: rate,
             burst,

@@ -52,9 +52,6 @@ pub enum NetError {
         /// The most.
         max: usize,
     },
-    /// Ingress shaping (netem, bandwidth) needs an ifb device, which is not built.
-    #[error("direction ingress/both is available for partition only; netem and bandwidth shape egress (ingress shaping needs an ifb device, not built yet)")]
-    IngressShaping,
     /// The recovery could not be journaled, so nothing was done.
     #[error("not applied: {0}")]
     Log(#[from] UndoLogError),

@@ -107,22 +107,12 @@ fn bad_targets_name_the_item_the_value_and_why() {
         "{delay: 1s, direction: egress}",
         "direction needs to",
     );
-    rejected(
-        "netem",
-        "{delay: 1s, to: [10.0.0.1], direction: ingress}",
-        "egress only",
-    );
     rejected("bandwidth", "{to: [10.0.0.1]}", "bandwidth needs rate");
     rejected("bandwidth", "{rate: 1mbit}", "bandwidth needs to");
     rejected(
         "bandwidth",
         "{rate: 1mbit, to: [10.0.0.1], burst: 50%}",
         "burst: \"50%\" is not a byte count",
-    );
-    rejected(
-        "bandwidth",
-        "{rate: 1mbit, to: [10.0.0.1], direction: both}",
-        "egress only",
     );
 }
 
@@ -358,4 +348,72 @@ fn a_gone_namespace_is_recovered() {
         .unwrap();
     fakes.netlink.remove_namespace(&netns());
     BandwidthFault::recover(&fakes.kernel(), undo).unwrap();
+}
+
+#[test]
+fn ingress_shaping_goes_through_an_ifb_device_removed_by_the_last_one_out() {
+    let fakes = Fakes::new();
+    fakes.netlink.add_namespace(&netns(), &["eth0"]);
+    let mut log = RecordingUndoLog::new();
+    let lossy = match plan("netem", "{loss: 100%, direction: ingress, to: [10.0.0.3]}") {
+        Ok(FaultSpec::Netem(n)) => TargetedNetem(n),
+        other => panic!("{other:?}"),
+    };
+    let first = lossy.apply(&fakes.kernel(), &netns(), &mut log).unwrap();
+    let shaped = &first.interfaces[0];
+    assert_eq!(
+        (shaped.ifb.as_deref(), shaped.ifb_slot),
+        (Some("ifb4e43-2"), 2)
+    );
+    // eth0 (2): the ingress qdisc with the redirect to the ifb device (3); no egress filter.
+    let filters = fakes.netlink.filters(&netns(), 2);
+    assert_eq!(filters.len(), 1, "{filters:?}");
+    assert_eq!((filters[0].parent, filters[0].pref), (0xffff_0000, 64));
+    let ifb = fakes.netlink.filters(&netns(), 3);
+    assert_eq!(ifb.len(), 1);
+    assert_eq!((ifb[0].parent, ifb[0].pref), (NRI_CHAOS_HANDLE, 4));
+    assert_eq!(fakes.netlink.root(&netns(), 3).unwrap().kind, "prio");
+    // A second one joins the same device, in slot 3.
+    let slow = match plan(
+        "bandwidth",
+        "{rate: 1mbit, direction: both, to: [10.0.0.4]}",
+    ) {
+        Ok(FaultSpec::Bandwidth(b)) => b,
+        other => panic!("{other:?}"),
+    };
+    let second = slow.apply(&fakes.kernel(), &netns(), &mut log).unwrap();
+    assert_eq!(
+        second.interfaces.len(),
+        1,
+        "the ifb device is not a target itself"
+    );
+    assert_eq!(second.interfaces[0].ifb_slot, 3);
+    assert_eq!(
+        fakes.netlink.filters(&netns(), 2).len(),
+        2,
+        "one redirect, one egress filter"
+    );
+    recover(&fakes.kernel(), &first.recovery().unwrap()).unwrap();
+    assert!(
+        fakes.netlink.root(&netns(), 3).is_some(),
+        "the second still uses the device"
+    );
+    recover(&fakes.kernel(), &second.recovery().unwrap()).unwrap();
+    let links: Vec<String> = fakes
+        .netlink
+        .calls()
+        .iter()
+        .filter_map(|c| match c {
+            NetlinkCall::AddLink(name, kind) => Some(format!("{name}:{kind}")),
+            NetlinkCall::DeleteLink(i) => Some(format!("-{i}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(links, ["ifb4e43-2:ifb", "-3"]);
+    assert!(fakes.netlink.filters(&netns(), 2).is_empty());
+    assert!(
+        fakes.netlink.children(&netns(), 2).is_empty(),
+        "ingress qdisc gone"
+    );
+    assert_eq!(fakes.netlink.root(&netns(), 2), None);
 }

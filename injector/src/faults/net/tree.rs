@@ -7,7 +7,9 @@
 //!  ├─ 4e43:s   slot s (2..=16) of one fault: netem / tbf (handle 4e5s:), pfifo for a partition
 //!  └─ filters  u32, preference 2s (IPv4) / 2s+1 (IPv6), parent 4e43:: flowid 4e43:s, or a
 //!              gact drop (partition)
-//! ingress ffff:  u32 filters, same preferences, gact drop (a partition's ingress side)
+//! ingress ffff:  u32 filters, same preferences, gact drop (a partition's ingress side);
+//!                preference 64: every packet, mirred egress redirect to ifb4e43-<ifindex>
+//! ifb4e43-<ifindex>: the same tree, matching sources (netem / bandwidth ingress shaping)
 //! ```
 //!
 //! A fault takes the lowest free slot; its recovery removes its filters and its band's qdisc,
@@ -23,9 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::faults::undo::clear_logged;
 use crate::faults::UndoLog;
 use crate::journal::Recovery;
-use crate::seams::netlink::tc::{self, Verdict, ETH_P_IP, ETH_P_IPV6};
+use crate::seams::netlink::tc::{self, Key, Verdict, ETH_P_ALL, ETH_P_IP, ETH_P_IPV6};
 use crate::seams::netlink::{
-    Filter, Link, NetlinkError, Qdisc, QdiscOps, SavedQdisc, NRI_CHAOS_HANDLE,
+    Filter, Link, NetlinkError, Qdisc, QdiscOps, SavedQdisc, IFB_PREFIX, NRI_CHAOS_HANDLE,
 };
 
 use super::rules::{matches, Side, MAX_FILTERS};
@@ -42,6 +44,8 @@ const INGRESS_HANDLE: u32 = 0xffff_0000;
 const DEFAULT_BAND: u32 = 1;
 /// The first band a fault can take.
 const FIRST_SLOT: u8 = 2;
+/// The preference of the redirect to the ifb device (after every slot's 2s / 2s + 1).
+const REDIRECT_PREF: u16 = 64;
 
 /// Serialises tree changes of this process (two faults must not take the same slot).
 static TREE: Mutex<()> = Mutex::new(());
@@ -86,8 +90,34 @@ pub struct RuledInterface {
     pub saved: Option<SavedQdisc>,
     /// The fault's slot (band, filter preference).
     pub slot: u8,
-    /// Whether it has ingress filters.
+    /// Whether it has ingress filters (a partition's ingress side).
     pub ingress: bool,
+    /// The ifb device its ingress shaping goes through (netem, bandwidth), by name.
+    #[serde(default)]
+    pub ifb: Option<String>,
+    /// Its slot in the ifb device's tree.
+    #[serde(default)]
+    pub ifb_slot: u8,
+}
+
+/// The ifb device of interface `ifindex`.
+fn ifb_name(ifindex: i32) -> String {
+    format!("{IFB_PREFIX}{ifindex}")
+}
+
+/// The lowest free slot of a tree, from its qdiscs.
+fn free_slot(qdiscs: &[Qdisc], interface: &str) -> Result<u8, NetError> {
+    let taken = |s: u8| {
+        qdiscs
+            .iter()
+            .any(|q| q.parent == class(u32::from(s)) && q.handle == slot_handle(s))
+    };
+    (FIRST_SLOT..=tc::PRIO_BANDS)
+        .find(|s| !taken(*s))
+        .ok_or_else(|| NetError::NoFreeSlot {
+            interface: interface.to_string(),
+            max: tc::PRIO_BANDS - FIRST_SLOT + 1,
+        })
 }
 
 /// What a targeted network fault must undo.
@@ -108,8 +138,15 @@ impl crate::faults::Undo for NetRulesUndo {
     }
 }
 
-/// Reads the interface's tree: the foreign qdisc to save and a free slot.
-fn plan(ops: &mut dyn QdiscOps, link: Link, ingress: bool) -> Result<RuledInterface, NetError> {
+/// Reads the interface's tree: the foreign qdisc to save and a free slot (and one in its ifb
+/// device's tree when `shape_ingress`).
+fn plan(
+    ops: &mut dyn QdiscOps,
+    all: &[Link],
+    link: Link,
+    ingress: bool,
+    shape_ingress: bool,
+) -> Result<RuledInterface, NetError> {
     let qdiscs = ops.qdiscs(link.index)?;
     let root = qdiscs.iter().find(|q| q.parent == ROOT);
     let saved_of = |q: &Qdisc| SavedQdisc {
@@ -131,61 +168,179 @@ fn plan(ops: &mut dyn QdiscOps, link: Link, ingress: bool) -> Result<RuledInterf
         Some(r) if r.handle != 0 => Some(saved_of(r)),
         _ => None,
     };
-    let taken = |s: u8| {
-        qdiscs
-            .iter()
-            .any(|q| q.parent == class(u32::from(s)) && q.handle == slot_handle(s))
+    let slot = free_slot(&qdiscs, &link.name)?;
+    let (ifb, ifb_slot) = if shape_ingress {
+        let name = ifb_name(link.index);
+        let slot = match all.iter().find(|l| l.name == name) {
+            Some(l) => free_slot(&ops.qdiscs(l.index)?, &name)?,
+            None => FIRST_SLOT,
+        };
+        (Some(name), slot)
+    } else {
+        (None, 0)
     };
-    let slot = (FIRST_SLOT..=tc::PRIO_BANDS)
-        .find(|s| !taken(*s))
-        .ok_or_else(|| NetError::NoFreeSlot {
-            interface: link.name.clone(),
-            max: tc::PRIO_BANDS - FIRST_SLOT + 1,
-        })?;
     Ok(RuledInterface {
         index: link.index,
         name: link.name,
         saved,
         slot,
         ingress,
+        ifb,
+        ifb_slot,
     })
 }
 
-/// The filters of `spec` for one slot: (parent, filter), egress then ingress.
-fn filters(spec: &SlotSpec<'_>, slot: u8) -> Result<Vec<Filter>, NetError> {
-    let verdict = if spec.drop {
-        Verdict::Drop
-    } else {
-        Verdict::Class(class(u32::from(slot)))
-    };
-    let mut out = Vec::new();
-    let sides = [
-        (spec.direction.egress(), Side::Destination, NRI_CHAOS_HANDLE),
-        (spec.direction.ingress(), Side::Source, INGRESS_HANDLE),
-    ];
-    for (on, side, parent) in sides {
-        if !on {
-            continue;
-        }
-        let all: Vec<_> = spec.targets.iter().flat_map(|t| matches(t, side)).collect();
-        if all.len() > MAX_FILTERS {
-            return Err(NetError::TooManyFilters {
-                filters: all.len(),
-                max: MAX_FILTERS,
-            });
-        }
-        out.extend(all.into_iter().map(|m| Filter {
+/// The u32 filters of `spec`'s targets on one side, under `parent`, with `verdict`.
+fn side_filters(
+    spec: &SlotSpec<'_>,
+    slot: u8,
+    side: Side,
+    parent: u32,
+    verdict: Verdict,
+) -> Result<Vec<Filter>, NetError> {
+    let all: Vec<_> = spec.targets.iter().flat_map(|t| matches(t, side)).collect();
+    if all.len() > MAX_FILTERS {
+        return Err(NetError::TooManyFilters {
+            filters: all.len(),
+            max: MAX_FILTERS,
+        });
+    }
+    Ok(all
+        .into_iter()
+        .map(|m| Filter {
             parent,
             pref: pref(slot, m.protocol),
             protocol: m.protocol,
             kind: "u32".into(),
             options: tc::u32_options(&m.keys, verdict),
-        }));
+        })
+        .collect())
+}
+
+/// The filters of `spec` on the interface itself: egress, and a partition's ingress side.
+fn filters(spec: &SlotSpec<'_>, slot: u8) -> Result<Vec<Filter>, NetError> {
+    let mut out = Vec::new();
+    if spec.direction.egress() {
+        let verdict = if spec.drop {
+            Verdict::Drop
+        } else {
+            Verdict::Class(class(u32::from(slot)))
+        };
+        out.extend(side_filters(
+            spec,
+            slot,
+            Side::Destination,
+            NRI_CHAOS_HANDLE,
+            verdict,
+        )?);
+    }
+    if spec.direction.ingress() && spec.drop {
+        out.extend(side_filters(
+            spec,
+            slot,
+            Side::Source,
+            INGRESS_HANDLE,
+            Verdict::Drop,
+        )?);
     }
     Ok(out)
 }
 
-/// Builds (or joins) the tree on one interface and fills `shaped.slot`.
+/// Our prio root on `index`, unless it is there.
+fn ensure_root(ops: &mut dyn QdiscOps, index: i32, qdiscs: &[Qdisc]) -> Result<bool, NetlinkError> {
+    let ours = qdiscs
+        .iter()
+        .any(|q| q.parent == ROOT && q.handle == NRI_CHAOS_HANDLE);
+    if !ours {
+        let prio = tc::prio_options(tc::PRIO_BANDS);
+        ops.replace_root_qdisc(index, "prio", NRI_CHAOS_HANDLE, &prio)?;
+    }
+    Ok(!ours)
+}
+
+/// The ingress qdisc on `index`, unless one is there.
+fn ensure_ingress(ops: &mut dyn QdiscOps, index: i32) -> Result<(), NetlinkError> {
+    if ops
+        .qdiscs(index)?
+        .iter()
+        .any(|q| q.parent == INGRESS_PARENT)
+    {
+        return Ok(());
+    }
+    let ingress = Qdisc {
+        kind: "ingress".into(),
+        handle: INGRESS_HANDLE,
+        parent: INGRESS_PARENT,
+        options: Vec::new(),
+    };
+    ops.put_qdisc(index, &ingress)
+}
+
+/// Slot `slot`'s qdisc of `spec` on `index`.
+fn put_slot(
+    ops: &mut dyn QdiscOps,
+    index: i32,
+    slot: u8,
+    spec: &SlotSpec<'_>,
+) -> Result<(), NetlinkError> {
+    let (kind, options) = &spec.qdisc;
+    let qdisc = Qdisc {
+        kind: (*kind).to_string(),
+        handle: slot_handle(slot),
+        parent: class(u32::from(slot)),
+        options: options.clone(),
+    };
+    ops.put_qdisc(index, &qdisc)
+}
+
+/// Ingress shaping: the ifb device (created with the redirect to it when missing), its tree
+/// and the fault's slot and source filters there.
+fn build_ifb(
+    ops: &mut dyn QdiscOps,
+    shaped: &RuledInterface,
+    name: &str,
+    spec: &SlotSpec<'_>,
+) -> Result<(), NetError> {
+    let existing = ops.links()?.into_iter().find(|l| l.name == name);
+    let ifb = match existing {
+        Some(l) => l.index,
+        None => {
+            let ifb = ops.add_link(name, "ifb")?;
+            ensure_ingress(ops, shaped.index)?;
+            let every = [Key {
+                mask: 0,
+                value: 0,
+                off: 0,
+            }];
+            let target = u32::try_from(ifb).unwrap_or_default();
+            let redirect = Filter {
+                parent: INGRESS_HANDLE,
+                pref: REDIRECT_PREF,
+                protocol: ETH_P_ALL,
+                kind: "u32".into(),
+                options: tc::u32_options(&every, Verdict::Redirect(target)),
+            };
+            ops.add_filter(shaped.index, &redirect)?;
+            ifb
+        }
+    };
+    let qdiscs = ops.qdiscs(ifb)?;
+    ensure_root(ops, ifb, &qdiscs)?;
+    put_slot(ops, ifb, shaped.ifb_slot, spec)?;
+    let verdict = Verdict::Class(class(u32::from(shaped.ifb_slot)));
+    for filter in side_filters(
+        spec,
+        shaped.ifb_slot,
+        Side::Source,
+        NRI_CHAOS_HANDLE,
+        verdict,
+    )? {
+        ops.add_filter(ifb, &filter)?;
+    }
+    Ok(())
+}
+
+/// Builds (or joins) the tree on one interface, and its ifb device's.
 fn build(
     ops: &mut dyn QdiscOps,
     shaped: &RuledInterface,
@@ -193,12 +348,7 @@ fn build(
 ) -> Result<(), NetError> {
     let index = shaped.index;
     let qdiscs = ops.qdiscs(index)?;
-    let ours = qdiscs
-        .iter()
-        .any(|q| q.parent == ROOT && q.handle == NRI_CHAOS_HANDLE);
-    if !ours {
-        let prio = tc::prio_options(tc::PRIO_BANDS);
-        ops.replace_root_qdisc(index, "prio", NRI_CHAOS_HANDLE, &prio)?;
+    if ensure_root(ops, index, &qdiscs)? {
         if let Some(saved) = &shaped.saved {
             ops.put_qdisc(
                 index,
@@ -211,30 +361,15 @@ fn build(
             )?;
         }
     }
-    let (kind, options) = &spec.qdisc;
-    ops.put_qdisc(
-        index,
-        &Qdisc {
-            kind: (*kind).to_string(),
-            handle: slot_handle(shaped.slot),
-            parent: class(u32::from(shaped.slot)),
-            options: options.clone(),
-        },
-    )?;
-    let ingress_there = qdiscs.iter().any(|q| q.parent == INGRESS_PARENT);
-    if shaped.ingress && !ingress_there {
-        ops.put_qdisc(
-            index,
-            &Qdisc {
-                kind: "ingress".into(),
-                handle: INGRESS_HANDLE,
-                parent: INGRESS_PARENT,
-                options: Vec::new(),
-            },
-        )?;
+    put_slot(ops, index, shaped.slot, spec)?;
+    if shaped.ingress {
+        ensure_ingress(ops, index)?;
     }
     for filter in filters(spec, shaped.slot)? {
         ops.add_filter(index, &filter)?;
+    }
+    if let Some(name) = &shaped.ifb {
+        build_ifb(ops, shaped, name, spec)?;
     }
     Ok(())
 }
@@ -251,14 +386,18 @@ pub fn install(
     let _tree = TREE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let all = ops.links()?;
+    let (ingress, shape_ingress) = (
+        spec.direction.ingress() && spec.drop,
+        spec.direction.ingress() && !spec.drop,
+    );
     let mut interfaces = Vec::new();
     for link in links {
-        interfaces.push(plan(ops, link, spec.direction.ingress() && spec.drop)?);
+        interfaces.push(plan(ops, &all, link, ingress, shape_ingress)?);
     }
-    if spec.direction.ingress() && !spec.drop {
-        return Err(NetError::IngressShaping);
-    }
-    filters(spec, FIRST_SLOT)?; // refuses too many filters before any change
+    // Refuses too many filters before any change.
+    filters(spec, FIRST_SLOT)?;
+    side_filters(spec, FIRST_SLOT, Side::Source, 0, Verdict::Drop)?;
     let undo = NetRulesUndo {
         netns: netns.to_path_buf(),
         interfaces,
@@ -288,9 +427,41 @@ fn undo_recovery(undo: &NetRulesUndo) -> Recovery {
     }
 }
 
+/// Removes one fault's slot in the tree of an ifb device; the last one out deletes the
+/// redirect to it and the device.
+fn remove_ifb(
+    ops: &mut dyn QdiscOps,
+    shaped: &RuledInterface,
+    name: &str,
+) -> Result<(), NetlinkError> {
+    let Some(ifb) = ops.links()?.into_iter().find(|l| l.name == name) else {
+        return Ok(());
+    };
+    let slot = shaped.ifb_slot;
+    for protocol in [ETH_P_IP, ETH_P_IPV6] {
+        ops.delete_filters(ifb.index, NRI_CHAOS_HANDLE, pref(slot, protocol), protocol)?;
+    }
+    ops.delete_qdisc(ifb.index, class(u32::from(slot)), slot_handle(slot))?;
+    let qdiscs = ops.qdiscs(ifb.index)?;
+    let others = (FIRST_SLOT..=tc::PRIO_BANDS).any(|s| {
+        s != slot
+            && qdiscs
+                .iter()
+                .any(|q| q.parent == class(u32::from(s)) && q.handle == slot_handle(s))
+    });
+    if others {
+        return Ok(());
+    }
+    ops.delete_filters(shaped.index, INGRESS_HANDLE, REDIRECT_PREF, ETH_P_ALL)?;
+    ops.delete_link(ifb.index)
+}
+
 /// Removes one fault's slot on one interface; the last slot out takes the tree with it.
 fn remove_one(ops: &mut dyn QdiscOps, shaped: &RuledInterface) -> Result<(), NetlinkError> {
     let index = shaped.index;
+    if let Some(name) = &shaped.ifb {
+        remove_ifb(ops, shaped, name)?;
+    }
     let qdiscs = ops.qdiscs(index)?;
     let ours = qdiscs
         .iter()

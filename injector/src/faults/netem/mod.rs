@@ -18,7 +18,7 @@
 //! | `limit` | queue limit in packets (1 to 4294967295) |
 //! | `interface` | interface inside the pod netns; default every non-loopback interface |
 //! | `to` | only towards these peers ([`crate::faults::net::target`]); default all traffic |
-//! | `direction` | with `to`: `egress` (default; ingress shaping is not built) |
+//! | `direction` | with `to`: `egress` (default), `ingress` (through an ifb device) or `both` |
 //!
 //! Without `to`, netem is the root qdisc of each interface, as below. With `to`, it is the
 //! qdisc of a band of the shared tree of [`crate::faults::net`] that u32 filters send the
@@ -161,7 +161,7 @@ impl NetemFault {
             "direction",
             FieldType::Direction,
             "egress",
-            "with to: egress only (ingress shaping is not built)",
+            "with to: egress (what the pod sends), ingress (what it receives, through an ifb device) or both",
         ),
     ];
     /// An example value (`ctl explain`; a unit test parses it).
@@ -194,18 +194,12 @@ impl NetemFault {
         };
         let direction_given = fields.has("direction");
         let direction = read_direction(fields, Direction::Egress)?;
+        let fault = NetemFault { direction, ..fault };
         if direction_given && fault.to.is_none() {
             return Err(FieldError::Refused(
                 "direction needs to: [targets] (without to, netem shapes what the pod sends)"
                     .to_string(),
             ));
-        }
-        if direction != Direction::Egress {
-            return Err(FieldError::Invalid {
-                field: fields.name("direction"),
-                text: direction.to_string(),
-                reason: "is not available for netem: it shapes egress only (ingress shaping needs an ifb device, not built)".to_string(),
-            });
         }
         if fault.delay.is_none()
             && fault.loss.is_none()

@@ -34,6 +34,10 @@ pub enum NetlinkCall {
     AddFilter(i32, u32, u16, u16),
     /// [`QdiscOps::delete_filters`]: interface, parent, pref, protocol.
     DeleteFilters(i32, u32, u16, u16),
+    /// [`QdiscOps::add_link`]: name, kind.
+    AddLink(String, String),
+    /// [`QdiscOps::delete_link`] of an interface.
+    DeleteLink(i32),
 }
 
 impl NetlinkCall {
@@ -49,6 +53,8 @@ impl NetlinkCall {
             NetlinkCall::DeleteQdisc(..) => "delete qdisc",
             NetlinkCall::AddFilter(..) => "add filter",
             NetlinkCall::DeleteFilters(..) => "delete filters",
+            NetlinkCall::AddLink(..) => "add link",
+            NetlinkCall::DeleteLink(_) => "delete link",
         }
     }
 
@@ -61,8 +67,9 @@ impl NetlinkCall {
             | NetlinkCall::PutQdisc(i, ..)
             | NetlinkCall::DeleteQdisc(i, ..)
             | NetlinkCall::AddFilter(i, ..)
-            | NetlinkCall::DeleteFilters(i, ..) => Some(*i),
-            NetlinkCall::Open(_) | NetlinkCall::Links => None,
+            | NetlinkCall::DeleteFilters(i, ..)
+            | NetlinkCall::DeleteLink(i) => Some(*i),
+            NetlinkCall::Open(_) | NetlinkCall::Links | NetlinkCall::AddLink(..) => None,
         }
     }
 }
@@ -350,6 +357,32 @@ impl QdiscOps for FakeHandle {
         self.fake.call(&self.netns, call)?;
         self.fake
             .with_ns(&self.netns, |ns| ns.filters.push((ifindex, filter.clone())));
+        Ok(())
+    }
+
+    fn add_link(&mut self, name: &str, kind: &str) -> Result<i32, NetlinkError> {
+        let call = NetlinkCall::AddLink(name.to_string(), kind.to_string());
+        self.fake.call(&self.netns, call)?;
+        Ok(self.fake.with_ns(&self.netns, |ns| {
+            let index = ns.links.iter().map(|l| l.index).max().unwrap_or(1) + 1;
+            ns.links.push(Link {
+                index,
+                name: name.to_string(),
+                loopback: false,
+            });
+            index
+        }))
+    }
+
+    fn delete_link(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
+        self.fake
+            .call(&self.netns, NetlinkCall::DeleteLink(ifindex))?;
+        self.fake.with_ns(&self.netns, |ns| {
+            ns.links.retain(|l| l.index != ifindex);
+            ns.roots.remove(&ifindex);
+            ns.children.retain(|(i, _)| *i != ifindex);
+            ns.filters.retain(|(i, _)| *i != ifindex);
+        });
         Ok(())
     }
 

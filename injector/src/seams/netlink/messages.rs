@@ -10,12 +10,14 @@ use netlink_packet_core::{
     parse_string, DecodeError, DefaultNla, Emitable, NetlinkDeserializable, NetlinkHeader,
     NetlinkSerializable, NlasIterator, NLA_HEADER_SIZE,
 };
-use netlink_packet_route::link::{LinkExtentMask, LinkHeader};
+use netlink_packet_route::link::{LinkExtentMask, LinkFlags, LinkHeader};
 use netlink_packet_route::tc::TcHeader;
 
 // Message types (linux/rtnetlink.h); netlink-packet-route keeps its own private.
 /// An interface (a dump's entries).
 const RTM_NEWLINK: u16 = 16;
+/// Removes an interface.
+const RTM_DELLINK: u16 = 17;
 /// Asks for the interfaces.
 const RTM_GETLINK: u16 = 18;
 /// A qdisc (a dump's entries, or a request to install one).
@@ -36,6 +38,15 @@ const RTM_GETTFILTER: u16 = 46;
 pub(super) enum Request {
     /// RTM_GETLINK, a dump without the counters (only index, flags and name are read).
     GetLinks,
+    /// RTM_NEWLINK creating a virtual device of `kind` (`ifb`) named `name`, up.
+    NewLink {
+        /// The name.
+        name: String,
+        /// IFLA_INFO_KIND.
+        kind: String,
+    },
+    /// RTM_DELLINK of an interface index.
+    DelLink(u32),
     /// RTM_GETQDISC, a dump.
     GetQdiscs,
     /// RTM_NEWQDISC: `kind` with its TCA_OPTIONS payload (none when empty).
@@ -67,6 +78,10 @@ pub(super) enum Request {
 // Attribute types (linux/if_link.h, linux/rtnetlink.h).
 /// The interface's name, NUL-terminated.
 const IFLA_IFNAME: u16 = 3;
+/// A virtual device's kind and data (nested).
+const IFLA_LINKINFO: u16 = 18;
+/// In IFLA_LINKINFO: the kind, NUL-terminated.
+const IFLA_INFO_KIND: u16 = 1;
 /// Which optional parts of a link dump to leave out or add (`RTEXT_FILTER_*`).
 const IFLA_EXT_MASK: u16 = 29;
 /// The qdisc's kind, NUL-terminated.
@@ -83,6 +98,29 @@ impl Request {
                 (Box::new(LinkHeader::default()), vec![mask])
             }
             Request::GetQdiscs => (Box::new(TcHeader::default()), Vec::new()),
+            Request::NewLink { name, kind } => {
+                let header = LinkHeader {
+                    flags: LinkFlags::Up,
+                    change_mask: LinkFlags::Up,
+                    ..LinkHeader::default()
+                };
+                let nul = |s: &str| [s.as_bytes(), &[0]].concat();
+                let info = [DefaultNla::new(IFLA_INFO_KIND, nul(kind))];
+                let mut linkinfo = vec![0; info.as_slice().buffer_len()];
+                info.as_slice().emit(&mut linkinfo);
+                let attributes = vec![
+                    DefaultNla::new(IFLA_IFNAME, nul(name)),
+                    DefaultNla::new(IFLA_LINKINFO, linkinfo),
+                ];
+                (Box::new(header), attributes)
+            }
+            Request::DelLink(index) => {
+                let header = LinkHeader {
+                    index: *index,
+                    ..LinkHeader::default()
+                };
+                (Box::new(header), Vec::new())
+            }
             Request::NewQdisc {
                 header,
                 kind,
@@ -112,6 +150,8 @@ impl NetlinkSerializable for Request {
     fn message_type(&self) -> u16 {
         match self {
             Request::GetLinks => RTM_GETLINK,
+            Request::NewLink { .. } => RTM_NEWLINK,
+            Request::DelLink(_) => RTM_DELLINK,
             Request::GetQdiscs => RTM_GETQDISC,
             Request::NewQdisc { .. } => RTM_NEWQDISC,
             Request::DelQdisc(_) => RTM_DELQDISC,

@@ -9,8 +9,9 @@
 
 use netlink_packet_core::{DefaultNla, Emitable};
 use netlink_packet_route::tc::{
-    TcAction, TcActionAttribute, TcActionGeneric, TcActionOption, TcActionType, TcFilterU32Option,
-    TcHandle, TcU32Key, TcU32Selector, TcU32SelectorFlags,
+    TcAction, TcActionAttribute, TcActionGeneric, TcActionMirrorOption, TcActionOption,
+    TcActionType, TcFilterU32Option, TcHandle, TcMirror, TcMirrorActionType, TcU32Key,
+    TcU32Selector, TcU32SelectorFlags,
 };
 
 /// `TCQ_PRIO_BANDS`: the most bands a prio qdisc has.
@@ -47,6 +48,8 @@ pub enum Verdict {
     Class(u32),
     /// Dropped by a `gact drop` action.
     Drop,
+    /// Redirected by a `mirred egress redirect` action to the device with this index.
+    Redirect(u32),
 }
 
 /// `tc_prio_qopt { int bands; u8 priomap[16] }` with every priority in band 0 (class `:1`):
@@ -108,6 +111,22 @@ fn gact_drop() -> TcAction {
     action
 }
 
+/// The `mirred egress redirect dev <ifindex>` action (the packet is stolen, as tc sets it).
+fn mirred_redirect(ifindex: u32) -> TcAction {
+    let mut parms = TcMirror::default();
+    parms.generic.action = TcActionType::Stolen;
+    parms.eaction = TcMirrorActionType::EgressRedir;
+    parms.ifindex = ifindex;
+    let mut action = TcAction::default();
+    action.attributes = vec![
+        TcActionAttribute::Kind("mirred".into()),
+        TcActionAttribute::Options(vec![TcActionOption::Mirror(TcActionMirrorOption::Parms(
+            parms,
+        ))]),
+    ];
+    action
+}
+
 /// A terminal u32 filter's options: the verdict, then the selector of `keys` (ANDed), in the
 /// order `tc filter add ... u32 match ... flowid|action` sends them.
 pub fn u32_options(keys: &[Key], verdict: Verdict) -> Vec<u8> {
@@ -126,6 +145,7 @@ pub fn u32_options(keys: &[Key], verdict: Verdict) -> Vec<u8> {
     let first = match verdict {
         Verdict::Class(class) => TcFilterU32Option::ClassId(TcHandle::from(class)),
         Verdict::Drop => TcFilterU32Option::Action(vec![gact_drop()]),
+        Verdict::Redirect(ifindex) => TcFilterU32Option::Action(vec![mirred_redirect(ifindex)]),
     };
     let options = [first, TcFilterU32Option::Selector(selector)];
     let mut out = vec![0; options.as_slice().buffer_len()];
@@ -226,6 +246,35 @@ mod tests {
             &[10, 0, 3, 0],
             &16i32.to_le_bytes(),
             &[0; 4],
+        ]
+        .concat();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn u32_redirecting_everything_with_mirred() {
+        let every = [Key {
+            mask: 0,
+            value: 0,
+            off: 0,
+        }];
+        let got = u32_options(&every, Verdict::Redirect(7));
+        let want: Vec<u8> = [
+            &[56, 0, 7, 0][..], // TCA_U32_ACT
+            &[52, 0, 1, 0],     // action 1
+            &[11, 0, 1, 0],     // TCA_ACT_KIND
+            b"mirred\0\0",
+            &[36, 0, 2, 0x80],   // TCA_ACT_OPTIONS, nested
+            &[32, 0, 2, 0],      // TCA_MIRRED_PARMS: 28-byte tc_mirred (tc_gen, eaction, ifindex)
+            &[0; 8],             // index, capab
+            &4i32.to_le_bytes(), // TC_ACT_STOLEN
+            &[0; 8],             // refcnt, bindcnt
+            &1i32.to_le_bytes(), // TCA_EGRESS_REDIR
+            &7u32.to_le_bytes(),
+            &[36, 0, 5, 0],
+            &[1, 0, 1, 0],
+            &[0; 12],
+            &[0; 16], // mask 0, value 0, off 0, offmask 0: every packet
         ]
         .concat();
         assert_eq!(got, want);

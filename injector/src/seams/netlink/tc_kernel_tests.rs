@@ -203,3 +203,65 @@ fn a_partition_on_the_kernel_builds_the_tree_or_leaves_everything_as_it_was() {
         before_filters
     );
 }
+
+#[test]
+fn an_ifb_device_and_a_mirred_redirect_read_back_by_tc_and_ip() {
+    let netns = PrivateNetns::new();
+    let mut socket = RouteSocket::open_in_netns(&netns.path()).unwrap();
+    let lo = socket.links().unwrap()[0].index;
+    let ifb = match socket.add_link("ifb4e43-1", "ifb") {
+        Ok(index) => index,
+        Err(err) => {
+            return skipped(
+                "an_ifb_device_and_a_mirred_redirect_read_back_by_tc_and_ip",
+                &format!("this kernel cannot create an ifb device: {err}"),
+            )
+        }
+    };
+    let pid = netns.pid().to_string();
+    let ip = Command::new("nsenter")
+        .args(["-t", &pid, "-n", "ip", "-d", "link", "show", "ifb4e43-1"])
+        .output()
+        .expect("nsenter ip");
+    let shown = String::from_utf8_lossy(&ip.stdout);
+    assert!(
+        shown.contains("state UNKNOWN") || shown.contains(",UP"),
+        "{shown}"
+    );
+    assert!(shown.contains("ifb"), "{shown}");
+    let ingress = Qdisc {
+        kind: "ingress".into(),
+        handle: 0xffff_0000,
+        parent: 0xffff_fff1,
+        options: Vec::new(),
+    };
+    socket.put_qdisc(lo, &ingress).unwrap();
+    let every = [super::tc::Key {
+        mask: 0,
+        value: 0,
+        off: 0,
+    }];
+    let redirect = Filter {
+        parent: 0xffff_0000,
+        pref: 64,
+        protocol: super::tc::ETH_P_ALL,
+        kind: "u32".into(),
+        options: u32_options(&every, Verdict::Redirect(u32::try_from(ifb).unwrap())),
+    };
+    socket.add_filter(lo, &redirect).unwrap();
+    let filters = tc(&netns, &["-d", "filter", "show", "dev", "lo", "ingress"]);
+    for want in [
+        "protocol all pref 64 u32",
+        "match 00000000/00000000 at 0",
+        "mirred (Egress Redirect to device ifb4e43-1) stolen",
+    ] {
+        assert!(filters.contains(want), "{want:?} not in:\n{filters}");
+    }
+    socket.delete_link(ifb).unwrap();
+    socket.delete_link(ifb).unwrap(); // gone: fine
+    assert!(!socket
+        .links()
+        .unwrap()
+        .iter()
+        .any(|l| l.name == "ifb4e43-1"));
+}
