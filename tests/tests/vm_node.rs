@@ -53,6 +53,10 @@ fn vm_node_net_partition_netem_to_bandwidth_crash_recovery() -> Result<()> {
             "partition_a_to_c_works",
             "partition_egress_b_to_a_arrives",
             "partition_removed_at_duration",
+            "ingress_ifb_created",
+            "ingress_from_c_dropped",
+            "ingress_from_b_arrives",
+            "ingress_ifb_gone_at_duration",
             "netem_to_b8080_plus_100ms",
             "netem_to_others_unaffected",
             "netem_to_survives_containerd_restart",
@@ -65,8 +69,8 @@ fn vm_node_net_partition_netem_to_bandwidth_crash_recovery() -> Result<()> {
             "crash_nothing_left",
             "crash_foreign_root_byte_for_byte",
         ],
-        // About 3 minutes under TCG.
-        timeout: Duration::from_secs(420),
+        // About 4 minutes under TCG.
+        timeout: Duration::from_secs(480),
     }
     .run()?;
     Ok(())

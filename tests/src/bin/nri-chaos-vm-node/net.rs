@@ -5,6 +5,8 @@
 //!
 //! - `partition_*`: `{to: [B/32], direction: egress, duration}`: A -> B connect times out,
 //!   A -> C connects, B -> A (a datagram) arrives; after `duration`, A -> B connects again.
+//! - `ingress_*`: `netem {loss: 100%, direction: ingress, to: [C/32]}`: an ifb device appears,
+//!   datagrams from C are dropped, from B they arrive; at `duration` the device is gone.
 //! - `netem_to_*`: `{delay: 100ms, to: [B:8080/tcp]}`: connect time to B:8080 rises by ~100 ms,
 //!   to B:9090 and C:8080 it does not; containerd restarts during it; at `duration` nothing of
 //!   ours is left.
@@ -184,6 +186,17 @@ fn tc(pid: u32, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `ip -o link show` inside `pid`'s namespace.
+fn ip_links(pid: u32) -> Result<String> {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["ip", "-o", "link", "show"])
+        .stdin(Stdio::null())
+        .output()
+        .context("running nsenter ip")?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Everything of ours on eth0 (qdiscs with handle 4e43:/4e5x:, ingress, u32 filters).
 fn ours(pid: u32) -> Result<String> {
     let qdiscs = tc(pid, &["qdisc", "show", "dev", "eth0"])?;
@@ -294,6 +307,27 @@ async fn scenarios(
         b_to_a,
         "a UDP datagram B -> A",
     );
+
+    // Ingress loss from C through the ifb device, while the partition holds elsewhere.
+    let value = format!("{{loss: 100%, direction: ingress, to: [{c_ip}/32], duration: 15s}}");
+    let t_deaf = Instant::now();
+    let (_, deaf_pid, deaf_ip) =
+        pod_with(cri, "deaf", Some(("netem.nri-chaos.io/pod", &value))).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut links = ip_links(deaf_pid)?;
+    while !links.contains("ifb4e43-") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        links = ip_links(deaf_pid)?;
+    }
+    s.check(
+        "ingress_ifb_created",
+        links.contains("ifb4e43-"),
+        links.replace('\n', " | "),
+    );
+    let from_c = datagram_arrives(c_pid, deaf_pid, addr(&deaf_ip, 7001)?)?;
+    s.check("ingress_from_c_dropped", !from_c, "a UDP datagram C -> A");
+    let from_b = datagram_arrives(b_pid, deaf_pid, addr(&deaf_ip, 7002)?)?;
+    s.check("ingress_from_b_arrives", from_b, "a UDP datagram B -> A");
     let until = Duration::from_secs(22);
     if t.elapsed() < until {
         tokio::time::sleep(until - t.elapsed()).await;
@@ -304,6 +338,21 @@ async fn scenarios(
         "partition_removed_at_duration",
         left.is_empty() && again.is_some(),
         format!("left: [{left}] connect: {again:?}"),
+    );
+    let until = Duration::from_secs(17);
+    if t_deaf.elapsed() < until {
+        tokio::time::sleep(until - t_deaf.elapsed()).await;
+    }
+    let left = wait_gone(deaf_pid, Duration::from_secs(5)).await?;
+    let links = ip_links(deaf_pid)?;
+    let from_c = datagram_arrives(c_pid, deaf_pid, addr(&deaf_ip, 7003)?)?;
+    s.check(
+        "ingress_ifb_gone_at_duration",
+        left.is_empty() && !links.contains("ifb4e43-") && from_c,
+        format!(
+            "left: [{left}] links: {} from C: {from_c}",
+            links.replace('\n', " | ")
+        ),
     );
 
     // netem towards B:8080/tcp only; containerd restarts while it holds.
