@@ -45,7 +45,15 @@ fn vm_node_net_partition_netem_to_bandwidth_crash_recovery() -> Result<()> {
     NodeSuite {
         node_binary: Path::new(NODE_BINARY),
         suite: "net",
-        extra_modules: &["sch_prio", "sch_tbf", "sch_ingress", "cls_u32", "act_gact"],
+        extra_modules: &[
+            "sch_prio",
+            "sch_tbf",
+            "sch_ingress",
+            "cls_u32",
+            "act_gact",
+            "act_mirred",
+            "ifb",
+        ],
         expected: &[
             "plugin_registered",
             "partition_tree_installed",
