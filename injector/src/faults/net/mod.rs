@@ -3,6 +3,7 @@
 //! qdisc tree of ours per interface they compose in ([`tree`]), with its apply and recovery
 //! over the netlink seam.
 
+mod ifb;
 pub mod rules;
 pub mod target;
 pub mod tree;

@@ -9,7 +9,8 @@
 //!              gact drop (partition)
 //! ingress ffff:  u32 filters, same preferences, gact drop (a partition's ingress side);
 //!                preference 64: every packet, mirred egress redirect to ifb4e43-<ifindex>
-//! ifb4e43-<ifindex>: the same tree, matching sources (netem / bandwidth ingress shaping)
+//! ifb4e43-<ifindex>: the same tree, matching sources (netem / bandwidth ingress shaping;
+//!                    [`super::ifb`])
 //! ```
 //!
 //! A fault takes the lowest free slot; its recovery removes its filters and its band's qdisc,
@@ -25,9 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::faults::undo::clear_logged;
 use crate::faults::UndoLog;
 use crate::journal::Recovery;
-use crate::seams::netlink::tc::{self, Key, Verdict, ETH_P_ALL, ETH_P_IP, ETH_P_IPV6};
+use crate::seams::netlink::tc::{self, Verdict, ETH_P_IP, ETH_P_IPV6};
 use crate::seams::netlink::{
-    Filter, Link, NetlinkError, Qdisc, QdiscOps, SavedQdisc, IFB_PREFIX, NRI_CHAOS_HANDLE,
+    Filter, Link, NetlinkError, Qdisc, QdiscOps, SavedQdisc, NRI_CHAOS_HANDLE,
 };
 
 use super::rules::{matches, Side, MAX_FILTERS};
@@ -39,19 +40,19 @@ const ROOT: u32 = u32::MAX;
 /// TC_H_INGRESS: the parent of the ingress qdisc.
 const INGRESS_PARENT: u32 = 0xffff_fff1;
 /// The ingress qdisc's handle.
-const INGRESS_HANDLE: u32 = 0xffff_0000;
+pub(super) const INGRESS_HANDLE: u32 = 0xffff_0000;
 /// The band unclassified traffic takes.
 const DEFAULT_BAND: u32 = 1;
 /// The first band a fault can take.
-const FIRST_SLOT: u8 = 2;
+pub(super) const FIRST_SLOT: u8 = 2;
 /// The preference of the redirect to the ifb device (after every slot's 2s / 2s + 1).
-const REDIRECT_PREF: u16 = 64;
+pub(super) const REDIRECT_PREF: u16 = 64;
 
 /// Serialises tree changes of this process (two faults must not take the same slot).
 static TREE: Mutex<()> = Mutex::new(());
 
 /// The class of band `b` of our tree.
-fn class(band: u32) -> u32 {
+pub(super) fn class(band: u32) -> u32 {
     NRI_CHAOS_HANDLE | band
 }
 
@@ -100,20 +101,22 @@ pub struct RuledInterface {
     pub ifb_slot: u8,
 }
 
-/// The ifb device of interface `ifindex`.
-fn ifb_name(ifindex: i32) -> String {
-    format!("{IFB_PREFIX}{ifindex}")
+/// Whether slot `s` of a tree is taken, from its qdiscs.
+fn taken(qdiscs: &[Qdisc], s: u8) -> bool {
+    qdiscs
+        .iter()
+        .any(|q| q.parent == class(u32::from(s)) && q.handle == slot_handle(s))
+}
+
+/// Whether a slot other than `slot` is taken.
+pub(super) fn others(qdiscs: &[Qdisc], slot: u8) -> bool {
+    (FIRST_SLOT..=tc::PRIO_BANDS).any(|s| s != slot && taken(qdiscs, s))
 }
 
 /// The lowest free slot of a tree, from its qdiscs.
-fn free_slot(qdiscs: &[Qdisc], interface: &str) -> Result<u8, NetError> {
-    let taken = |s: u8| {
-        qdiscs
-            .iter()
-            .any(|q| q.parent == class(u32::from(s)) && q.handle == slot_handle(s))
-    };
+pub(super) fn free_slot(qdiscs: &[Qdisc], interface: &str) -> Result<u8, NetError> {
     (FIRST_SLOT..=tc::PRIO_BANDS)
-        .find(|s| !taken(*s))
+        .find(|s| !taken(qdiscs, *s))
         .ok_or_else(|| NetError::NoFreeSlot {
             interface: interface.to_string(),
             max: tc::PRIO_BANDS - FIRST_SLOT + 1,
@@ -170,7 +173,7 @@ fn plan(
     };
     let slot = free_slot(&qdiscs, &link.name)?;
     let (ifb, ifb_slot) = if shape_ingress {
-        let name = ifb_name(link.index);
+        let name = super::ifb::ifb_name(link.index);
         let slot = match all.iter().find(|l| l.name == name) {
             Some(l) => free_slot(&ops.qdiscs(l.index)?, &name)?,
             None => FIRST_SLOT,
@@ -191,7 +194,7 @@ fn plan(
 }
 
 /// The u32 filters of `spec`'s targets on one side, under `parent`, with `verdict`.
-fn side_filters(
+pub(super) fn side_filters(
     spec: &SlotSpec<'_>,
     slot: u8,
     side: Side,
@@ -247,7 +250,11 @@ fn filters(spec: &SlotSpec<'_>, slot: u8) -> Result<Vec<Filter>, NetError> {
 }
 
 /// Our prio root on `index`, unless it is there.
-fn ensure_root(ops: &mut dyn QdiscOps, index: i32, qdiscs: &[Qdisc]) -> Result<bool, NetlinkError> {
+pub(super) fn ensure_root(
+    ops: &mut dyn QdiscOps,
+    index: i32,
+    qdiscs: &[Qdisc],
+) -> Result<bool, NetlinkError> {
     let ours = qdiscs
         .iter()
         .any(|q| q.parent == ROOT && q.handle == NRI_CHAOS_HANDLE);
@@ -259,7 +266,7 @@ fn ensure_root(ops: &mut dyn QdiscOps, index: i32, qdiscs: &[Qdisc]) -> Result<b
 }
 
 /// The ingress qdisc on `index`, unless one is there.
-fn ensure_ingress(ops: &mut dyn QdiscOps, index: i32) -> Result<(), NetlinkError> {
+pub(super) fn ensure_ingress(ops: &mut dyn QdiscOps, index: i32) -> Result<(), NetlinkError> {
     if ops
         .qdiscs(index)?
         .iter()
@@ -277,7 +284,7 @@ fn ensure_ingress(ops: &mut dyn QdiscOps, index: i32) -> Result<(), NetlinkError
 }
 
 /// Slot `slot`'s qdisc of `spec` on `index`.
-fn put_slot(
+pub(super) fn put_slot(
     ops: &mut dyn QdiscOps,
     index: i32,
     slot: u8,
@@ -291,53 +298,6 @@ fn put_slot(
         options: options.clone(),
     };
     ops.put_qdisc(index, &qdisc)
-}
-
-/// Ingress shaping: the ifb device (created with the redirect to it when missing), its tree
-/// and the fault's slot and source filters there.
-fn build_ifb(
-    ops: &mut dyn QdiscOps,
-    shaped: &RuledInterface,
-    name: &str,
-    spec: &SlotSpec<'_>,
-) -> Result<(), NetError> {
-    let existing = ops.links()?.into_iter().find(|l| l.name == name);
-    let ifb = match existing {
-        Some(l) => l.index,
-        None => {
-            let ifb = ops.add_link(name, "ifb")?;
-            ensure_ingress(ops, shaped.index)?;
-            let every = [Key {
-                mask: 0,
-                value: 0,
-                off: 0,
-            }];
-            let target = u32::try_from(ifb).unwrap_or_default();
-            let redirect = Filter {
-                parent: INGRESS_HANDLE,
-                pref: REDIRECT_PREF,
-                protocol: ETH_P_ALL,
-                kind: "u32".into(),
-                options: tc::u32_options(&every, Verdict::Redirect(target)),
-            };
-            ops.add_filter(shaped.index, &redirect)?;
-            ifb
-        }
-    };
-    let qdiscs = ops.qdiscs(ifb)?;
-    ensure_root(ops, ifb, &qdiscs)?;
-    put_slot(ops, ifb, shaped.ifb_slot, spec)?;
-    let verdict = Verdict::Class(class(u32::from(shaped.ifb_slot)));
-    for filter in side_filters(
-        spec,
-        shaped.ifb_slot,
-        Side::Source,
-        NRI_CHAOS_HANDLE,
-        verdict,
-    )? {
-        ops.add_filter(ifb, &filter)?;
-    }
-    Ok(())
 }
 
 /// Builds (or joins) the tree on one interface, and its ifb device's.
@@ -369,7 +329,7 @@ fn build(
         ops.add_filter(index, &filter)?;
     }
     if let Some(name) = &shaped.ifb {
-        build_ifb(ops, shaped, name, spec)?;
+        super::ifb::build(ops, shaped, name, spec)?;
     }
     Ok(())
 }
@@ -427,40 +387,11 @@ fn undo_recovery(undo: &NetRulesUndo) -> Recovery {
     }
 }
 
-/// Removes one fault's slot in the tree of an ifb device; the last one out deletes the
-/// redirect to it and the device.
-fn remove_ifb(
-    ops: &mut dyn QdiscOps,
-    shaped: &RuledInterface,
-    name: &str,
-) -> Result<(), NetlinkError> {
-    let Some(ifb) = ops.links()?.into_iter().find(|l| l.name == name) else {
-        return Ok(());
-    };
-    let slot = shaped.ifb_slot;
-    for protocol in [ETH_P_IP, ETH_P_IPV6] {
-        ops.delete_filters(ifb.index, NRI_CHAOS_HANDLE, pref(slot, protocol), protocol)?;
-    }
-    ops.delete_qdisc(ifb.index, class(u32::from(slot)), slot_handle(slot))?;
-    let qdiscs = ops.qdiscs(ifb.index)?;
-    let others = (FIRST_SLOT..=tc::PRIO_BANDS).any(|s| {
-        s != slot
-            && qdiscs
-                .iter()
-                .any(|q| q.parent == class(u32::from(s)) && q.handle == slot_handle(s))
-    });
-    if others {
-        return Ok(());
-    }
-    ops.delete_filters(shaped.index, INGRESS_HANDLE, REDIRECT_PREF, ETH_P_ALL)?;
-    ops.delete_link(ifb.index)
-}
-
 /// Removes one fault's slot on one interface; the last slot out takes the tree with it.
 fn remove_one(ops: &mut dyn QdiscOps, shaped: &RuledInterface) -> Result<(), NetlinkError> {
     let index = shaped.index;
     if let Some(name) = &shaped.ifb {
-        remove_ifb(ops, shaped, name)?;
+        super::ifb::remove(ops, shaped, name)?;
     }
     let qdiscs = ops.qdiscs(index)?;
     let ours = qdiscs
@@ -484,12 +415,7 @@ fn remove_one(ops: &mut dyn QdiscOps, shaped: &RuledInterface) -> Result<(), Net
     }
     let band = class(u32::from(shaped.slot));
     ops.delete_qdisc(index, band, slot_handle(shaped.slot))?;
-    let others = (FIRST_SLOT..=tc::PRIO_BANDS).any(|s| {
-        s != shaped.slot
-            && qdiscs
-                .iter()
-                .any(|q| q.parent == class(u32::from(s)) && q.handle == slot_handle(s))
-    });
+    let others = others(&qdiscs, shaped.slot);
     if others {
         return Ok(());
     }
