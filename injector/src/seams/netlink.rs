@@ -506,7 +506,12 @@ impl QdiscOps for RouteSocket {
         };
         let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
         let seq = self.send(request, flags)?;
-        match self.receive("add qdisc", seq, ifindex) {
+        let op = if qdisc.parent == u32::from(TcHandle::ROOT) {
+            "replace root qdisc"
+        } else {
+            "add qdisc"
+        };
+        match self.receive(op, seq, ifindex) {
             Err(NetlinkError::Kernel { source, .. })
                 if Errno::from_io_error(&source) == Some(Errno::NOENT) =>
             {
@@ -526,7 +531,12 @@ impl QdiscOps for RouteSocket {
             ..TcHeader::default()
         };
         let seq = self.send(Request::DelQdisc(header), NLM_F_REQUEST | NLM_F_ACK)?;
-        absent_is_done(self.receive("delete qdisc", seq, ifindex))
+        let op = if parent == u32::from(TcHandle::ROOT) {
+            "delete root qdisc"
+        } else {
+            "delete qdisc"
+        };
+        absent_is_done(self.receive(op, seq, ifindex))
     }
 
     fn add_filter(&mut self, ifindex: i32, filter: &Filter) -> Result<(), NetlinkError> {
@@ -615,42 +625,19 @@ impl QdiscOps for RouteSocket {
         handle: u32,
         options: &[u8],
     ) -> Result<(), NetlinkError> {
-        let header = TcHeader {
-            index: ifindex,
-            handle: handle.into(),
-            parent: TcHandle::ROOT,
-            ..TcHeader::default()
+        let root = Qdisc {
+            kind: kind.to_string(),
+            handle,
+            parent: TcHandle::ROOT.into(),
+            options: options.to_vec(),
         };
-        let seq = self.send(
-            Request::NewQdisc {
-                header,
-                kind: kind.to_string(),
-                options: options.to_vec(),
-            },
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-        )?;
-        match self.receive("replace root qdisc", seq, ifindex) {
-            Err(NetlinkError::Kernel { source, .. })
-                if Errno::from_io_error(&source) == Some(Errno::NOENT) =>
-            {
-                Err(NetlinkError::QdiscUnavailable {
-                    kind: kind.to_string(),
-                })
-            }
-            other => other.map(|_| ()),
-        }
+        self.put_qdisc(ifindex, &root)
     }
 
     /// Deletes the root qdisc of `ifindex` (the kernel's default comes back). Deleting where
     /// there is none is Ok.
     fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
-        let header = TcHeader {
-            index: ifindex,
-            parent: TcHandle::ROOT,
-            ..TcHeader::default()
-        };
-        let seq = self.send(Request::DelQdisc(header), NLM_F_REQUEST | NLM_F_ACK)?;
-        absent_is_done(self.receive("delete root qdisc", seq, ifindex))
+        self.delete_qdisc(ifindex, TcHandle::ROOT.into(), 0)
     }
 }
 
