@@ -38,11 +38,15 @@ pub enum FaultKind {
     Start,
     /// Fail or delay exec processes (probes, `kubectl exec`) through the shim.
     Exec,
+    /// Drop what the pod exchanges with chosen peers (pod scoped).
+    Partition,
+    /// Limit the rate towards chosen peers (pod scoped).
+    Bandwidth,
 }
 
 impl FaultKind {
     /// Every fault kind, in a stable order.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Kill,
         FaultKind::Freeze,
         FaultKind::Netem,
@@ -50,6 +54,8 @@ impl FaultKind {
         FaultKind::Oom,
         FaultKind::Start,
         FaultKind::Exec,
+        FaultKind::Partition,
+        FaultKind::Bandwidth,
     ];
 
     /// The name used in annotation keys and in the policy (`kill`, `freeze`, ...).
@@ -62,13 +68,18 @@ impl FaultKind {
             FaultKind::Oom => "oom",
             FaultKind::Start => "start",
             FaultKind::Exec => "exec",
+            FaultKind::Partition => "partition",
+            FaultKind::Bandwidth => "bandwidth",
         }
     }
 
     /// Whether the fault acts on the whole pod (netem: the network namespace is the pod's);
     /// it is armed once per pod, and its natural key is `<kind>.<domain>/pod`.
     pub const fn is_pod_scoped(self) -> bool {
-        matches!(self, FaultKind::Netem)
+        matches!(
+            self,
+            FaultKind::Netem | FaultKind::Partition | FaultKind::Bandwidth
+        )
     }
 
     /// The names of every kind, comma separated, for messages.
@@ -317,7 +328,7 @@ mod tests {
         let err = "kil".parse::<FaultKind>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown fault kind \"kil\" (known: kill, freeze, netem, stress, oom, start, exec)"
+            "unknown fault kind \"kil\" (known: kill, freeze, netem, stress, oom, start, exec, partition, bandwidth)"
         );
         assert!("Kill".parse::<FaultKind>().is_err());
     }

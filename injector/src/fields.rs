@@ -20,6 +20,8 @@ use crate::units::{self, Size, UnitError};
 pub const MAX_VALUE_BYTES: usize = 16 * 1024;
 /// Most fields one mapping may have.
 const MAX_FIELDS: usize = 32;
+/// Most items a sequence holds (`to:` of the network faults).
+pub(crate) const MAX_ITEMS: usize = 256;
 
 /// Why an annotation value (or one of its fields) is invalid. Displayed as the rejection reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +60,9 @@ pub enum FieldError {
     /// Too many fields in one mapping.
     #[error("{0}: too many fields (at most {MAX_FIELDS})")]
     TooManyFields(String),
+    /// A sequence is too long.
+    #[error("a sequence has more than {MAX_ITEMS} items")]
+    TooManyItems,
     /// A field this fault does not know.
     #[error("unknown field {} (accepted: {accepted})", quote(.field))]
     Unknown {
@@ -129,6 +134,10 @@ pub enum FieldType {
     Text,
     /// A nested mapping with these fields.
     Mapping(&'static [FieldSpec]),
+    /// A list of network targets ([`crate::faults::net::Target`]).
+    Targets,
+    /// `egress`, `ingress` or `both`.
+    Direction,
 }
 
 impl fmt::Display for FieldType {
@@ -145,6 +154,10 @@ impl fmt::Display for FieldType {
             FieldType::Interface => f.write_str("interface name (eth0)"),
             FieldType::Text => f.write_str("text"),
             FieldType::Mapping(_) => f.write_str("mapping"),
+            FieldType::Targets => {
+                f.write_str("list of targets ([10.0.3.0/24:5432/tcp, [fd00::1]:80, 10.0.0.7])")
+            }
+            FieldType::Direction => f.write_str("egress, ingress or both"),
         }
     }
 }
@@ -192,8 +205,8 @@ pub(crate) enum Node {
     Null,
     /// Any scalar, as written.
     Scalar(String),
-    /// A sequence (never accepted by any field; kept for messages).
-    Seq,
+    /// A sequence (`to: [...]` of the network faults).
+    Seq(Vec<Node>),
     /// A mapping, in written order.
     Map(Vec<(String, Node)>),
 }
@@ -203,7 +216,7 @@ impl Node {
         match self {
             Node::Null => "nothing (null)".to_string(),
             Node::Scalar(s) => format!("the scalar {}", quote(s)),
-            Node::Seq => "a sequence".to_string(),
+            Node::Seq(_) => "a sequence".to_string(),
             Node::Map(_) => "a mapping".to_string(),
         }
     }
@@ -220,7 +233,7 @@ struct Builder {
 
 #[derive(Debug)]
 enum Frame {
-    Seq,
+    Seq(Vec<Node>),
     Map {
         entries: Vec<(String, Node)>,
         key: Option<String>,
@@ -244,7 +257,13 @@ impl Builder {
                     self.root = Some(node);
                 }
             }
-            Some(Frame::Seq) => {}
+            Some(Frame::Seq(items)) => {
+                if items.len() >= MAX_ITEMS {
+                    err = Some(FieldError::TooManyItems);
+                } else {
+                    items.push(node);
+                }
+            }
             Some(Frame::Map { entries, key }) => match key.take() {
                 None => {
                     *key = Some(match node {
@@ -306,7 +325,7 @@ impl MarkedEventReceiver for Builder {
                 if anchor > 0 {
                     self.fail(FieldError::Alias);
                 }
-                self.stack.push(Frame::Seq);
+                self.stack.push(Frame::Seq(Vec::new()));
             }
             Event::MappingStart(anchor, _) => {
                 if anchor > 0 {
@@ -318,8 +337,8 @@ impl MarkedEventReceiver for Builder {
                 });
             }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq) = self.stack.pop() {
-                    self.insert(Node::Seq, false);
+                if let Some(Frame::Seq(items)) = self.stack.pop() {
+                    self.insert(Node::Seq(items), false);
                 }
             }
             Event::MappingEnd => {
@@ -420,6 +439,37 @@ impl Fields {
                 found: other.kind(),
             }),
         }
+    }
+
+    /// Field `name` as a sequence of scalars (a lone scalar is a one-item list); `None` when
+    /// absent.
+    pub(crate) fn list(&mut self, name: &str) -> Result<Option<Vec<String>>, FieldError> {
+        let items = match self.take(name) {
+            None => return Ok(None),
+            Some(Node::Scalar(s)) => return Ok(Some(vec![s])),
+            Some(Node::Seq(items)) => items,
+            Some(other) => {
+                return Err(FieldError::Type {
+                    what: self.name(name),
+                    expected: "a sequence such as [a, b]",
+                    found: other.kind(),
+                })
+            }
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            match item {
+                Node::Scalar(s) => out.push(s),
+                other => {
+                    return Err(FieldError::Type {
+                        what: format!("{}[{i}]", self.name(name)),
+                        expected: "a scalar",
+                        found: other.kind(),
+                    })
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     /// Field `name` as a nested mapping; `None` when absent.

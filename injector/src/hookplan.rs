@@ -141,8 +141,11 @@ pub fn hook_point(fault: &FaultRequest) -> Option<HookPoint> {
             Some(HookPoint::CreateRuntime)
         }
         // netem from the first instant: installed at createRuntime, when the container's
-        // network namespace (the pod's) exists and the app has not sent a packet.
-        FaultSpec::Netem(_) if fault.timing.after.is_zero() => Some(HookPoint::CreateRuntime),
+        // network namespace (the pod's) exists and the app has not sent a packet. A targeted
+        // netem (`to`) takes a slot of the shared tree: the engine alone applies it.
+        FaultSpec::Netem(n) if fault.timing.after.is_zero() && n.to.is_none() => {
+            Some(HookPoint::CreateRuntime)
+        }
         _ => None,
     }
 }

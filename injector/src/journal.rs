@@ -61,6 +61,15 @@ pub enum Recovery {
         /// The shaped interfaces.
         interfaces: Vec<crate::seams::netlink::ShapedInterface>,
     },
+    /// Remove one targeted network fault's filters and band from our tree in this namespace
+    /// (the last one out deletes the tree and puts the foreign root qdisc back)
+    /// (`partition`, `bandwidth`, `netem` with `to`).
+    RemoveNetRules {
+        /// The pod's network namespace.
+        netns: PathBuf,
+        /// The interfaces, each with its slot and saved root qdisc.
+        interfaces: Vec<crate::faults::net::RuledInterface>,
+    },
 }
 
 /// One active fault.

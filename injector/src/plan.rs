@@ -10,11 +10,13 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::annotations::{classify_key, FaultKind, KeyMatch, Rejection, RejectionClass, Scope};
+use crate::faults::bandwidth::BandwidthFault;
 use crate::faults::exec::ExecFault;
 use crate::faults::freeze::FreezeFault;
 use crate::faults::kill::KillFault;
 use crate::faults::netem::NetemFault;
 use crate::faults::oom::OomFault;
+use crate::faults::partition::PartitionFault;
 use crate::faults::start::StartFault;
 use crate::faults::stress::StressFault;
 use crate::fields::{parse_value, FieldError, FieldSpec, Fields};
@@ -55,6 +57,10 @@ pub enum FaultSpec {
     Start(StartFault),
     /// See [`crate::faults::exec`].
     Exec(ExecFault),
+    /// See [`crate::faults::partition`].
+    Partition(PartitionFault),
+    /// See [`crate::faults::bandwidth`].
+    Bandwidth(BandwidthFault),
 }
 
 impl FaultSpec {
@@ -68,6 +74,8 @@ impl FaultSpec {
             FaultSpec::Oom(_) => FaultKind::Oom,
             FaultSpec::Start(_) => FaultKind::Start,
             FaultSpec::Exec(_) => FaultKind::Exec,
+            FaultSpec::Partition(_) => FaultKind::Partition,
+            FaultSpec::Bandwidth(_) => FaultKind::Bandwidth,
         }
     }
 
@@ -81,6 +89,8 @@ impl FaultSpec {
             FaultKind::Oom => OomFault::FIELDS,
             FaultKind::Start => StartFault::FIELDS,
             FaultKind::Exec => ExecFault::FIELDS,
+            FaultKind::Partition => PartitionFault::FIELDS,
+            FaultKind::Bandwidth => BandwidthFault::FIELDS,
         }
     }
 
@@ -94,6 +104,8 @@ impl FaultSpec {
             FaultKind::Oom => OomFault::EXAMPLE,
             FaultKind::Start => StartFault::EXAMPLE,
             FaultKind::Exec => ExecFault::EXAMPLE,
+            FaultKind::Partition => PartitionFault::EXAMPLE,
+            FaultKind::Bandwidth => BandwidthFault::EXAMPLE,
         }
     }
 
@@ -106,6 +118,8 @@ impl FaultSpec {
             FaultKind::Oom => FaultSpec::Oom(OomFault::from_fields(fields)?),
             FaultKind::Start => FaultSpec::Start(StartFault::from_fields(fields)?),
             FaultKind::Exec => FaultSpec::Exec(ExecFault::from_fields(fields)?),
+            FaultKind::Partition => FaultSpec::Partition(PartitionFault::from_fields(fields)?),
+            FaultKind::Bandwidth => FaultSpec::Bandwidth(BandwidthFault::from_fields(fields)?),
         })
     }
 }
@@ -120,6 +134,8 @@ impl fmt::Display for FaultSpec {
             FaultSpec::Oom(x) => x.fmt(f),
             FaultSpec::Start(x) => x.fmt(f),
             FaultSpec::Exec(x) => x.fmt(f),
+            FaultSpec::Partition(x) => x.fmt(f),
+            FaultSpec::Bandwidth(x) => x.fmt(f),
         }
     }
 }

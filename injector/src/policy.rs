@@ -6,7 +6,7 @@
 //! ```toml
 //! strict = false                  # true: a refused annotation fails the container start
 //! domain = "nri-chaos.io"         # annotation domain
-//! allowed_faults = ["kill", "freeze", "netem", "stress", "oom", "start", "exec"]
+//! allowed_faults = ["kill", "freeze", "netem", "stress", "oom", "start", "exec", "partition", "bandwidth"]
 //! max_duration = "10m"            # longest `duration` a fault may ask for (default: no limit)
 //! allow_netem_host_network = false      # netem on hostNetwork pods shapes the node itself
 //! allow_oom_kill_without_limit = false  # oom kill without memory limit exhausts the node
@@ -377,6 +377,14 @@ impl Policy {
                 "netem on a hostNetwork pod would shape the node's own network; refused by policy (allow_netem_host_network = false)"
                     .to_string(),
             ),
+            FaultSpec::Partition(_) | FaultSpec::Bandwidth(_)
+                if host_network && !self.allow_netem_host_network =>
+            {
+                Err(format!(
+                    "{} on a hostNetwork pod would act on the node's own network; refused by policy (allow_netem_host_network = false)",
+                    request.spec.kind().as_str()
+                ))
+            }
             FaultSpec::Stress(s) => self.check_stress(s, memory_limit_bytes),
             FaultSpec::Oom(o) => self.check_oom(o, memory_limit_bytes),
             _ => Ok(()),

@@ -40,6 +40,8 @@ const STRESS: &str = "stress.nri-chaos.io/container.app";
 const NETEM: &str = "netem.nri-chaos.io/pod";
 const OOM: &str = "oom.nri-chaos.io/container.app";
 const START: &str = "start.nri-chaos.io/container.app";
+const PARTITION: &str = "partition.nri-chaos.io/pod";
+const BANDWIDTH: &str = "bandwidth.nri-chaos.io/pod";
 
 fn catalogue() -> Vec<Case> {
     let mib = 1 << 20;
@@ -167,8 +169,57 @@ fn catalogue() -> Vec<Case> {
         case(STRESS, "{duration: 1m}", "stress needs at least one of"),
         case(
             NETEM,
-            "{delay: 10ms, to: 10.0.0.0/8}",
-            "unknown field \"to\"",
+            "{delay: 10ms, to: 10.0.0.1/8}",
+            "to[0]: \"10.0.0.1/8\" is not a target: host bits set",
+        ),
+        // Network targets.
+        case(
+            PARTITION,
+            "{direction: both}",
+            "partition needs to: [targets]",
+        ),
+        case(PARTITION, "{to: []}", "to: \"[]\" lists no target"),
+        case(
+            PARTITION,
+            "{to: [10.0.0.256]}",
+            "is not an IPv4 or IPv6 address",
+        ),
+        case(
+            PARTITION,
+            "{to: ['fd00::1:80:x']}",
+            "is not an IPv4 or IPv6 address",
+        ),
+        case(
+            PARTITION,
+            "{to: ['10.0.0.1:65536']}",
+            "'65536' is not a port",
+        ),
+        case(
+            PARTITION,
+            "{to: ['10.0.0.1:9-1/tcp']}",
+            "port range 9-1 runs backwards",
+        ),
+        case(
+            PARTITION,
+            "{to: ['10.0.0.1/sctp']}",
+            "protocol 'sctp' is not tcp or udp",
+        ),
+        case(PARTITION, "{to: [{a: b}]}", "to[0]: expected a scalar"),
+        case(
+            PARTITION,
+            "{to: [10.0.0.1], direction: up}",
+            "direction: \"up\" is not a direction",
+        ),
+        case(BANDWIDTH, "{to: [10.0.0.1]}", "bandwidth needs rate"),
+        case(
+            BANDWIDTH,
+            "{rate: 0bit, to: [10.0.0.1]}",
+            "rate: below 8bit",
+        ),
+        case(
+            BANDWIDTH,
+            "{rate: 1mbit, to: [10.0.0.1], burst: 0}",
+            "burst: \"0\" is not a byte count",
         ),
         // Absurd but well-formed.
         case(KILL, "{every: 1ns}", "every: \"1ns\" is shorter than"),
@@ -288,6 +339,11 @@ fn catalogue() -> Vec<Case> {
             "missing container name",
         ),
         case("nri-chaos.io/pod", "{}", "missing fault kind"),
+        case(
+            PARTITION,
+            format!("{{to: [{}]}}", vec!["10.0.0.1"; 300].join(", ")),
+            "a sequence has more than 256 items",
+        ),
     ]
 }
 

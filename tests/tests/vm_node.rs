@@ -38,3 +38,48 @@ fn vm_node_netem_first_packet_freeze_stress_on_cgroup_v2() -> Result<()> {
     .run()?;
     Ok(())
 }
+
+#[test]
+fn vm_node_net_partition_netem_to_bandwidth_crash_recovery() -> Result<()> {
+    require_root()?;
+    NodeSuite {
+        node_binary: Path::new(NODE_BINARY),
+        suite: "net",
+        extra_modules: &[
+            "sch_prio",
+            "sch_tbf",
+            "sch_ingress",
+            "cls_u32",
+            "act_gact",
+            "act_mirred",
+            "ifb",
+        ],
+        expected: &[
+            "plugin_registered",
+            "partition_tree_installed",
+            "partition_a_to_b_times_out",
+            "partition_a_to_c_works",
+            "partition_egress_b_to_a_arrives",
+            "partition_removed_at_duration",
+            "ingress_ifb_created",
+            "ingress_from_c_dropped",
+            "ingress_from_b_arrives",
+            "ingress_ifb_gone_at_duration",
+            "netem_to_b8080_plus_100ms",
+            "netem_to_others_unaffected",
+            "netem_to_survives_containerd_restart",
+            "netem_to_nothing_left_after_containerd_restart",
+            "bandwidth_tbf_installed",
+            "bandwidth_to_b_within_10pct",
+            "bandwidth_to_c_unlimited",
+            "crash_tree_with_foreign_below",
+            "crash_tree_outlives_sigkill",
+            "crash_nothing_left",
+            "crash_foreign_root_byte_for_byte",
+        ],
+        // About 4 minutes under TCG.
+        timeout: Duration::from_secs(480),
+    }
+    .run()?;
+    Ok(())
+}

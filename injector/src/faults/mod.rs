@@ -15,12 +15,15 @@
 //! calls; the OCI hook calls the same functions. [`HostKernel`] lends the node's seams,
 //! [`FakeKernel`] every recording fake.
 
+pub mod bandwidth;
 pub mod exec;
 pub mod freeze;
 mod kernels;
 pub mod kill;
+pub mod net;
 pub mod netem;
 pub mod oom;
+pub mod partition;
 pub mod start;
 pub mod stress;
 mod undo;

@@ -180,6 +180,9 @@ pub enum UndoError {
     /// Removing netem.
     #[error(transparent)]
     Netem(#[from] NetemError),
+    /// Removing targeted network rules.
+    #[error(transparent)]
+    Net(#[from] crate::faults::net::NetError),
 }
 
 /// Undoes a journaled fault from its [`Recovery`] alone, through its kind's
@@ -204,6 +207,13 @@ pub fn recover(kernel: &Kernel<'_>, recovery: &Recovery) -> Result<(), UndoError
         Recovery::RemoveNetem { netns, interfaces } => NetemFault::recover(
             kernel,
             NetemUndo {
+                netns: netns.clone(),
+                interfaces: interfaces.clone(),
+            },
+        )?,
+        Recovery::RemoveNetRules { netns, interfaces } => crate::faults::net::recover(
+            kernel,
+            &crate::faults::net::NetRulesUndo {
                 netns: netns.clone(),
                 interfaces: interfaces.clone(),
             },

@@ -512,7 +512,7 @@ fn netem_fields_rejected() {
     assert_reject(
         "netem",
         "{loss: 1%, bandwidth: 1mbit}",
-        "unknown field \"bandwidth\" (accepted: after, duration, every, count, probability, delay, jitter, correlation, loss, duplicate, corrupt, reorder, rate, limit, interface)",
+        "unknown field \"bandwidth\" (accepted: after, duration, every, count, probability, delay, jitter, correlation, loss, duplicate, corrupt, reorder, rate, limit, interface, to, direction)",
     );
 }
 
@@ -1066,7 +1066,7 @@ fn plan_renders_compactly() {
          freeze(cgroup; after=0s duration=20s every=1m count=unlimited jitter=5s probability=50%) \
          netem(delay=100ms loss=1% rate=1Mbit; after=0s count=1) \
          stress(cpu=2x80% memory=1x256Mi; after=0s duration=1m count=1); \
-         rejected: [kil.nri-chaos.io: unknown fault kind \"kil\" (known: kill, freeze, netem, stress, oom, start, exec)]"
+         rejected: [kil.nri-chaos.io: unknown fault kind \"kil\" (known: kill, freeze, netem, stress, oom, start, exec, partition, bandwidth)]"
     );
 }
 

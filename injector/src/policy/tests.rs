@@ -100,7 +100,7 @@ fn invalid_values() {
     assert!(err("allowed_faults = \"kill\"").contains("allowed_faults"));
     assert_eq!(
         err("allowed_faults = [\"kill\", \"nuke\"]"),
-        "admin policy: allowed_faults = \"nuke\": unknown fault kind \"nuke\" (known: kill, freeze, netem, stress, oom, start, exec)"
+        "admin policy: allowed_faults = \"nuke\": unknown fault kind \"nuke\" (known: kill, freeze, netem, stress, oom, start, exec, partition, bandwidth)"
     );
     assert_eq!(
         err("max_duration = \"10 minutes\""),

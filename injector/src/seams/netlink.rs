@@ -16,6 +16,7 @@
 mod fake;
 mod messages;
 pub mod netem_options;
+pub mod tc;
 
 pub use fake::{NetlinkCall, RecordingNetlink};
 
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use netlink_packet_core::{
     DecodeError, DefaultNla, Emitable, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, Nla, NlasIterator, Parseable, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NetlinkPayload, Nla, NlasIterator, Parseable, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::link::LinkFlags;
@@ -97,6 +98,50 @@ pub struct Link {
     pub name: String,
     /// IFF_LOOPBACK.
     pub loopback: bool,
+}
+
+/// `interface` selects nothing in the namespace.
+#[derive(Debug, Error)]
+pub enum NoLink {
+    /// Only loopback is there.
+    #[error("the pod's network namespace has no interface but loopback")]
+    OnlyLoopback,
+    /// `interface` names no interface of the namespace.
+    #[error("no interface '{name}' in the pod's network namespace (it has: {has})")]
+    Missing {
+        /// The interface asked for.
+        name: String,
+        /// The interfaces there are, comma separated.
+        has: String,
+    },
+}
+
+/// The name prefix of the ifb devices nri-chaos creates (`ifb4e43-<ifindex>`).
+pub const IFB_PREFIX: &str = "ifb4e43-";
+
+/// The links `interface` selects among `links`: that one, or every non-loopback one but the
+/// ifb devices of nri-chaos.
+pub fn select_links(links: Vec<Link>, interface: Option<&str>) -> Result<Vec<Link>, NoLink> {
+    let Some(name) = interface else {
+        let found: Vec<Link> = links
+            .into_iter()
+            .filter(|l| !l.loopback && !l.name.starts_with(IFB_PREFIX))
+            .collect();
+        return if found.is_empty() {
+            Err(NoLink::OnlyLoopback)
+        } else {
+            Ok(found)
+        };
+    };
+    let found: Vec<Link> = links.iter().filter(|l| l.name == name).cloned().collect();
+    if found.is_empty() {
+        let has: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+        return Err(NoLink::Missing {
+            name: name.to_string(),
+            has: has.join(", "),
+        });
+    }
+    Ok(found)
 }
 
 /// A root qdisc as read from the kernel.
@@ -174,6 +219,35 @@ pub struct ShapedInterface {
     pub saved: Option<SavedQdisc>,
 }
 
+/// A qdisc of an interface, root or child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qdisc {
+    /// Its kind.
+    pub kind: String,
+    /// Its handle.
+    pub handle: u32,
+    /// Its parent (`TC_H_ROOT`, `TC_H_INGRESS` or a class).
+    pub parent: u32,
+    /// Its TCA_OPTIONS payload.
+    pub options: Vec<u8>,
+}
+
+/// A filter to add: under qdisc `parent`, with preference `pref`, for `protocol` (an
+/// ETH_P_* value), of classifier `kind` with its TCA_OPTIONS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// The qdisc it hangs on.
+    pub parent: u32,
+    /// Its preference (lower first).
+    pub pref: u16,
+    /// ETH_P_IP, ETH_P_IPV6...
+    pub protocol: u16,
+    /// `u32`.
+    pub kind: String,
+    /// Its TCA_OPTIONS payload.
+    pub options: Vec<u8>,
+}
+
 /// The netlink operations the `netem` fault needs in one network namespace: list its links,
 /// read a root qdisc (to save a foreign one), install or restore a root qdisc, delete one.
 /// [`RouteSocket`] is the kernel's; [`RecordingNetlink`]'s handles are the fake.
@@ -192,6 +266,29 @@ pub trait QdiscOps: Send {
     ) -> Result<(), NetlinkError>;
     /// Deletes the root qdisc of `ifindex` (the kernel default returns); none there is Ok.
     fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError>;
+    /// Every qdisc of `ifindex`, root and children.
+    fn qdiscs(&mut self, ifindex: i32) -> Result<Vec<Qdisc>, NetlinkError>;
+    /// Adds (or replaces) the qdisc `handle` under `parent` (a class or `TC_H_INGRESS`).
+    fn put_qdisc(&mut self, ifindex: i32, qdisc: &Qdisc) -> Result<(), NetlinkError>;
+    /// Deletes the qdisc `handle` under `parent`; none there is Ok.
+    fn delete_qdisc(&mut self, ifindex: i32, parent: u32, handle: u32) -> Result<(), NetlinkError>;
+    /// Adds a filter.
+    fn add_filter(&mut self, ifindex: i32, filter: &Filter) -> Result<(), NetlinkError>;
+    /// Deletes every filter of qdisc `parent` with preference `pref` and `protocol`; none
+    /// there is Ok.
+    fn delete_filters(
+        &mut self,
+        ifindex: i32,
+        parent: u32,
+        pref: u16,
+        protocol: u16,
+    ) -> Result<(), NetlinkError>;
+    /// Creates a virtual device `name` of `kind` (`ifb`), up; returns its index.
+    fn add_link(&mut self, name: &str, kind: &str) -> Result<i32, NetlinkError>;
+    /// Deletes interface `ifindex`; none there is Ok.
+    fn delete_link(&mut self, ifindex: i32) -> Result<(), NetlinkError>;
+    /// How many filters qdisc `parent` of `ifindex` holds.
+    fn filter_count(&mut self, ifindex: i32, parent: u32) -> Result<usize, NetlinkError>;
     /// Puts `saved` back as the root qdisc of `ifindex`, as the kernel takes it back.
     fn restore_root_qdisc(&mut self, ifindex: i32, saved: &SavedQdisc) -> Result<(), NetlinkError> {
         self.replace_root_qdisc(
@@ -359,7 +456,21 @@ impl QdiscOps for RouteSocket {
 
     /// The root qdisc of `ifindex`, if the kernel reports one.
     fn root_qdisc(&mut self, ifindex: i32) -> Result<Option<RootQdisc>, NetlinkError> {
+        let root = u32::from(TcHandle::ROOT);
+        Ok(self
+            .qdiscs(ifindex)?
+            .into_iter()
+            .find(|q| q.parent == root)
+            .map(|q| RootQdisc {
+                kind: q.kind,
+                handle: q.handle,
+                options: q.options,
+            }))
+    }
+
+    fn qdiscs(&mut self, ifindex: i32) -> Result<Vec<Qdisc>, NetlinkError> {
         let seq = self.send(Request::GetQdiscs, NLM_F_REQUEST | NLM_F_DUMP)?;
+        let mut out = Vec::new();
         for message in self.receive("list qdiscs", seq, ifindex)? {
             let Reply::Qdisc {
                 header,
@@ -369,15 +480,140 @@ impl QdiscOps for RouteSocket {
             else {
                 continue;
             };
-            if header.index == ifindex && header.parent == TcHandle::ROOT {
-                return Ok(Some(RootQdisc {
+            if header.index == ifindex {
+                out.push(Qdisc {
                     kind,
                     handle: header.handle.into(),
+                    parent: header.parent.into(),
                     options,
-                }));
+                });
             }
         }
-        Ok(None)
+        Ok(out)
+    }
+
+    fn put_qdisc(&mut self, ifindex: i32, qdisc: &Qdisc) -> Result<(), NetlinkError> {
+        let header = TcHeader {
+            index: ifindex,
+            handle: qdisc.handle.into(),
+            parent: qdisc.parent.into(),
+            ..TcHeader::default()
+        };
+        let request = Request::NewQdisc {
+            header,
+            kind: qdisc.kind.clone(),
+            options: qdisc.options.clone(),
+        };
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+        let seq = self.send(request, flags)?;
+        let op = if qdisc.parent == u32::from(TcHandle::ROOT) {
+            "replace root qdisc"
+        } else {
+            "add qdisc"
+        };
+        match self.receive(op, seq, ifindex) {
+            Err(NetlinkError::Kernel { source, .. })
+                if Errno::from_io_error(&source) == Some(Errno::NOENT) =>
+            {
+                Err(NetlinkError::QdiscUnavailable {
+                    kind: qdisc.kind.clone(),
+                })
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    fn delete_qdisc(&mut self, ifindex: i32, parent: u32, handle: u32) -> Result<(), NetlinkError> {
+        let header = TcHeader {
+            index: ifindex,
+            handle: handle.into(),
+            parent: parent.into(),
+            ..TcHeader::default()
+        };
+        let seq = self.send(Request::DelQdisc(header), NLM_F_REQUEST | NLM_F_ACK)?;
+        let op = if parent == u32::from(TcHandle::ROOT) {
+            "delete root qdisc"
+        } else {
+            "delete qdisc"
+        };
+        absent_is_done(self.receive(op, seq, ifindex))
+    }
+
+    fn add_filter(&mut self, ifindex: i32, filter: &Filter) -> Result<(), NetlinkError> {
+        let header = TcHeader {
+            index: ifindex,
+            parent: filter.parent.into(),
+            info: tc::filter_info(filter.pref, filter.protocol),
+            ..TcHeader::default()
+        };
+        let request = Request::NewFilter {
+            header,
+            kind: filter.kind.clone(),
+            options: filter.options.clone(),
+        };
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        let seq = self.send(request, flags)?;
+        self.receive("add filter", seq, ifindex).map(|_| ())
+    }
+
+    fn add_link(&mut self, name: &str, kind: &str) -> Result<i32, NetlinkError> {
+        let request = Request::NewLink {
+            name: name.to_string(),
+            kind: kind.to_string(),
+        };
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        let seq = self.send(request, flags)?;
+        self.receive("add link", seq, 0)?;
+        let link = self.links()?.into_iter().find(|l| l.name == name);
+        link.map(|l| l.index)
+            .ok_or_else(|| NetlinkError::Malformed {
+                op: "add link",
+                detail: format!("{name} created but not listed"),
+            })
+    }
+
+    fn delete_link(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
+        let index = u32::try_from(ifindex).unwrap_or_default();
+        let seq = self.send(Request::DelLink(index), NLM_F_REQUEST | NLM_F_ACK)?;
+        match self.receive("delete link", seq, ifindex) {
+            Err(NetlinkError::Kernel { source, .. })
+                if Errno::from_io_error(&source) == Some(Errno::NODEV) =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    fn filter_count(&mut self, ifindex: i32, parent: u32) -> Result<usize, NetlinkError> {
+        let header = TcHeader {
+            index: ifindex,
+            parent: parent.into(),
+            ..TcHeader::default()
+        };
+        let seq = self.send(Request::GetFilters(header), NLM_F_REQUEST | NLM_F_DUMP)?;
+        let replies = self.receive("list filters", seq, ifindex)?;
+        Ok(replies
+            .iter()
+            .filter(|r| matches!(r, Reply::Filter))
+            .count())
+    }
+
+    fn delete_filters(
+        &mut self,
+        ifindex: i32,
+        parent: u32,
+        pref: u16,
+        protocol: u16,
+    ) -> Result<(), NetlinkError> {
+        let header = TcHeader {
+            index: ifindex,
+            parent: parent.into(),
+            info: tc::filter_info(pref, protocol),
+            ..TcHeader::default()
+        };
+        let seq = self.send(Request::DelFilter(header), NLM_F_REQUEST | NLM_F_ACK)?;
+        absent_is_done(self.receive("delete filters", seq, ifindex))
     }
 
     /// Installs (or replaces) the root qdisc of `ifindex` with `kind` and its TCA_OPTIONS
@@ -389,54 +625,38 @@ impl QdiscOps for RouteSocket {
         handle: u32,
         options: &[u8],
     ) -> Result<(), NetlinkError> {
-        let header = TcHeader {
-            index: ifindex,
-            handle: handle.into(),
-            parent: TcHandle::ROOT,
-            ..TcHeader::default()
+        let root = Qdisc {
+            kind: kind.to_string(),
+            handle,
+            parent: TcHandle::ROOT.into(),
+            options: options.to_vec(),
         };
-        let seq = self.send(
-            Request::NewQdisc {
-                header,
-                kind: kind.to_string(),
-                options: options.to_vec(),
-            },
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-        )?;
-        match self.receive("replace root qdisc", seq, ifindex) {
-            Err(NetlinkError::Kernel { source, .. })
-                if Errno::from_io_error(&source) == Some(Errno::NOENT) =>
-            {
-                Err(NetlinkError::QdiscUnavailable {
-                    kind: kind.to_string(),
-                })
-            }
-            other => other.map(|_| ()),
-        }
+        self.put_qdisc(ifindex, &root)
     }
 
     /// Deletes the root qdisc of `ifindex` (the kernel's default comes back). Deleting where
     /// there is none is Ok.
     fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
-        let header = TcHeader {
-            index: ifindex,
-            parent: TcHandle::ROOT,
-            ..TcHeader::default()
-        };
-        let seq = self.send(Request::DelQdisc(header), NLM_F_REQUEST | NLM_F_ACK)?;
-        match self.receive("delete root qdisc", seq, ifindex) {
-            Err(NetlinkError::Kernel { source, .. })
-                if matches!(
-                    Errno::from_io_error(&source),
-                    Some(Errno::NOENT) | Some(Errno::INVAL)
-                ) =>
-            {
-                Ok(())
-            }
-            other => other.map(|_| ()),
-        }
+        self.delete_qdisc(ifindex, TcHandle::ROOT.into(), 0)
     }
 }
 
+/// A delete of something that is not there (ENOENT, or EINVAL for a default qdisc) is done.
+fn absent_is_done(reply: Result<Vec<Reply>, NetlinkError>) -> Result<(), NetlinkError> {
+    match reply {
+        Err(NetlinkError::Kernel { source, .. })
+            if matches!(
+                Errno::from_io_error(&source),
+                Some(Errno::NOENT) | Some(Errno::INVAL)
+            ) =>
+        {
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    }
+}
+
+#[cfg(test)]
+mod tc_kernel_tests;
 #[cfg(test)]
 mod tests;

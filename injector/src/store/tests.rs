@@ -349,7 +349,7 @@ fn the_previous_versions_ledger_and_journal_are_folded_in_once() {
     );
     let texts: Vec<String> = opened.problems.iter().map(ToString::to_string).collect();
     assert_eq!(texts.len(), 2, "{texts:?}");
-    assert!(texts[0].ends_with("firings.ledger line 7: unknown fault kind \"kil\" (known: kill, freeze, netem, stress, oom, start, exec)"), "{}", texts[0]);
+    assert!(texts[0].ends_with("firings.ledger line 7: unknown fault kind \"kil\" (known: kill, freeze, netem, stress, oom, start, exec, partition, bandwidth)"), "{}", texts[0]);
     assert!(
         texts[1].contains("garbage.json line 0: key must be a string"),
         "{}",

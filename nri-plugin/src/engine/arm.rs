@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_core::future::BoxFuture;
+use injector::faults::netem::TargetedNetem;
 use injector::{FaultKey, FaultRequest, FaultSpec};
 use tokio::sync::watch;
 
@@ -74,16 +75,34 @@ impl Inner {
                 let effect = effects::oom(*oom, timing.duration, memory_limit);
                 Box::pin(runner::run(engine, task_target, timing, effect, stop_rx))
             }
-            FaultSpec::Netem(netem) => {
+            FaultSpec::Netem(_) | FaultSpec::Partition(_) | FaultSpec::Bandwidth(_) => {
                 let Some(netns) = target.netns.clone() else {
                     self.registry.armed(new_fault(&target, fault));
                     self.registry
                         .failed(id, "the pod has no network namespace to shape");
-                    tracing::warn!(pod = %target.pod, fault = "netem", "the pod has no network namespace path; netem not applied");
+                    tracing::warn!(pod = %target.pod, fault = fault.kind.as_str(), "the pod has no network namespace path; not applied");
                     return None;
                 };
-                let effect = effects::netem(netem.clone(), netns, timing.duration);
-                Box::pin(runner::run(engine, task_target, timing, effect, stop_rx))
+                let hold = timing.duration;
+                match &fault.spec {
+                    FaultSpec::Netem(n) if n.to.is_some() => {
+                        let effect = effects::in_netns(TargetedNetem(n.clone()), netns, hold);
+                        Box::pin(runner::run(engine, task_target, timing, effect, stop_rx))
+                    }
+                    FaultSpec::Netem(n) => {
+                        let effect = effects::in_netns(n.clone(), netns, hold);
+                        Box::pin(runner::run(engine, task_target, timing, effect, stop_rx))
+                    }
+                    FaultSpec::Partition(p) => {
+                        let effect = effects::in_netns(p.clone(), netns, hold);
+                        Box::pin(runner::run(engine, task_target, timing, effect, stop_rx))
+                    }
+                    FaultSpec::Bandwidth(b) => {
+                        let effect = effects::in_netns(b.clone(), netns, hold);
+                        Box::pin(runner::run(engine, task_target, timing, effect, stop_rx))
+                    }
+                    _ => return None,
+                }
             }
             // Not `Executor::Engine` (returned above).
             FaultSpec::Start(_) | FaultSpec::Exec(_) => return None,

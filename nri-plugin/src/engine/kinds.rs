@@ -23,6 +23,8 @@ pub const fn executor(kind: FaultKind) -> Executor {
         FaultKind::Kill
         | FaultKind::Freeze
         | FaultKind::Netem
+        | FaultKind::Partition
+        | FaultKind::Bandwidth
         | FaultKind::Stress
         | FaultKind::Oom => Executor::Engine,
         FaultKind::Start => Executor::Hook,
@@ -47,7 +49,18 @@ mod tests {
             .filter(|k| executor(*k) == Executor::Engine)
             .map(FaultKind::as_str)
             .collect();
-        assert_eq!(engine, ["kill", "freeze", "netem", "stress", "oom"]);
+        assert_eq!(
+            engine,
+            [
+                "kill",
+                "freeze",
+                "netem",
+                "stress",
+                "oom",
+                "partition",
+                "bandwidth"
+            ]
+        );
         assert_eq!(executor(FaultKind::Start), Executor::Hook);
         assert!(!holds(FaultKind::Kill) && holds(FaultKind::Freeze));
     }

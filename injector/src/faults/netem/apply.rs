@@ -8,7 +8,8 @@ use crate::faults::{Fault, Kernel, Undo, UndoLog, UndoLogError};
 use crate::journal::Recovery;
 use crate::seams::netlink::netem_options::netem_options;
 use crate::seams::netlink::{
-    Link, Netlink, NetlinkError, QdiscOps, SavedQdisc, ShapedInterface, NRI_CHAOS_HANDLE,
+    select_links, Link, Netlink, NetlinkError, NoLink, QdiscOps, SavedQdisc, ShapedInterface,
+    NRI_CHAOS_HANDLE,
 };
 
 use super::NetemFault;
@@ -19,16 +20,16 @@ pub enum NetemError {
     /// A netlink operation failed.
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
-    /// The namespace has nothing to shape.
-    #[error("the pod's network namespace has no interface but loopback")]
-    NoInterface,
-    /// `interface` names no interface of the namespace.
-    #[error("no interface '{name}' in the pod's network namespace (it has: {has})")]
-    NoSuchInterface {
-        /// The interface asked for.
-        name: String,
-        /// The interfaces there are, comma separated.
-        has: String,
+    /// `interface` selects nothing.
+    #[error(transparent)]
+    NoLink(#[from] NoLink),
+    /// Our targeted-fault tree holds the interface.
+    #[error("interface {interface}: targeted network faults of nri-chaos hold it ({kind} root); an untargeted netem cannot join them")]
+    Targeted {
+        /// The interface.
+        interface: String,
+        /// The root qdisc's kind.
+        kind: String,
     },
     /// The recovery could not be journaled, so netem was not installed.
     #[error("not applied: {0}")]
@@ -73,24 +74,7 @@ impl Undo for NetemUndo {
 
 /// The interfaces `interface` selects in the namespace: that one, or every non-loopback one.
 fn target_links(ops: &mut dyn QdiscOps, interface: Option<&str>) -> Result<Vec<Link>, NetemError> {
-    let links = ops.links()?;
-    let Some(name) = interface else {
-        let found: Vec<Link> = links.into_iter().filter(|l| !l.loopback).collect();
-        return if found.is_empty() {
-            Err(NetemError::NoInterface)
-        } else {
-            Ok(found)
-        };
-    };
-    let found: Vec<Link> = links.iter().filter(|l| l.name == name).cloned().collect();
-    if found.is_empty() {
-        let has: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
-        return Err(NetemError::NoSuchInterface {
-            name: name.to_string(),
-            has: has.join(", "),
-        });
-    }
-    Ok(found)
+    Ok(select_links(ops.links()?, interface)?)
 }
 
 /// Puts back what was there before nri-chaos on every interface whose root qdisc is still
@@ -141,6 +125,12 @@ impl NetemFault {
         for link in target_links(ops.as_mut(), interface)? {
             let root = ops.root_qdisc(link.index)?;
             let ours = root.as_ref().is_some_and(|q| q.is_ours());
+            if let Some(q) = root.as_ref().filter(|q| q.is_ours() && q.kind != kind) {
+                return Err(NetemError::Targeted {
+                    interface: link.name,
+                    kind: q.kind.clone(),
+                });
+            }
             let saved = root
                 .filter(|q| !q.is_default() && !q.is_ours())
                 .map(|q| SavedQdisc {

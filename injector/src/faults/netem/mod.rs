@@ -17,6 +17,12 @@
 //! | `rate` | bandwidth limit, `tc` style (`1mbit`, `100kbit`, `1mbps` = bytes) |
 //! | `limit` | queue limit in packets (1 to 4294967295) |
 //! | `interface` | interface inside the pod netns; default every non-loopback interface |
+//! | `to` | only towards these peers ([`crate::faults::net::target`]); default all traffic |
+//! | `direction` | with `to`: `egress` (default), `ingress` (through an ifb device) or `both` |
+//!
+//! Without `to`, netem is the root qdisc of each interface, as below. With `to`, it is the
+//! qdisc of a band of the shared tree of [`crate::faults::net`] that u32 filters send the
+//! targets' packets to ([`TargetedNetem`]).
 //!
 //! At least one of `delay`, `loss`, `duplicate`, `corrupt`, `reorder`, `rate` is required.
 //!
@@ -37,6 +43,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::faults::net::target::{describe, read_direction, read_targets};
+use crate::faults::net::{Direction, Target};
 use crate::fields::{FieldError, FieldSpec, FieldType, Fields};
 use crate::units::{format_duration, format_rate};
 
@@ -66,9 +74,13 @@ pub struct NetemFault {
     pub limit: Option<u32>,
     /// Interface in the pod netns; `None` = every non-loopback interface.
     pub interface: Option<String>,
+    /// Only towards these peers; `None` = all traffic.
+    pub to: Option<Vec<Target>>,
+    /// Which way (with `to`).
+    pub direction: Direction,
 }
 
-fn interface(fields: &mut Fields) -> Result<Option<String>, FieldError> {
+pub(crate) fn interface(fields: &mut Fields) -> Result<Option<String>, FieldError> {
     let Some(name) = fields.text("interface")? else {
         return Ok(None);
     };
@@ -139,6 +151,18 @@ impl NetemFault {
             "every non-loopback interface",
             "interface inside the pod's network namespace",
         ),
+        FieldSpec::new(
+            "to",
+            FieldType::Targets,
+            "all traffic",
+            "only towards these peers",
+        ),
+        FieldSpec::new(
+            "direction",
+            FieldType::Direction,
+            "egress",
+            "with to: egress (what the pod sends), ingress (what it receives, through an ifb device) or both",
+        ),
     ];
     /// An example value (`ctl explain`; a unit test parses it).
     pub const EXAMPLE: &'static str = "{delay: 100ms, jitter: 10ms, loss: 1%, duration: 5m}";
@@ -165,7 +189,18 @@ impl NetemFault {
                 .integer("limit", 1, u64::from(u32::MAX))?
                 .and_then(|l| u32::try_from(l).ok()),
             interface: interface(fields)?,
+            to: read_targets(fields)?,
+            direction: Direction::Egress,
         };
+        let direction_given = fields.has("direction");
+        let direction = read_direction(fields, Direction::Egress)?;
+        let fault = NetemFault { direction, ..fault };
+        if direction_given && fault.to.is_none() {
+            return Err(FieldError::Refused(
+                "direction needs to: [targets] (without to, netem shapes what the pod sends)"
+                    .to_string(),
+            ));
+        }
         if fault.delay.is_none()
             && fault.loss.is_none()
             && fault.duplicate.is_none()
@@ -220,12 +255,17 @@ impl fmt::Display for NetemFault {
         if let Some(i) = &self.interface {
             parts.push(format!("interface={i}"));
         }
+        if let Some(to) = &self.to {
+            parts.push(describe(to, self.direction));
+        }
         f.write_str(&parts.join(" "))
     }
 }
 
 mod apply;
+mod targeted;
 #[cfg(test)]
 mod tests;
 
 pub use apply::{NetemError, NetemUndo};
+pub use targeted::TargetedNetem;

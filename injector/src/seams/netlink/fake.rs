@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{Link, Netlink, NetlinkError, QdiscOps, RootQdisc};
+use super::{Filter, Link, Netlink, NetlinkError, Qdisc, QdiscOps, RootQdisc};
+
+/// TC_H_ROOT.
+const ROOT: u32 = u32::MAX;
 
 /// One recorded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +24,20 @@ pub enum NetlinkCall {
     Replace(i32, String, u32),
     /// [`QdiscOps::delete_root_qdisc`] of an interface.
     Delete(i32),
+    /// [`QdiscOps::qdiscs`] of an interface.
+    Qdiscs(i32),
+    /// [`QdiscOps::put_qdisc`]: interface, kind, parent, handle.
+    PutQdisc(i32, String, u32, u32),
+    /// [`QdiscOps::delete_qdisc`]: interface, parent, handle.
+    DeleteQdisc(i32, u32, u32),
+    /// [`QdiscOps::add_filter`]: interface, parent, pref, protocol.
+    AddFilter(i32, u32, u16, u16),
+    /// [`QdiscOps::delete_filters`]: interface, parent, pref, protocol.
+    DeleteFilters(i32, u32, u16, u16),
+    /// [`QdiscOps::add_link`]: name, kind.
+    AddLink(String, String),
+    /// [`QdiscOps::delete_link`] of an interface.
+    DeleteLink(i32),
 }
 
 impl NetlinkCall {
@@ -31,15 +48,28 @@ impl NetlinkCall {
             NetlinkCall::RootQdisc(_) => "list qdiscs",
             NetlinkCall::Replace(..) => "replace root qdisc",
             NetlinkCall::Delete(_) => "delete root qdisc",
+            NetlinkCall::Qdiscs(_) => "list qdiscs",
+            NetlinkCall::PutQdisc(..) => "add qdisc",
+            NetlinkCall::DeleteQdisc(..) => "delete qdisc",
+            NetlinkCall::AddFilter(..) => "add filter",
+            NetlinkCall::DeleteFilters(..) => "delete filters",
+            NetlinkCall::AddLink(..) => "add link",
+            NetlinkCall::DeleteLink(_) => "delete link",
         }
     }
 
     fn ifindex(&self) -> Option<i32> {
         match self {
-            NetlinkCall::RootQdisc(i) | NetlinkCall::Replace(i, ..) | NetlinkCall::Delete(i) => {
-                Some(*i)
-            }
-            NetlinkCall::Open(_) | NetlinkCall::Links => None,
+            NetlinkCall::RootQdisc(i)
+            | NetlinkCall::Replace(i, ..)
+            | NetlinkCall::Delete(i)
+            | NetlinkCall::Qdiscs(i)
+            | NetlinkCall::PutQdisc(i, ..)
+            | NetlinkCall::DeleteQdisc(i, ..)
+            | NetlinkCall::AddFilter(i, ..)
+            | NetlinkCall::DeleteFilters(i, ..)
+            | NetlinkCall::DeleteLink(i) => Some(*i),
+            NetlinkCall::Open(_) | NetlinkCall::Links | NetlinkCall::AddLink(..) => None,
         }
     }
 }
@@ -56,7 +86,25 @@ struct State {
 struct Namespace {
     links: Vec<Link>,
     roots: BTreeMap<i32, RootQdisc>,
+    /// Non-root qdiscs, by interface.
+    children: Vec<(i32, Qdisc)>,
+    /// Filters, by interface.
+    filters: Vec<(i32, Filter)>,
 }
+
+impl Namespace {
+    /// A root qdisc changes: the old tree's children and filters go with it (not ingress's).
+    fn drop_tree(&mut self, ifindex: i32) {
+        let ingress = |parent: u32| parent >> 16 == 0xffff;
+        self.children
+            .retain(|(i, q)| *i != ifindex || ingress(q.parent) || q.parent == INGRESS);
+        self.filters
+            .retain(|(i, f)| *i != ifindex || ingress(f.parent));
+    }
+}
+
+/// TC_H_INGRESS.
+const INGRESS: u32 = 0xffff_fff1;
 
 /// The fake netlink (see the module doc).
 #[derive(Debug, Default, Clone)]
@@ -93,7 +141,7 @@ impl RecordingNetlink {
             netns.to_path_buf(),
             Namespace {
                 links,
-                roots: BTreeMap::new(),
+                ..Namespace::default()
             },
         );
     }
@@ -127,8 +175,38 @@ impl RecordingNetlink {
     pub fn changes(&self) -> Vec<NetlinkCall> {
         self.calls()
             .into_iter()
-            .filter(|c| matches!(c, NetlinkCall::Replace(..) | NetlinkCall::Delete(_)))
+            .filter(|c| {
+                !matches!(
+                    c,
+                    NetlinkCall::Open(_)
+                        | NetlinkCall::Links
+                        | NetlinkCall::RootQdisc(_)
+                        | NetlinkCall::Qdiscs(_)
+                )
+            })
             .collect()
+    }
+
+    /// The qdiscs below the root of `ifindex` in `netns`.
+    pub fn children(&self, netns: &Path, ifindex: i32) -> Vec<Qdisc> {
+        self.with_ns(netns, |ns| {
+            ns.children
+                .iter()
+                .filter(|(i, _)| *i == ifindex)
+                .map(|(_, q)| q.clone())
+                .collect()
+        })
+    }
+
+    /// The filters of `ifindex` in `netns`.
+    pub fn filters(&self, netns: &Path, ifindex: i32) -> Vec<Filter> {
+        self.with_ns(netns, |ns| {
+            ns.filters
+                .iter()
+                .filter(|(i, _)| *i == ifindex)
+                .map(|(_, f)| f.clone())
+                .collect()
+        })
     }
 
     /// From now on, `call`'s operation fails on `call`'s interface (any interface for
@@ -214,15 +292,120 @@ impl QdiscOps for FakeHandle {
             handle,
             options: options.to_vec(),
         };
-        self.fake
-            .with_ns(&self.netns, |ns| ns.roots.insert(ifindex, root));
+        self.fake.with_ns(&self.netns, |ns| {
+            if ns.roots.get(&ifindex).map(|r| (&r.kind, r.handle)) != Some((&root.kind, handle)) {
+                ns.drop_tree(ifindex);
+            }
+            ns.roots.insert(ifindex, root)
+        });
         Ok(())
     }
 
     fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
         self.fake.call(&self.netns, NetlinkCall::Delete(ifindex))?;
+        self.fake.with_ns(&self.netns, |ns| {
+            ns.drop_tree(ifindex);
+            ns.roots.remove(&ifindex)
+        });
+        Ok(())
+    }
+
+    fn qdiscs(&mut self, ifindex: i32) -> Result<Vec<Qdisc>, NetlinkError> {
+        self.fake.call(&self.netns, NetlinkCall::Qdiscs(ifindex))?;
+        let mut out: Vec<Qdisc> = self
+            .fake
+            .root(&self.netns, ifindex)
+            .into_iter()
+            .map(|r| Qdisc {
+                kind: r.kind,
+                handle: r.handle,
+                parent: ROOT,
+                options: r.options,
+            })
+            .collect();
+        out.extend(self.fake.children(&self.netns, ifindex));
+        Ok(out)
+    }
+
+    fn put_qdisc(&mut self, ifindex: i32, qdisc: &Qdisc) -> Result<(), NetlinkError> {
+        let call = NetlinkCall::PutQdisc(ifindex, qdisc.kind.clone(), qdisc.parent, qdisc.handle);
+        self.fake.call(&self.netns, call)?;
+        self.fake.with_ns(&self.netns, |ns| {
+            ns.children
+                .retain(|(i, q)| *i != ifindex || q.parent != qdisc.parent);
+            ns.children.push((ifindex, qdisc.clone()));
+        });
+        Ok(())
+    }
+
+    fn delete_qdisc(&mut self, ifindex: i32, parent: u32, handle: u32) -> Result<(), NetlinkError> {
+        let call = NetlinkCall::DeleteQdisc(ifindex, parent, handle);
+        self.fake.call(&self.netns, call)?;
+        self.fake.with_ns(&self.netns, |ns| {
+            ns.children
+                .retain(|(i, q)| *i != ifindex || q.parent != parent);
+            if parent == INGRESS {
+                ns.filters
+                    .retain(|(i, f)| *i != ifindex || f.parent != handle);
+            }
+        });
+        Ok(())
+    }
+
+    fn add_filter(&mut self, ifindex: i32, filter: &Filter) -> Result<(), NetlinkError> {
+        let call = NetlinkCall::AddFilter(ifindex, filter.parent, filter.pref, filter.protocol);
+        self.fake.call(&self.netns, call)?;
         self.fake
-            .with_ns(&self.netns, |ns| ns.roots.remove(&ifindex));
+            .with_ns(&self.netns, |ns| ns.filters.push((ifindex, filter.clone())));
+        Ok(())
+    }
+
+    fn add_link(&mut self, name: &str, kind: &str) -> Result<i32, NetlinkError> {
+        let call = NetlinkCall::AddLink(name.to_string(), kind.to_string());
+        self.fake.call(&self.netns, call)?;
+        Ok(self.fake.with_ns(&self.netns, |ns| {
+            let index = ns.links.iter().map(|l| l.index).max().unwrap_or(1) + 1;
+            ns.links.push(Link {
+                index,
+                name: name.to_string(),
+                loopback: false,
+            });
+            index
+        }))
+    }
+
+    fn delete_link(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
+        self.fake
+            .call(&self.netns, NetlinkCall::DeleteLink(ifindex))?;
+        self.fake.with_ns(&self.netns, |ns| {
+            ns.links.retain(|l| l.index != ifindex);
+            ns.roots.remove(&ifindex);
+            ns.children.retain(|(i, _)| *i != ifindex);
+            ns.filters.retain(|(i, _)| *i != ifindex);
+        });
+        Ok(())
+    }
+
+    fn filter_count(&mut self, ifindex: i32, parent: u32) -> Result<usize, NetlinkError> {
+        self.fake.call(&self.netns, NetlinkCall::Qdiscs(ifindex))?;
+        let filters = self.fake.filters(&self.netns, ifindex);
+        Ok(filters.iter().filter(|f| f.parent == parent).count())
+    }
+
+    fn delete_filters(
+        &mut self,
+        ifindex: i32,
+        parent: u32,
+        pref: u16,
+        protocol: u16,
+    ) -> Result<(), NetlinkError> {
+        let call = NetlinkCall::DeleteFilters(ifindex, parent, pref, protocol);
+        self.fake.call(&self.netns, call)?;
+        self.fake.with_ns(&self.netns, |ns| {
+            ns.filters.retain(|(i, f)| {
+                *i != ifindex || (f.parent, f.pref, f.protocol) != (parent, pref, protocol)
+            })
+        });
         Ok(())
     }
 }

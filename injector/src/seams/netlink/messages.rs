@@ -10,12 +10,14 @@ use netlink_packet_core::{
     parse_string, DecodeError, DefaultNla, Emitable, NetlinkDeserializable, NetlinkHeader,
     NetlinkSerializable, NlasIterator, NLA_HEADER_SIZE,
 };
-use netlink_packet_route::link::{LinkExtentMask, LinkHeader};
+use netlink_packet_route::link::{LinkExtentMask, LinkFlags, LinkHeader};
 use netlink_packet_route::tc::TcHeader;
 
 // Message types (linux/rtnetlink.h); netlink-packet-route keeps its own private.
 /// An interface (a dump's entries).
 const RTM_NEWLINK: u16 = 16;
+/// Removes an interface.
+const RTM_DELLINK: u16 = 17;
 /// Asks for the interfaces.
 const RTM_GETLINK: u16 = 18;
 /// A qdisc (a dump's entries, or a request to install one).
@@ -24,12 +26,27 @@ const RTM_NEWQDISC: u16 = 36;
 const RTM_DELQDISC: u16 = 37;
 /// Asks for the qdiscs.
 const RTM_GETQDISC: u16 = 38;
+/// Adds a filter.
+const RTM_NEWTFILTER: u16 = 44;
+/// Removes filters.
+const RTM_DELTFILTER: u16 = 45;
+/// Asks for filters (a dump's entries are RTM_NEWTFILTER).
+const RTM_GETTFILTER: u16 = 46;
 
 /// A request to the kernel.
 #[derive(Debug)]
 pub(super) enum Request {
     /// RTM_GETLINK, a dump without the counters (only index, flags and name are read).
     GetLinks,
+    /// RTM_NEWLINK creating a virtual device of `kind` (`ifb`) named `name`, up.
+    NewLink {
+        /// The name.
+        name: String,
+        /// IFLA_INFO_KIND.
+        kind: String,
+    },
+    /// RTM_DELLINK of an interface index.
+    DelLink(u32),
     /// RTM_GETQDISC, a dump.
     GetQdiscs,
     /// RTM_NEWQDISC: `kind` with its TCA_OPTIONS payload (none when empty).
@@ -43,11 +60,28 @@ pub(super) enum Request {
     },
     /// RTM_DELQDISC.
     DelQdisc(TcHeader),
+    /// RTM_NEWTFILTER: `kind` (`u32`) with its TCA_OPTIONS payload.
+    NewFilter {
+        /// Interface, parent qdisc, and `tcm_info` (preference and protocol).
+        header: TcHeader,
+        /// The classifier.
+        kind: String,
+        /// Its TCA_OPTIONS payload.
+        options: Vec<u8>,
+    },
+    /// RTM_DELTFILTER: every filter of a parent with one preference and protocol.
+    DelFilter(TcHeader),
+    /// RTM_GETTFILTER, a dump of one interface's filters under one parent.
+    GetFilters(TcHeader),
 }
 
 // Attribute types (linux/if_link.h, linux/rtnetlink.h).
 /// The interface's name, NUL-terminated.
 const IFLA_IFNAME: u16 = 3;
+/// A virtual device's kind and data (nested).
+const IFLA_LINKINFO: u16 = 18;
+/// In IFLA_LINKINFO: the kind, NUL-terminated.
+const IFLA_INFO_KIND: u16 = 1;
 /// Which optional parts of a link dump to leave out or add (`RTEXT_FILTER_*`).
 const IFLA_EXT_MASK: u16 = 29;
 /// The qdisc's kind, NUL-terminated.
@@ -64,7 +98,35 @@ impl Request {
                 (Box::new(LinkHeader::default()), vec![mask])
             }
             Request::GetQdiscs => (Box::new(TcHeader::default()), Vec::new()),
+            Request::NewLink { name, kind } => {
+                let header = LinkHeader {
+                    flags: LinkFlags::Up,
+                    change_mask: LinkFlags::Up,
+                    ..LinkHeader::default()
+                };
+                let nul = |s: &str| [s.as_bytes(), &[0]].concat();
+                let info = [DefaultNla::new(IFLA_INFO_KIND, nul(kind))];
+                let mut linkinfo = vec![0; info.as_slice().buffer_len()];
+                info.as_slice().emit(&mut linkinfo);
+                let attributes = vec![
+                    DefaultNla::new(IFLA_IFNAME, nul(name)),
+                    DefaultNla::new(IFLA_LINKINFO, linkinfo),
+                ];
+                (Box::new(header), attributes)
+            }
+            Request::DelLink(index) => {
+                let header = LinkHeader {
+                    index: *index,
+                    ..LinkHeader::default()
+                };
+                (Box::new(header), Vec::new())
+            }
             Request::NewQdisc {
+                header,
+                kind,
+                options,
+            }
+            | Request::NewFilter {
                 header,
                 kind,
                 options,
@@ -77,7 +139,9 @@ impl Request {
                 }
                 (Box::new(header.clone()), attributes)
             }
-            Request::DelQdisc(header) => (Box::new(header.clone()), Vec::new()),
+            Request::DelQdisc(header)
+            | Request::DelFilter(header)
+            | Request::GetFilters(header) => (Box::new(header.clone()), Vec::new()),
         }
     }
 }
@@ -86,9 +150,14 @@ impl NetlinkSerializable for Request {
     fn message_type(&self) -> u16 {
         match self {
             Request::GetLinks => RTM_GETLINK,
+            Request::NewLink { .. } => RTM_NEWLINK,
+            Request::DelLink(_) => RTM_DELLINK,
             Request::GetQdiscs => RTM_GETQDISC,
             Request::NewQdisc { .. } => RTM_NEWQDISC,
             Request::DelQdisc(_) => RTM_DELQDISC,
+            Request::NewFilter { .. } => RTM_NEWTFILTER,
+            Request::DelFilter(_) => RTM_DELTFILTER,
+            Request::GetFilters(_) => RTM_GETTFILTER,
         }
     }
 
@@ -124,6 +193,8 @@ pub(super) enum Reply {
         /// The TCA_OPTIONS payload, byte for byte (empty when there is none).
         options: Vec<u8>,
     },
+    /// RTM_NEWTFILTER: one filter of a dump (only counted).
+    Filter,
     /// Any other message type, not parsed.
     Other,
 }
@@ -175,6 +246,7 @@ impl NetlinkDeserializable for Reply {
                     options,
                 }
             }
+            RTM_NEWTFILTER => Reply::Filter,
             _ => Reply::Other,
         })
     }

@@ -8,12 +8,12 @@ use crate::faults::netem::{NetemFault, NetemUndo};
 use crate::faults::FakeKernel as Fakes;
 use crate::faults::{Fault, Kernel, NoUndoLog};
 
-struct PrivateNetns {
+pub(super) struct PrivateNetns {
     child: Child,
 }
 
 impl PrivateNetns {
-    fn new() -> PrivateNetns {
+    pub(super) fn new() -> PrivateNetns {
         assert!(
             rustix::process::geteuid().is_root(),
             "the netlink kernel tests need root (a private network namespace)"
@@ -37,7 +37,12 @@ impl PrivateNetns {
         panic!("child never entered its own network namespace");
     }
 
-    fn path(&self) -> PathBuf {
+    /// The process holding it (for `nsenter -t <pid> -n`).
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(super) fn path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/{}/ns/net", self.child.id()))
     }
 }

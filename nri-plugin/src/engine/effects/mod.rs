@@ -13,7 +13,6 @@ use std::time::Duration;
 use futures_core::future::BoxFuture;
 use injector::faults::freeze::FreezeFault;
 use injector::faults::kill::KillFault;
-use injector::faults::netem::NetemFault;
 use injector::faults::oom::OomFault;
 use injector::faults::stress::StressFault;
 use injector::faults::{Container, Fault, Undo};
@@ -117,15 +116,15 @@ pub(super) fn oom(
     }
 }
 
-/// netem in the pod's network namespace.
-pub(super) fn netem(
-    netem: NetemFault,
+/// A network fault (netem, partition, bandwidth) in the pod's network namespace.
+pub(super) fn in_netns<F: Fault<Target = PathBuf>>(
+    fault: F,
     netns: PathBuf,
     hold: Option<Duration>,
-) -> FaultEffect<NetemFault> {
+) -> FaultEffect<F> {
     let netns = Arc::new(netns);
     FaultEffect {
-        fault: netem,
+        fault,
         hold,
         resolve: Arc::new(Box::new(move |_, _| Ok(netns.clone()))),
     }
