@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -156,7 +157,15 @@ pub struct NodeSuite<'a> {
 impl NodeSuite<'_> {
     /// Builds the initramfs under `<target>/vm-node-<suite>/`, boots it and checks the suite's
     /// assertions (see [`boot_and_check`]). The console is kept in that dir's `console.log`.
+    ///
+    /// One suite boots at a time in a test process: two TCG VMs on a 2-core host slow each
+    /// other's vCPUs behind their guest clocks, and the suites' figures (CPU load, RTT,
+    /// deadlines) would measure the host's contention instead of the node.
     pub fn run(&self) -> Result<Console> {
+        static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
+        let _turn = ONE_VM_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let t0 = Instant::now();
         let cache = VmCache::ensure()?;
         let rt = Runtime::ensure()?;
