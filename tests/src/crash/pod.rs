@@ -1,0 +1,341 @@
+//! One pod of a round, driven like the kubelet would: run it, restart its killed container
+//! with attempt+1, and watch its holding fault in the kernel (first and last moment seen
+//! held, first moment seen ended). CRI calls ride out a containerd restart by retrying.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::plan::{Disruption, Fault};
+use super::probe;
+use crate::{ContainerSpec, ContainerState, ContainerStatus, Cri, Pod, PodSpec};
+
+const SLEEPER: &[&str] = &["sleep", "3600"];
+/// How long CRI may stay unreachable (a containerd restart) before a call counts as failed.
+const CRI_PATIENCE: Duration = Duration::from_secs(20);
+
+/// A container of the pod, as the kernel showed it at its start.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub id: String,
+    pub pid: u32,
+    /// oom_score_adj of its init right after the start (before any fault).
+    pub baseline_adj: i32,
+    /// Its freezer cgroup directory (v1 `freezer`, v2 unified).
+    pub dir: PathBuf,
+}
+
+/// When the kernel showed the pod's holding fault.
+#[derive(Debug, Clone, Default)]
+pub struct Held {
+    pub first: Option<Instant>,
+    pub last: Option<Instant>,
+    /// First poll that saw it ended after it was held.
+    pub ended: Option<Instant>,
+}
+
+/// What happened to one pod of the round.
+#[derive(Debug)]
+pub struct PodOutcome {
+    pub name: String,
+    pub fault: Fault,
+    pub pod: Option<Pod>,
+    /// Removed by the round's disruption.
+    pub removed: bool,
+    /// Exits with code 137 (SIGKILL) seen through CRI.
+    pub kills: u32,
+    pub held: Held,
+    /// The container running at the end (none once removed).
+    pub live: Option<Live>,
+    /// Count errors found on the way (a start delayed after its count was spent).
+    pub count_errors: Vec<String>,
+}
+
+/// Retries `f` until it succeeds or CRI stayed unreachable for [`CRI_PATIENCE`].
+async fn patient<T, F, Fut>(what: &str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = Instant::now() + CRI_PATIENCE;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => return Err(e.context(what.to_string())),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// The driver of one pod.
+pub struct PodRun {
+    pub cri: Cri,
+    pub name: String,
+    pub index: usize,
+    pub fault: Fault,
+    pub disruption: Disruption,
+    pub round_start: Instant,
+    /// How often the holding fault is probed.
+    pub poll: Duration,
+    /// Extra time a fault may need because of the disruption (nri-chaos away, reconnecting).
+    pub extra: Duration,
+}
+
+impl PodRun {
+    pub async fn run(self) -> Result<PodOutcome> {
+        let (key, value) = self.fault.annotation();
+        let mut spec = PodSpec::new(&self.name).annotation(key, &value);
+        let pod = patient("RunPodSandbox", || {
+            spec.attempt += 1;
+            let (cri, spec) = (self.cri.clone(), spec.clone());
+            async move { cri.run_pod(&spec).await }
+        })
+        .await?;
+        let removed = Arc::new(AtomicBool::new(false));
+        if let Disruption::RemovePod { pod: i, at_ms } = self.disruption {
+            if i == self.index {
+                let (cri, p, flag) = (self.cri.clone(), pod.clone(), removed.clone());
+                let at = self.round_start + Duration::from_millis(at_ms);
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at.into()).await;
+                    flag.store(true, Ordering::SeqCst);
+                    let _ = patient("StopPodSandbox", || cri.stop_pod(&p)).await;
+                    let _ = patient("RemovePodSandbox", || cri.remove_pod(&p)).await;
+                });
+            }
+        }
+        let mut out = PodOutcome {
+            name: self.name.clone(),
+            fault: self.fault,
+            pod: Some(pod.clone()),
+            removed: false,
+            kills: 0,
+            held: Held::default(),
+            live: None,
+            count_errors: Vec::new(),
+        };
+        let result = match self.fault {
+            Fault::Kill { after_ms, count } => {
+                self.kill_loop(
+                    &pod,
+                    &mut out,
+                    Duration::from_millis(after_ms),
+                    count,
+                    &removed,
+                )
+                .await
+            }
+            Fault::StartDelay { delay_ms } => {
+                self.hook_kill(&pod, &mut out, Duration::from_millis(delay_ms))
+                    .await
+            }
+            _ => self.watch_holding(&pod, &mut out, &removed).await,
+        };
+        out.removed = removed.load(Ordering::SeqCst);
+        if out.removed {
+            out.live = None;
+            return Ok(out);
+        }
+        result.map(|()| out)
+    }
+
+    /// Runs container `app` with `attempt` (a failed try, say during a containerd restart,
+    /// moves on to the next attempt as the kubelet does); returns it with its attempt.
+    async fn launch(&self, pod: &Pod, mut attempt: u32) -> Result<(Live, u32)> {
+        let mut last = None;
+        for _ in 0..5 {
+            let spec = ContainerSpec::new("app", SLEEPER).attempt(attempt);
+            match self.cri.run_container(pod, &spec).await {
+                Ok(id) => {
+                    let pid = patient("ContainerStatus", || self.cri.container_pid(&id))
+                        .await?
+                        .with_context(|| format!("container {id} has no pid"))?;
+                    let baseline_adj = probe::oom_score_adj(pid).unwrap_or(0);
+                    let dir = probe::freezer_dir(pid)
+                        .with_context(|| format!("no freezer cgroup for pid {pid}"))?;
+                    return Ok((
+                        Live {
+                            id,
+                            pid,
+                            baseline_adj,
+                            dir,
+                        },
+                        attempt,
+                    ));
+                }
+                Err(e) => last = Some(e),
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
+    }
+
+    /// Polls CRI until the container exited (`Some`) or `window` passed (`None`).
+    async fn exit_within(
+        &self,
+        id: &str,
+        window: Duration,
+        removed: &AtomicBool,
+    ) -> Option<ContainerStatus> {
+        let deadline = Instant::now() + window;
+        while Instant::now() < deadline && !removed.load(Ordering::SeqCst) {
+            if let Ok(status) = self.cri.container_status(id).await {
+                if status.state == ContainerState::Exited {
+                    return Some(status);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        None
+    }
+
+    /// Kill with `count`: restart each killed instance until one survives its window.
+    async fn kill_loop(
+        &self,
+        pod: &Pod,
+        out: &mut PodOutcome,
+        after: Duration,
+        count: u32,
+        removed: &AtomicBool,
+    ) -> Result<()> {
+        let mut attempt = 0;
+        let window = after + Duration::from_millis(1500) + self.extra;
+        for _ in 0..count + 3 {
+            if removed.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let (live, used) = self.launch(pod, attempt).await?;
+            attempt = used + 1;
+            match self.exit_within(&live.id, window, removed).await {
+                Some(status) if status.exit_code == 137 => {
+                    out.kills += 1;
+                    let _ =
+                        patient("RemoveContainer", || self.cri.remove_container(&live.id)).await;
+                }
+                Some(status) => bail!(
+                    "container {} exited {} ({})",
+                    live.id,
+                    status.exit_code,
+                    status.reason
+                ),
+                None => {
+                    out.live = Some(live);
+                    return Ok(());
+                }
+            }
+        }
+        bail!("container still killed after {} kills", out.kills)
+    }
+
+    /// `start: {delay}`: SIGKILL the hook mid-delay; the start fails, and the next start is
+    /// not delayed (the fault's count, 1, was spent by the killed start).
+    async fn hook_kill(&self, pod: &Pod, out: &mut PodOutcome, delay: Duration) -> Result<()> {
+        let Disruption::HookKill { into_ms, .. } = self.disruption else {
+            bail!("a start delay pod is only planned with a hook kill");
+        };
+        let spec = ContainerSpec::new("app", SLEEPER);
+        let id = self.cri.create_container(pod, &spec).await?;
+        let starting = {
+            let (cri, id) = (self.cri.clone(), id.clone());
+            tokio::spawn(async move { cri.start_container(&id).await })
+        };
+        let seen_by = Instant::now() + Duration::from_secs(10);
+        let hook = loop {
+            if let Some(pid) = probe::hook_of(&id) {
+                break pid;
+            }
+            if Instant::now() >= seen_by {
+                bail!("no nri-chaos-hook process for container {id} within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        tokio::time::sleep(Duration::from_millis(into_ms)).await;
+        probe::signal_kill(hook);
+        let started = starting.await.context("start task")?;
+        println!(
+            "INFO {}: hook pid {hook} SIGKILLed {into_ms} ms into its {} ms delay; StartContainer: {}",
+            self.name,
+            delay.as_millis(),
+            match &started {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("{e:#}").replace('\n', " "),
+            }
+        );
+        if probe::hook_of(&id).is_some() {
+            bail!("the hook of {id} is still there after its SIGKILL");
+        }
+        let _ = self.cri.stop_container(&id, 0).await;
+        let _ = self.cri.remove_container(&id).await;
+        let id = self
+            .cri
+            .create_container(pod, &ContainerSpec::new("app", SLEEPER).attempt(1))
+            .await?;
+        let t = Instant::now();
+        self.cri.start_container(&id).await?;
+        let took = t.elapsed();
+        if took >= delay / 2 {
+            out.count_errors.push(format!(
+                "{}: the start after the killed one took {} ms: delayed again although count 1 was spent",
+                self.name,
+                took.as_millis()
+            ));
+        }
+        let pid = self.cri.container_pid(&id).await?.context("no pid")?;
+        let dir = probe::freezer_dir(pid).context("no freezer cgroup")?;
+        let baseline_adj = probe::oom_score_adj(pid).unwrap_or(0);
+        out.live = Some(Live {
+            id,
+            pid,
+            baseline_adj,
+            dir,
+        });
+        Ok(())
+    }
+
+    fn is_held(&self, live: &Live) -> bool {
+        match self.fault {
+            Fault::Freeze { .. } => probe::frozen(&live.dir),
+            Fault::Stress { .. } => probe::procs(&live.dir).len() > 1,
+            Fault::OomScore { .. } => {
+                probe::oom_score_adj(live.pid).is_some_and(|adj| adj != live.baseline_adj)
+            }
+            Fault::Netem { .. } => {
+                probe::qdiscs(live.pid).is_ok_and(|tc| !probe::our_qdiscs(&tc).is_empty())
+            }
+            Fault::Kill { .. } | Fault::StartDelay { .. } => false,
+        }
+    }
+
+    /// Probes the holding fault every `poll` until it ended, the pod was removed, or its
+    /// deadline passed by far (then `ended` stays `None`: a leftover).
+    async fn watch_holding(
+        &self,
+        pod: &Pod,
+        out: &mut PodOutcome,
+        removed: &AtomicBool,
+    ) -> Result<()> {
+        let (live, _) = self.launch(pod, 0).await?;
+        let hold = self.fault.holds().unwrap_or_default();
+        let give_up =
+            Instant::now() + self.fault.after() + hold + self.extra + Duration::from_secs(3);
+        let held = &mut out.held;
+        while Instant::now() < give_up && !removed.load(Ordering::SeqCst) {
+            let now_held = self.is_held(&live);
+            let now = Instant::now();
+            if now_held {
+                held.first.get_or_insert(now);
+                held.last = Some(now);
+            } else if held.first.is_some() {
+                held.ended = Some(now);
+                break;
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+        out.live = Some(live);
+        Ok(())
+    }
+}
