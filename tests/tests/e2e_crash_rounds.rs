@@ -5,12 +5,17 @@
 //! kill count that is not exact, and any holding fault that ended later than its deadline
 //! plus the pause plus 100 ms. Replay with the printed `NRI_CHAOS_CRASH_SEED`.
 
+use std::time::Duration;
+
 use anyhow::{ensure, Result};
 use nri_chaos_tests::crash::{hook_config, run_rounds, CrashNode, CrashRun, Kinds};
 use nri_chaos_tests::{require_root, ContainerdVersion};
 
 /// The host kernel has no sch_netem: netem runs in the VM node's rounds.
-const HOST: Kinds = Kinds { netem: false };
+const HOST: Kinds = Kinds {
+    netem: false,
+    slack: Duration::ZERO,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_rounds_leave_nothing_behind() -> Result<()> {

@@ -38,3 +38,25 @@ fn vm_node_netem_first_packet_freeze_stress_on_cgroup_v2() -> Result<()> {
     .run()?;
     Ok(())
 }
+
+#[test]
+fn vm_node_crash_rounds_and_netem_through_restarts() -> Result<()> {
+    require_root()?;
+    NodeSuite {
+        node_binary: Path::new(NODE_BINARY),
+        suite: "crash",
+        extra_modules: &[],
+        expected: &[
+            "crash_node_ready",
+            "netem_60s_applied",
+            "netem_60s_held_at_30s",
+            "netem_60s_gone_after_60s",
+            "crash_rounds_clean",
+            "crash_rounds_ge_10",
+        ],
+        // About 4 min under TCG: the 60 s netem proof, then 10 rounds.
+        timeout: Duration::from_secs(420),
+    }
+    .run()?;
+    Ok(())
+}

@@ -189,8 +189,11 @@ impl Summary {
 pub async fn run_rounds(run: &CrashRun, nodes: &mut [CrashNode], kinds: Kinds) -> Result<Summary> {
     let t = Instant::now();
     println!(
-        "INFO crash rounds seed={} (replay: NRI_CHAOS_CRASH_SEED={}; one round: NRI_CHAOS_CRASH_ROUND=<r>)",
-        run.seed, run.seed
+        "INFO crash rounds seed={} (replay: NRI_CHAOS_CRASH_SEED={}; one round: NRI_CHAOS_CRASH_ROUND=<r>); \
+         timing slack of this node {} ms",
+        run.seed,
+        run.seed,
+        kinds.slack.as_millis()
     );
     let mut s = Summary {
         seed: run.seed,

@@ -165,6 +165,9 @@ pub struct RoundPlan {
 pub struct Kinds {
     /// sch_netem is there (the VM node).
     pub netem: bool,
+    /// Added to every timing allowance: the VM node runs under TCG emulation, where one
+    /// probe or CRI call can take hundreds of ms (zero on the host).
+    pub slack: Duration,
 }
 
 fn range(rng: &mut SplitMix64, lo: u64, hi: u64) -> u64 {
@@ -272,7 +275,10 @@ mod tests {
 
     #[test]
     fn a_round_replays_from_its_seed_and_number_alone() {
-        let kinds = Kinds { netem: true };
+        let kinds = Kinds {
+            netem: true,
+            slack: Duration::ZERO,
+        };
         for round in 0..50 {
             let plan = RoundPlan::draw(42, round, kinds);
             assert_eq!(plan, RoundPlan::draw(42, round, kinds));
@@ -282,7 +288,10 @@ mod tests {
             }
         }
         assert_ne!(RoundPlan::draw(42, 1, kinds), RoundPlan::draw(43, 1, kinds));
-        let host = Kinds { netem: false };
+        let host = Kinds {
+            netem: false,
+            slack: Duration::ZERO,
+        };
         assert!((0..200).all(|r| RoundPlan::draw(7, r, host)
             .pods
             .iter()

@@ -2,7 +2,7 @@
 //! with attempt+1, and watch its holding fault in the kernel (first and last moment seen
 //! held, first moment seen ended). CRI calls ride out a containerd restart by retrying.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,6 +70,46 @@ where
     }
 }
 
+/// The oom_score_adj runc gave the container (`process.oomScoreAdj` of its OCI spec), so a
+/// fault already applied when it is read does not become the baseline; else the process's.
+fn baseline_adj(bundles: &Path, id: &str, pid: u32) -> i32 {
+    probe::spec_oom_score_adj(&bundles.join(id).join("config.json"))
+        .or_else(|| probe::oom_score_adj(pid))
+        .unwrap_or(0)
+}
+
+/// Runs container `app` with `attempt` (a failed try, say during a containerd restart, moves
+/// on to the next attempt as the kubelet does); returns it with its attempt.
+async fn launch(cri: &Cri, bundles: &Path, pod: &Pod, mut attempt: u32) -> Result<(Live, u32)> {
+    let mut last = None;
+    for _ in 0..5 {
+        let spec = ContainerSpec::new("app", SLEEPER).attempt(attempt);
+        match cri.run_container(pod, &spec).await {
+            Ok(id) => {
+                let pid = patient("ContainerStatus", || cri.container_pid(&id))
+                    .await?
+                    .with_context(|| format!("container {id} has no pid"))?;
+                let baseline_adj = baseline_adj(bundles, &id, pid);
+                let dir = probe::freezer_dir(pid)
+                    .with_context(|| format!("no freezer cgroup for pid {pid}"))?;
+                return Ok((
+                    Live {
+                        id,
+                        pid,
+                        baseline_adj,
+                        dir,
+                    },
+                    attempt,
+                ));
+            }
+            Err(e) => last = Some(e),
+        }
+        attempt += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
+}
+
 /// The driver of one pod.
 pub struct PodRun {
     pub cri: Cri,
@@ -80,12 +120,16 @@ pub struct PodRun {
     pub round_start: Instant,
     /// How often the holding fault is probed.
     pub poll: Duration,
-    /// Extra time a fault may need because of the disruption (nri-chaos away, reconnecting).
+    /// Extra time a fault may need because of the disruption (nri-chaos away, reconnecting)
+    /// and the node's slowness.
     pub extra: Duration,
+    /// The node's OCI bundles (`<state>/io.containerd.runtime.v2.task/k8s.io`).
+    pub bundles: PathBuf,
 }
 
 impl PodRun {
     pub async fn run(self) -> Result<PodOutcome> {
+        let t = Instant::now();
         let (key, value) = self.fault.annotation();
         let mut spec = PodSpec::new(&self.name).annotation(key, &value);
         let pod = patient("RunPodSandbox", || {
@@ -94,6 +138,7 @@ impl PodRun {
             async move { cri.run_pod(&spec).await }
         })
         .await?;
+        let sandbox_ms = t.elapsed().as_millis();
         let removed = Arc::new(AtomicBool::new(false));
         if let Disruption::RemovePod { pod: i, at_ms } = self.disruption {
             if i == self.index {
@@ -135,43 +180,16 @@ impl PodRun {
             _ => self.watch_holding(&pod, &mut out, &removed).await,
         };
         out.removed = removed.load(Ordering::SeqCst);
+        println!(
+            "INFO {}: sandbox {sandbox_ms} ms, done {} ms",
+            self.name,
+            t.elapsed().as_millis()
+        );
         if out.removed {
             out.live = None;
             return Ok(out);
         }
         result.map(|()| out)
-    }
-
-    /// Runs container `app` with `attempt` (a failed try, say during a containerd restart,
-    /// moves on to the next attempt as the kubelet does); returns it with its attempt.
-    async fn launch(&self, pod: &Pod, mut attempt: u32) -> Result<(Live, u32)> {
-        let mut last = None;
-        for _ in 0..5 {
-            let spec = ContainerSpec::new("app", SLEEPER).attempt(attempt);
-            match self.cri.run_container(pod, &spec).await {
-                Ok(id) => {
-                    let pid = patient("ContainerStatus", || self.cri.container_pid(&id))
-                        .await?
-                        .with_context(|| format!("container {id} has no pid"))?;
-                    let baseline_adj = probe::oom_score_adj(pid).unwrap_or(0);
-                    let dir = probe::freezer_dir(pid)
-                        .with_context(|| format!("no freezer cgroup for pid {pid}"))?;
-                    return Ok((
-                        Live {
-                            id,
-                            pid,
-                            baseline_adj,
-                            dir,
-                        },
-                        attempt,
-                    ));
-                }
-                Err(e) => last = Some(e),
-            }
-            attempt += 1;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
     }
 
     /// Polls CRI until the container exited (`Some`) or `window` passed (`None`).
@@ -208,7 +226,7 @@ impl PodRun {
             if removed.load(Ordering::SeqCst) {
                 return Ok(());
             }
-            let (live, used) = self.launch(pod, attempt).await?;
+            let (live, used) = launch(&self.cri, &self.bundles, pod, attempt).await?;
             attempt = used + 1;
             match self.exit_within(&live.id, window, removed).await {
                 Some(status) if status.exit_code == 137 => {
@@ -286,7 +304,7 @@ impl PodRun {
         }
         let pid = self.cri.container_pid(&id).await?.context("no pid")?;
         let dir = probe::freezer_dir(pid).context("no freezer cgroup")?;
-        let baseline_adj = probe::oom_score_adj(pid).unwrap_or(0);
+        let baseline_adj = baseline_adj(&self.bundles, &id, pid);
         out.live = Some(Live {
             id,
             pid,
@@ -296,46 +314,89 @@ impl PodRun {
         Ok(())
     }
 
-    fn is_held(&self, live: &Live) -> bool {
-        match self.fault {
-            Fault::Freeze { .. } => probe::frozen(&live.dir),
-            Fault::Stress { .. } => probe::procs(&live.dir).len() > 1,
-            Fault::OomScore { .. } => {
-                probe::oom_score_adj(live.pid).is_some_and(|adj| adj != live.baseline_adj)
+    /// Whether the fault holds now, as the kernel shows it on `pid` (the container's init;
+    /// for netem the pod sandbox's, whose network namespace is the pod's) and `dir`.
+    fn is_held(&self, pid: u32, live: Option<&Live>) -> bool {
+        match (self.fault, live) {
+            (Fault::Netem { .. }, _) => {
+                probe::qdiscs(pid).is_ok_and(|tc| !probe::our_qdiscs(&tc).is_empty())
             }
-            Fault::Netem { .. } => {
-                probe::qdiscs(live.pid).is_ok_and(|tc| !probe::our_qdiscs(&tc).is_empty())
+            (Fault::Freeze { .. }, Some(live)) => probe::frozen(&live.dir),
+            (Fault::Stress { .. }, Some(live)) => probe::procs(&live.dir).len() > 1,
+            (Fault::OomScore { .. }, Some(live)) => {
+                probe::oom_score_adj(pid).is_some_and(|adj| adj != live.baseline_adj)
             }
-            Fault::Kill { .. } | Fault::StartDelay { .. } => false,
+            _ => false,
         }
     }
 
     /// Probes the holding fault every `poll` until it ended, the pod was removed, or its
-    /// deadline passed by far (then `ended` stays `None`: a leftover).
+    /// deadline passed by far (then `ended` stays `None`: a leftover). Netem is probed in the
+    /// pod sandbox's network namespace from before the container is created (the plugin arms
+    /// it at CreateContainer); the others from the container's start. When the first probe
+    /// already finds the fault held, its start is taken as the earliest it could have been
+    /// applied (the launch plus `after`), so the deadline is never measured late.
     async fn watch_holding(
         &self,
         pod: &Pod,
         out: &mut PodOutcome,
         removed: &AtomicBool,
     ) -> Result<()> {
-        let (live, _) = self.launch(pod, 0).await?;
+        let launched = Instant::now();
+        let launching = {
+            let (cri, pod, bundles) = (self.cri.clone(), pod.clone(), self.bundles.clone());
+            tokio::spawn(async move { launch(&cri, &bundles, &pod, 0).await })
+        };
+        let mut launching = Some(launching);
+        let mut live = None;
+        let sandbox =
+            match self.fault {
+                Fault::Netem { .. } => Some(probe::sandbox_pid(pod).with_context(|| {
+                    format!("no process in the pod sandbox cgroup of {}", pod.id)
+                })?),
+                _ => None,
+            };
+        if sandbox.is_none() {
+            if let Some(task) = launching.take() {
+                live = Some(task.await.context("launch task")??.0);
+            }
+        }
         let hold = self.fault.holds().unwrap_or_default();
-        let give_up =
-            Instant::now() + self.fault.after() + hold + self.extra + Duration::from_secs(3);
+        let slack = if sandbox.is_some() {
+            Duration::from_secs(8)
+        } else {
+            Duration::from_secs(3)
+        };
+        let give_up = Instant::now() + self.fault.after() + hold + self.extra + slack;
         let held = &mut out.held;
+        let mut first_probe = true;
         while Instant::now() < give_up && !removed.load(Ordering::SeqCst) {
-            let now_held = self.is_held(&live);
+            let pid = match (sandbox, &live) {
+                (Some(pid), _) => pid,
+                (None, Some(live)) => live.pid,
+                (None, None) => break,
+            };
+            let now_held = self.is_held(pid, live.as_ref());
             let now = Instant::now();
             if now_held {
-                held.first.get_or_insert(now);
+                let earliest = if first_probe {
+                    launched + self.fault.after()
+                } else {
+                    now
+                };
+                held.first.get_or_insert(earliest.min(now));
                 held.last = Some(now);
             } else if held.first.is_some() {
                 held.ended = Some(now);
                 break;
             }
+            first_probe = false;
             tokio::time::sleep(self.poll).await;
         }
-        out.live = Some(live);
+        if let Some(task) = launching {
+            live = Some(task.await.context("launch task")??.0);
+        }
+        out.live = live;
         Ok(())
     }
 }

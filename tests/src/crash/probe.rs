@@ -63,6 +63,17 @@ pub fn oom_score_adj(pid: u32) -> Option<i32> {
         .ok()
 }
 
+/// `process.oomScoreAdj` of an OCI `config.json` (what runc set at the start).
+pub fn spec_oom_score_adj(config: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(config).ok()?;
+    let rest = &text[text.find("\"oomScoreAdj\"")? + "\"oomScoreAdj\"".len()..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let end = rest
+        .find(|c: char| c != '-' && !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
 /// `tc qdisc show` in the network namespace of `pid`.
 pub fn qdiscs(pid: u32) -> Result<String, String> {
     let netns = format!("--net=/proc/{pid}/ns/net");
@@ -125,6 +136,14 @@ pub fn stressors(cgroup_root: &str) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// A process of the pod sandbox (its pause), from the sandbox's cgroup
+/// `<cgroup parent>/<sandbox id>`: its network namespace is the pod's.
+pub fn sandbox_pid(pod: &crate::Pod) -> Option<u32> {
+    util::pids_in_cgroup(&format!("{}/{}", pod.cgroup_parent, pod.id))
+        .first()
+        .map(|pid| *pid as u32)
+}
+
 /// Every frozen (or freezing) cgroup at or below the node's `cgroup_root`.
 pub fn frozen_cgroups(cgroup_root: &str) -> Vec<PathBuf> {
     util::cgroup_dirs(cgroup_root)
@@ -152,6 +171,24 @@ mod tests {
                   qdisc netem 4e43: dev eth0 root refcnt 2 limit 1000 delay 100ms\n";
         assert_eq!(our_qdiscs(tc).len(), 1);
         assert!(our_qdiscs("qdisc netem 8001: dev eth0 root").is_empty());
+    }
+
+    #[test]
+    fn the_spec_oom_score_adj_is_read() {
+        let dir = std::env::temp_dir().join(format!("crash-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.json");
+        std::fs::write(
+            &config,
+            r#"{"process":{"args":["sleep"],"oomScoreAdj": -998,"cwd":"/"}}"#,
+        )
+        .unwrap();
+        assert_eq!(spec_oom_score_adj(&config), Some(-998));
+        std::fs::write(&config, r#"{"process":{"oomScoreAdj":0}}"#).unwrap();
+        assert_eq!(spec_oom_score_adj(&config), Some(0));
+        std::fs::write(&config, r#"{"process":{}}"#).unwrap();
+        assert_eq!(spec_oom_score_adj(&config), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -58,17 +58,24 @@ pub(super) async fn run(
                 disruption: plan.disruption,
                 round_start: start,
                 poll,
-                extra: extra(&plan.disruption),
+                extra: extra(&plan.disruption) + kinds.slack,
+                bundles: node
+                    .node
+                    .dir()
+                    .join("state/io.containerd.runtime.v2.task/k8s.io"),
             };
             tokio::spawn(run.run())
         })
         .collect();
     disrupt(node, plan.disruption, start).await?;
+    let disrupted = start.elapsed();
     let mut outcomes = Vec::new();
     for task in tasks {
         outcomes.push(task.await.context("pod task")??);
     }
+    let pods_done = start.elapsed();
     let report = judge(node, plan, kinds, &outcomes).await;
+    let judged = start.elapsed();
     let removals: Vec<_> = outcomes
         .iter()
         .filter(|out| !out.removed)
@@ -84,6 +91,14 @@ pub(super) async fn run(
     for removal in removals {
         let _ = removal.await;
     }
+    println!(
+        "INFO round {} timing: disruption done {} ms, pods done {} ms, checks done {} ms, pods removed {} ms",
+        plan.round,
+        disrupted.as_millis(),
+        pods_done.as_millis(),
+        judged.as_millis(),
+        start.elapsed().as_millis()
+    );
     Ok(report)
 }
 
@@ -121,7 +136,7 @@ async fn judge(
     outcomes: &[PodOutcome],
 ) -> RoundReport {
     let mut r = RoundReport::default();
-    let allowance = plan.disruption.pause() + Duration::from_millis(100);
+    let allowance = plan.disruption.pause() + Duration::from_millis(100) + kinds.slack;
     for out in outcomes {
         r.count_errors.extend(out.count_errors.iter().cloned());
         if out.removed {
