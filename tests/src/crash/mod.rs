@@ -35,6 +35,8 @@ pub struct CrashNode {
     pub node: Node,
     pub plugin: PluginProcess,
     config: String,
+    /// Pod removals of the last round, still running.
+    pending: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl CrashNode {
@@ -46,6 +48,7 @@ impl CrashNode {
             node,
             plugin,
             config: config.to_string(),
+            pending: Vec::new(),
         };
         n.wait_synced().await?;
         Ok(n)
@@ -91,7 +94,15 @@ impl CrashNode {
     }
 
     /// Stops nri-chaos (SIGTERM) and tears the node down.
-    pub async fn shutdown(self) -> Result<()> {
+    /// Waits for the pod removals of the last round.
+    async fn removed_pods(&mut self) {
+        for removal in self.pending.drain(..) {
+            let _ = removal.await;
+        }
+    }
+
+    pub async fn shutdown(mut self) -> Result<()> {
+        self.removed_pods().await;
         let status = self.plugin.stop().await?;
         let down = self.node.shutdown().await;
         if !status.success() {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use tokio::sync::Barrier;
 
 use super::plan::{Disruption, Fault};
 use super::probe;
@@ -117,7 +118,9 @@ pub struct PodRun {
     pub index: usize,
     pub fault: Fault,
     pub disruption: Disruption,
-    pub round_start: Instant,
+    /// Every pod of the round and the round itself meet here once their sandboxes run: the
+    /// round's clock (the disruption's moment) starts when the containers are launched.
+    pub ready: Arc<Barrier>,
     /// How often the holding fault is probed.
     pub poll: Duration,
     /// Extra time a fault may need because of the disruption (nri-chaos away, reconnecting)
@@ -137,13 +140,16 @@ impl PodRun {
             let (cri, spec) = (self.cri.clone(), spec.clone());
             async move { cri.run_pod(&spec).await }
         })
-        .await?;
+        .await;
+        self.ready.wait().await;
+        let round_start = Instant::now();
+        let pod = pod?;
         let sandbox_ms = t.elapsed().as_millis();
         let removed = Arc::new(AtomicBool::new(false));
         if let Disruption::RemovePod { pod: i, at_ms } = self.disruption {
             if i == self.index {
                 let (cri, p, flag) = (self.cri.clone(), pod.clone(), removed.clone());
-                let at = self.round_start + Duration::from_millis(at_ms);
+                let at = round_start + Duration::from_millis(at_ms);
                 tokio::spawn(async move {
                     tokio::time::sleep_until(at.into()).await;
                     flag.store(true, Ordering::SeqCst);

@@ -2,9 +2,11 @@
 //! kernel's word on what is left (not nri-chaos's): frozen cgroups, stressor processes,
 //! raised oom_score_adj, our qdisc, journal entries; and the counts and the deadlines.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use tokio::sync::Barrier;
 
 use super::plan::{Disruption, Fault, Kinds, RoundPlan};
 use super::pod::{PodOutcome, PodRun};
@@ -39,7 +41,7 @@ pub(super) async fn run(
     kinds: Kinds,
 ) -> Result<RoundReport> {
     let cri = node.node.cri().await?;
-    let start = Instant::now();
+    let ready = Arc::new(Barrier::new(plan.pods.len() + 1));
     let poll = if kinds.netem {
         Duration::from_millis(50)
     } else {
@@ -56,7 +58,7 @@ pub(super) async fn run(
                 index,
                 fault: *fault,
                 disruption: plan.disruption,
-                round_start: start,
+                ready: ready.clone(),
                 poll,
                 extra: extra(&plan.disruption) + kinds.slack,
                 bundles: node
@@ -67,6 +69,10 @@ pub(super) async fn run(
             tokio::spawn(run.run())
         })
         .collect();
+    // The round's clock starts when every pod sandbox runs (slow under TCG).
+    ready.wait().await;
+    node.removed_pods().await;
+    let start = Instant::now();
     disrupt(node, plan.disruption, start).await?;
     let disrupted = start.elapsed();
     let mut outcomes = Vec::new();
@@ -76,28 +82,26 @@ pub(super) async fn run(
     let pods_done = start.elapsed();
     let report = judge(node, plan, kinds, &outcomes).await;
     let judged = start.elapsed();
-    let removals: Vec<_> = outcomes
-        .iter()
-        .filter(|out| !out.removed)
-        .filter_map(|out| out.pod.clone())
-        .map(|pod| {
-            let cri = cri.clone();
-            tokio::spawn(async move {
-                let _ = cri.stop_pod(&pod).await;
-                let _ = cri.remove_pod(&pod).await;
-            })
-        })
-        .collect();
-    for removal in removals {
-        let _ = removal.await;
-    }
     println!(
-        "INFO round {} timing: disruption done {} ms, pods done {} ms, checks done {} ms, pods removed {} ms",
+        "INFO round {} timing: disruption done {} ms, pods done {} ms, checks done {} ms",
         plan.round,
         disrupted.as_millis(),
         pods_done.as_millis(),
         judged.as_millis(),
-        start.elapsed().as_millis()
+    );
+    // Removed while the next round's sandboxes are created (seconds each under TCG).
+    node.pending.extend(
+        outcomes
+            .iter()
+            .filter(|out| !out.removed)
+            .filter_map(|out| out.pod.clone())
+            .map(|pod| {
+                let cri = cri.clone();
+                tokio::spawn(async move {
+                    let _ = cri.stop_pod(&pod).await;
+                    let _ = cri.remove_pod(&pod).await;
+                })
+            }),
     );
     Ok(report)
 }
