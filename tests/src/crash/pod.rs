@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -22,7 +22,6 @@ const CRI_PATIENCE: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone)]
 pub struct Live {
     pub id: String,
-    pub pid: u32,
     /// oom_score_adj of its init right after the start (before any fault).
     pub baseline_adj: i32,
     /// Its freezer cgroup directory (v1 `freezer`, v2 unified).
@@ -81,22 +80,34 @@ fn baseline_adj(bundles: &Path, id: &str, pid: u32) -> i32 {
 
 /// Runs container `app` with `attempt` (a failed try, say during a containerd restart, moves
 /// on to the next attempt as the kubelet does); returns it with its attempt.
-async fn launch(cri: &Cri, bundles: &Path, pod: &Pod, mut attempt: u32) -> Result<(Live, u32)> {
+async fn launch(
+    cri: &Cri,
+    bundles: &Path,
+    pod: &Pod,
+    mut attempt: u32,
+    created: &Mutex<Option<String>>,
+) -> Result<(Live, u32)> {
     let mut last = None;
     for _ in 0..5 {
         let spec = ContainerSpec::new("app", SLEEPER).attempt(attempt);
-        match cri.run_container(pod, &spec).await {
+        let started = match cri.create_container(pod, &spec).await {
             Ok(id) => {
+                *created.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
+                cri.start_container(&id).await.map(|()| id)
+            }
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok(id) => {
+                // A killed container may be gone already (TCG is slow): pid 0 then.
                 let pid = patient("ContainerStatus", || cri.container_pid(&id))
                     .await?
-                    .with_context(|| format!("container {id} has no pid"))?;
+                    .unwrap_or(0);
                 let baseline_adj = baseline_adj(bundles, &id, pid);
-                let dir = probe::freezer_dir(pid)
-                    .with_context(|| format!("no freezer cgroup for pid {pid}"))?;
+                let dir = probe::freezer_dir(pid).unwrap_or_else(|| container_dir(pod, &id));
                 return Ok((
                     Live {
                         id,
-                        pid,
                         baseline_adj,
                         dir,
                     },
@@ -232,7 +243,8 @@ impl PodRun {
             if removed.load(Ordering::SeqCst) {
                 return Ok(());
             }
-            let (live, used) = launch(&self.cri, &self.bundles, pod, attempt).await?;
+            let (live, used) =
+                launch(&self.cri, &self.bundles, pod, attempt, &Mutex::new(None)).await?;
             attempt = used + 1;
             match self.exit_within(&live.id, window, removed).await {
                 Some(status) if status.exit_code == 137 => {
@@ -313,35 +325,42 @@ impl PodRun {
         let baseline_adj = baseline_adj(&self.bundles, &id, pid);
         out.live = Some(Live {
             id,
-            pid,
             baseline_adj,
             dir,
         });
         Ok(())
     }
 
-    /// Whether the fault holds now, as the kernel shows it on `pid` (the container's init;
-    /// for netem the pod sandbox's, whose network namespace is the pod's) and `dir`.
-    fn is_held(&self, pid: u32, live: Option<&Live>) -> bool {
-        match (self.fault, live) {
-            (Fault::Netem { .. }, _) => {
+    /// Whether the fault holds now, as the kernel shows it: for netem in the network
+    /// namespace of the pod sandbox's process `sandbox`; for the others in the container's
+    /// cgroup `dir` (from before it starts), its oom_score_adj against its OCI spec's `config`.
+    fn is_held(&self, sandbox: Option<u32>, dir: &Path, config: &Path) -> bool {
+        match self.fault {
+            Fault::Netem { .. } => sandbox.is_some_and(|pid| {
                 probe::qdiscs(pid).is_ok_and(|tc| !probe::our_qdiscs(&tc).is_empty())
+            }),
+            Fault::Freeze { .. } => probe::frozen(dir),
+            Fault::Stress { .. } => probe::procs(dir).len() > 1,
+            Fault::OomScore { .. } => {
+                let (Some(pid), Some(baseline)) = (
+                    probe::procs(dir).first().copied(),
+                    probe::spec_oom_score_adj(config),
+                ) else {
+                    return false;
+                };
+                probe::oom_score_adj(pid).is_some_and(|adj| adj != baseline)
             }
-            (Fault::Freeze { .. }, Some(live)) => probe::frozen(&live.dir),
-            (Fault::Stress { .. }, Some(live)) => probe::procs(&live.dir).len() > 1,
-            (Fault::OomScore { .. }, Some(live)) => {
-                probe::oom_score_adj(pid).is_some_and(|adj| adj != live.baseline_adj)
-            }
-            _ => false,
+            Fault::Kill { .. } | Fault::StartDelay { .. } => false,
         }
     }
 
     /// Probes the holding fault every `poll` until it ended, the pod was removed, or its
-    /// deadline passed by far (then `ended` stays `None`: a leftover). Netem is probed in the
-    /// pod sandbox's network namespace from before the container is created (the plugin arms
-    /// it at CreateContainer); the others from the container's start. When the first probe
-    /// already finds the fault held, its start is taken as the earliest it could have been
-    /// applied (the launch plus `after`), so the deadline is never measured late.
+    /// deadline passed by far (then `ended` stays `None`: a leftover). The probing starts
+    /// before the fault can be applied, so its first sighting is when it was applied (within
+    /// one probe): netem in the pod sandbox's network namespace from before CreateContainer
+    /// (the plugin arms it there), the others in the container's cgroup from right after
+    /// CreateContainer (their `after` counts from the start). Should the first probe still
+    /// find it held, its start is taken as the earliest possible (the launch plus `after`).
     async fn watch_holding(
         &self,
         pod: &Pod,
@@ -349,12 +368,12 @@ impl PodRun {
         removed: &AtomicBool,
     ) -> Result<()> {
         let launched = Instant::now();
+        let created = Arc::new(Mutex::new(None::<String>));
         let launching = {
             let (cri, pod, bundles) = (self.cri.clone(), pod.clone(), self.bundles.clone());
-            tokio::spawn(async move { launch(&cri, &bundles, &pod, 0).await })
+            let created = created.clone();
+            tokio::spawn(async move { launch(&cri, &bundles, &pod, 0, &created).await })
         };
-        let mut launching = Some(launching);
-        let mut live = None;
         let sandbox =
             match self.fault {
                 Fault::Netem { .. } => Some(probe::sandbox_pid(pod).with_context(|| {
@@ -362,27 +381,27 @@ impl PodRun {
                 })?),
                 _ => None,
             };
-        if sandbox.is_none() {
-            if let Some(task) = launching.take() {
-                live = Some(task.await.context("launch task")??.0);
-            }
-        }
         let hold = self.fault.holds().unwrap_or_default();
-        let slack = if sandbox.is_some() {
-            Duration::from_secs(8)
-        } else {
-            Duration::from_secs(3)
-        };
-        let give_up = Instant::now() + self.fault.after() + hold + self.extra + slack;
+        // Generous: the launch itself takes seconds under TCG.
+        let give_up = Instant::now()
+            + self.fault.after()
+            + hold
+            + self.extra
+            + Duration::from_secs(if sandbox.is_some() { 8 } else { 5 });
         let held = &mut out.held;
         let mut first_probe = true;
         while Instant::now() < give_up && !removed.load(Ordering::SeqCst) {
-            let pid = match (sandbox, &live) {
-                (Some(pid), _) => pid,
-                (None, Some(live)) => live.pid,
-                (None, None) => break,
+            let id = created.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let Some(id) = id
+                .filter(|_| sandbox.is_none())
+                .or(sandbox.map(|_| String::new()))
+            else {
+                tokio::time::sleep(self.poll).await;
+                continue;
             };
-            let now_held = self.is_held(pid, live.as_ref());
+            let dir = container_dir(pod, &id);
+            let config = self.bundles.join(&id).join("config.json");
+            let now_held = self.is_held(sandbox, &dir, &config);
             let now = Instant::now();
             if now_held {
                 let earliest = if first_probe {
@@ -399,10 +418,25 @@ impl PodRun {
             first_probe = false;
             tokio::time::sleep(self.poll).await;
         }
-        if let Some(task) = launching {
-            live = Some(task.await.context("launch task")??.0);
+        let (live, _) = launching.await.context("launch task")??;
+        if sandbox.is_none() && container_dir(pod, &live.id) != live.dir {
+            bail!(
+                "container {} is in cgroup {}, not in {} where it was probed",
+                live.id,
+                live.dir.display(),
+                container_dir(pod, &live.id).display()
+            );
         }
-        out.live = live;
+        out.live = Some(live);
         Ok(())
     }
+}
+
+/// The freezer cgroup directory a container gets (cgroupfs driver: `<pod cgroup>/<id>`; v1
+/// `freezer`, v2 unified), known as soon as it is created.
+fn container_dir(pod: &Pod, id: &str) -> PathBuf {
+    let controller = if probe::unified() { "" } else { "freezer" };
+    let dir = pod.container_cgroup_dir(controller, id);
+    // `cgroup_path("", ..)` leaves a double slash; keep paths comparable.
+    PathBuf::from(dir.to_string_lossy().replace("//", "/"))
 }

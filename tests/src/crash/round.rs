@@ -219,14 +219,26 @@ async fn kernel_leftovers(node: &CrashNode, kinds: Kinds, outcomes: &[PodOutcome
         if probe::hook_of(&live.id).is_some() {
             left.push(format!("a hook process of {} is still running", live.id));
         }
-        if kinds.netem {
-            match probe::qdiscs(live.pid) {
+    }
+    if kinds.netem {
+        let pods = outcomes
+            .iter()
+            .filter(|o| !o.removed)
+            .filter_map(|o| o.pod.as_ref());
+        for pod in pods {
+            let tc = probe::sandbox_pid(pod)
+                .ok_or_else(|| "no pod sandbox process".to_string())
+                .and_then(probe::qdiscs);
+            match tc {
                 Ok(tc) => left.extend(
                     probe::our_qdiscs(&tc)
                         .into_iter()
-                        .map(|q| format!("qdisc in the netns of {}: {q}", live.id)),
+                        .map(|q| format!("qdisc in the netns of pod {}: {q}", pod.spec.name)),
                 ),
-                Err(e) => left.push(format!("cannot read the qdiscs of {}: {e}", live.id)),
+                Err(e) => left.push(format!(
+                    "cannot read the qdiscs of pod {}: {e}",
+                    pod.spec.name
+                )),
             }
         }
     }
