@@ -88,7 +88,8 @@ async fn launch(
     created: &Mutex<Option<String>>,
 ) -> Result<(Live, u32)> {
     let mut last = None;
-    for _ in 0..5 {
+    let deadline = Instant::now() + CRI_PATIENCE;
+    while Instant::now() < deadline {
         let spec = ContainerSpec::new("app", SLEEPER).attempt(attempt);
         let started = match cri.create_container(pod, &spec).await {
             Ok(id) => {
@@ -247,7 +248,14 @@ impl PodRun {
                 launch(&self.cri, &self.bundles, pod, attempt, &Mutex::new(None)).await?;
             attempt = used + 1;
             match self.exit_within(&live.id, window, removed).await {
-                Some(status) if status.exit_code == 137 => {
+                // A container that died while containerd was down is reported with exit 255
+                // and reason `Unknown` after the restart: containerd lost its exit status.
+                Some(status)
+                    if status.exit_code == 137
+                        || (status.exit_code == 255
+                            && status.reason == "Unknown"
+                            && matches!(self.disruption, Disruption::ContainerdRestart { .. })) =>
+                {
                     out.kills += 1;
                     let _ =
                         patient("RemoveContainer", || self.cri.remove_container(&live.id)).await;
@@ -333,23 +341,19 @@ impl PodRun {
 
     /// Whether the fault holds now, as the kernel shows it: for netem in the network
     /// namespace of the pod sandbox's process `sandbox`; for the others in the container's
-    /// cgroup `dir` (from before it starts), its oom_score_adj against its OCI spec's `config`.
-    fn is_held(&self, sandbox: Option<u32>, dir: &Path, config: &Path) -> bool {
+    /// cgroup `dir` (from before it starts).
+    fn is_held(&self, sandbox: Option<u32>, dir: &Path) -> bool {
         match self.fault {
             Fault::Netem { .. } => sandbox.is_some_and(|pid| {
                 probe::qdiscs(pid).is_ok_and(|tc| !probe::our_qdiscs(&tc).is_empty())
             }),
             Fault::Freeze { .. } => probe::frozen(dir),
             Fault::Stress { .. } => probe::procs(dir).len() > 1,
-            Fault::OomScore { .. } => {
-                let (Some(pid), Some(baseline)) = (
-                    probe::procs(dir).first().copied(),
-                    probe::spec_oom_score_adj(config),
-                ) else {
-                    return false;
-                };
-                probe::oom_score_adj(pid).is_some_and(|adj| adj != baseline)
-            }
+            // The fault sets exactly `score`; a process that has not yet taken the spec's
+            // value (runc's init inherits the shim's) is not mistaken for it.
+            Fault::OomScore { score, .. } => probe::procs(dir)
+                .into_iter()
+                .any(|pid| probe::oom_score_adj(pid) == Some(score as i32)),
             Fault::Kill { .. } | Fault::StartDelay { .. } => false,
         }
     }
@@ -382,15 +386,24 @@ impl PodRun {
                 _ => None,
             };
         let hold = self.fault.holds().unwrap_or_default();
-        // Generous: the launch itself takes seconds under TCG.
-        let give_up = Instant::now()
-            + self.fault.after()
-            + hold
-            + self.extra
-            + Duration::from_secs(if sandbox.is_some() { 8 } else { 5 });
+        // How long to wait for the fault to show (after the launch) and then to end (after it
+        // showed): a fault re-armed after a crash starts late, and TCG makes starts slow.
+        let margin = self.extra + Duration::from_secs(3);
+        let mut launch_done: Option<Instant> = None;
         let held = &mut out.held;
         let mut first_probe = true;
-        while Instant::now() < give_up && !removed.load(Ordering::SeqCst) {
+        while !removed.load(Ordering::SeqCst) {
+            if launch_done.is_none() && launching.is_finished() {
+                launch_done = Some(Instant::now());
+            }
+            let give_up = match (held.first, launch_done) {
+                (Some(first), _) => Some(first.max(launched) + hold + margin),
+                (None, Some(done)) => Some(done + self.fault.after() + margin),
+                (None, None) => None,
+            };
+            if give_up.is_some_and(|at| Instant::now() >= at) {
+                break;
+            }
             let id = created.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let Some(id) = id
                 .filter(|_| sandbox.is_none())
@@ -400,8 +413,7 @@ impl PodRun {
                 continue;
             };
             let dir = container_dir(pod, &id);
-            let config = self.bundles.join(&id).join("config.json");
-            let now_held = self.is_held(sandbox, &dir, &config);
+            let now_held = self.is_held(sandbox, &dir);
             let now = Instant::now();
             if now_held {
                 let earliest = if first_probe {
