@@ -348,7 +348,8 @@ impl PodRun {
                 probe::qdiscs(pid).is_ok_and(|tc| !probe::our_qdiscs(&tc).is_empty())
             }),
             Fault::Freeze { .. } => probe::frozen(dir),
-            Fault::Stress { .. } => probe::procs(dir).len() > 1,
+            // By name: runc's own init processes pass through the cgroup at the start.
+            Fault::Stress { .. } => probe::procs(dir).into_iter().any(probe::is_stressor),
             // The fault sets exactly `score`; a process that has not yet taken the spec's
             // value (runc's init inherits the shim's) is not mistaken for it.
             Fault::OomScore { score, .. } => probe::procs(dir)

@@ -125,6 +125,11 @@ pub fn hook_of(container_id: &str) -> Option<i32> {
         .find(|pid| ppid(*pid).is_some_and(|parent| cmdline(parent).contains(container_id)))
 }
 
+/// Whether `pid` is a stressor (`nri-chaos stress-worker`).
+pub fn is_stressor(pid: u32) -> bool {
+    cmdline(pid as i32).contains("stress-worker")
+}
+
 /// `nri-chaos stress-worker` processes inside the node's cgroups (`cgroup_root`).
 pub fn stressors(cgroup_root: &str) -> Vec<(i32, String)> {
     util::pids_with_cmdline("stress-worker")
