@@ -16,6 +16,7 @@
 //! with `NRI_CHAOS_CRASH_ROUND=<r>` only round `r` (on the node it ran on).
 //! `NRI_CHAOS_CRASH_ROUNDS=<n>` changes the number of rounds.
 
+mod launch;
 pub mod plan;
 mod pod;
 pub mod probe;

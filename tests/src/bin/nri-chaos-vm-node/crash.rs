@@ -21,10 +21,11 @@ use crate::ms;
 
 const ROUNDS: u32 = 10;
 /// TCG on a shared 2-core host: a CRI call or an `nsenter tc` probe takes up to seconds, so
-/// every timing allowance of the rounds gets this much more (printed with the result).
+/// every timing allowance of the rounds gets this much more (printed with the result). 1 s
+/// was seen exceeded once (a freeze ended 1.17 s late, no crash involved, load 10).
 const NETEM: Kinds = Kinds {
     netem: true,
-    slack: Duration::from_millis(1000),
+    slack: Duration::from_millis(2000),
 };
 const HOLD: Duration = Duration::from_secs(60);
 /// Plugin SIGKILL at 8 s after the qdisc was seen, restart 1 s later; containerd restart at
