@@ -157,7 +157,7 @@ impl PodRun {
         removed: &AtomicBool,
     ) -> Result<()> {
         let mut attempt = 0;
-        let window = after + Duration::from_millis(1500) + self.extra;
+        let window = after + Duration::from_millis(2000) + self.extra;
         for _ in 0..count + 3 {
             if removed.load(Ordering::SeqCst) {
                 return Ok(());
