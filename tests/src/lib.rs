@@ -15,6 +15,7 @@
 //! `NRI_CHAOS_BIN` (plugin binary).
 
 pub mod bench;
+pub mod crash;
 pub mod cri;
 pub mod images;
 pub mod kernel;

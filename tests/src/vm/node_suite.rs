@@ -122,6 +122,20 @@ fn build_initramfs(
         fs.module(&cache.modules, module)?;
     }
     eprintln!("initramfs modules (load order): {:?}", fs.modules());
+    // Crash round replay (`NRI_CHAOS_CRASH_SEED`, `_ROUND`, `_ROUNDS`) reaches the suite.
+    let replay: String = [
+        "NRI_CHAOS_CRASH_SEED",
+        "NRI_CHAOS_CRASH_ROUND",
+        "NRI_CHAOS_CRASH_ROUNDS",
+    ]
+    .iter()
+    .filter_map(|name| {
+        let v = std::env::var(name).ok()?;
+        v.chars()
+            .all(|c| c.is_ascii_digit())
+            .then(|| format!("export {name}={v}\n"))
+    })
+    .collect();
     let env = format!(
         "mkdir -p /dev/pts /dev/shm /var/lib\n\
          mount -t devpts devpts /dev/pts\n\
@@ -131,7 +145,7 @@ fn build_initramfs(
          export NRI_CHAOS_BIN=/opt/nri-chaos/bin/nri-chaos\n\
          export NRI_CHAOS_E2E_DIR=/tmp\n\
          export HOME=/root\n\
-         export NRI_CHAOS_VM_SUITE={}\n",
+         export NRI_CHAOS_VM_SUITE={}\n{replay}",
         run.suite
     );
     let archive = fs.finish_switch_root("/usr/bin/nri-chaos-vm-node", &env);

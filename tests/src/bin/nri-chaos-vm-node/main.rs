@@ -5,9 +5,10 @@
 //! ([`nri_chaos_tests::Cri`]).
 //!
 //! One VM boot runs one suite, named by `NRI_CHAOS_VM_SUITE` (set by the initramfs's `/init`;
-//! default `base`), so the suites boot in parallel VMs and a failure names its suite:
+//! default `base`), so each suite boots its own VM (one at a time) and a failure names its suite:
 //! - `base` ([`base`]): netem on a pod, its first packet, freeze and CPU stress on cgroup v2.
 //! - `net` ([`net`]): partition, netem `to`, bandwidth and crash recovery on pods A, B, C.
+//! - `crash` ([`crash`]): netem through a plugin and a containerd restart, and crash rounds.
 //!
 //! Output: `ASSERT <name> ok|fail <detail>`, `RESULT <name> k=v ...`, `INFO ...` lines on
 //! stdout (the serial console). Exit code 0 when every assertion passed.
@@ -16,6 +17,7 @@
 //! plugin's default hook path `/opt/nri-chaos/bin/nri-chaos-hook`.
 
 mod base;
+mod crash;
 mod net;
 mod net_bench;
 
@@ -58,6 +60,7 @@ async fn run_suite(name: &str, s: &mut AssertSuite) -> Result<()> {
     match name {
         "base" => base::run(s).await,
         "net" => net::run(s).await,
+        "crash" => crash::run(s).await,
         other => bail!("unknown VM node suite `{other}` (NRI_CHAOS_VM_SUITE)"),
     }
 }
