@@ -87,12 +87,31 @@ impl Sleeper {
     }
 }
 
-/// A fresh directory under the system temp dir for one test.
-pub fn tempfile_dir(name: &str) -> Result<PathBuf> {
+/// A fresh directory under the system temp dir for one test, removed when dropped (declare it
+/// before the plugin that uses it, so the plugin is stopped first).
+pub fn tempfile_dir(name: &str) -> Result<TestDir> {
     let dir = std::env::temp_dir().join(format!("nri-chaos-load-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+    Ok(TestDir(dir))
+}
+
+/// See [`tempfile_dir`].
+#[derive(Debug)]
+pub struct TestDir(PathBuf);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Sum of `nri_chaos_faults_active` over kinds.
