@@ -47,3 +47,24 @@ version_in() {
     apt-cache "${apt_opts[@]}" madison "$pkg" 2>/dev/null |
         awk -F'|' -v s="$suite" '$3 ~ " "s"/" {gsub(/ /, "", $2); print $2; exit}'
 }
+
+# unpack_bookworm PACKAGE ROOT [NAME]: downloads bookworm's PACKAGE into "$apt_dir/debs" and
+# unpacks it under ROOT with `dpkg -x`; a failed download refreshes the lists once (a version
+# that left the mirror). NAME prefixes errors. Prints PACKAGE=VERSION.
+unpack_bookworm() {
+    local pkg=$1 root=$2 name=${3:-private-apt} ver deb dl="$apt_dir/debs"
+    mkdir -p "$dl" "$root"
+    ver=$(version_in bookworm "$pkg")
+    if [[ -z "$ver" ]] || ! (cd "$dl" && apt-get "${apt_opts[@]}" -q download "$pkg=$ver" >/dev/null 2>&1); then
+        echo "$name: $pkg (bookworm) not in the lists or not downloadable: refreshing the lists" >&2
+        update_lists "$name"
+        ver=$(version_in bookworm "$pkg")
+        [[ -n "$ver" ]] || { echo "$name: cannot resolve $pkg in bookworm" >&2; exit 1; }
+        (cd "$dl" && apt-get "${apt_opts[@]}" -q download "$pkg=$ver" >/dev/null) ||
+            { echo "$name: cannot download $pkg=$ver" >&2; exit 1; }
+    fi
+    deb=$(ls "$dl"/"${pkg}"_"${ver//:/%3a}"_*.deb 2>/dev/null | head -n1)
+    [[ -n "$deb" ]] || { echo "$name: no .deb for $pkg=$ver" >&2; exit 1; }
+    dpkg -x "$deb" "$root"
+    echo "$pkg=$ver"
+}

@@ -22,6 +22,7 @@ fn vm_node_netem_first_packet_freeze_stress_on_cgroup_v2() -> Result<()> {
         node_binary: Path::new(NODE_BINARY),
         suite: "base",
         extra_modules: &[],
+        iptables: false,
         expected: &[
             "plugin_registered",
             "netem_pod_tc_delay_100ms",
@@ -53,7 +54,13 @@ fn vm_node_net_partition_netem_to_bandwidth_crash_recovery() -> Result<()> {
             "act_gact",
             "act_mirred",
             "ifb",
+            // The figures' iptables + ipset baseline (legacy iptables, as Chaos Mesh runs it).
+            "ip_tables",
+            "iptable_filter",
+            "ip_set_hash_net",
+            "xt_set",
         ],
+        iptables: true,
         expected: &[
             "plugin_registered",
             "partition_tree_installed",
@@ -91,6 +98,7 @@ fn vm_node_crash_rounds_and_netem_through_restarts() -> Result<()> {
         node_binary: Path::new(NODE_BINARY),
         suite: "crash",
         extra_modules: &[],
+        iptables: false,
         expected: &[
             "crash_node_ready",
             "netem_60s_applied",

@@ -26,7 +26,16 @@ impl Default for Initramfs {
 /// The shared libraries `ldd` lists for `binary` (the dynamic loader included); none for a
 /// static binary.
 pub fn ldd_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd")
+    ldd_libraries_in(binary, None)
+}
+
+/// [`ldd_libraries`] with `LD_LIBRARY_PATH` set to `libs` (libraries unpacked from packages).
+pub fn ldd_libraries_in(binary: &Path, libs: Option<&Path>) -> Result<Vec<PathBuf>> {
+    let mut ldd = Command::new("ldd");
+    if let Some(libs) = libs {
+        ldd.env("LD_LIBRARY_PATH", libs);
+    }
+    let out = ldd
         .arg(binary)
         .output()
         .with_context(|| format!("running ldd {}", binary.display()))?;
@@ -129,11 +138,46 @@ impl Initramfs {
     /// A host binary at `dest`, with every library `ldd` names at its own path.
     pub fn binary(&mut self, src: &Path, dest: &str) -> Result<()> {
         self.copy(src, dest, 0o755)?;
-        for lib in ldd_libraries(src)? {
+        self.libraries(ldd_libraries(src)?, None)
+    }
+
+    /// `libs` at their own paths, or at their paths inside `root` for those under it.
+    fn libraries(&mut self, libs: Vec<PathBuf>, root: Option<&Path>) -> Result<()> {
+        for lib in libs {
             let real = std::fs::canonicalize(&lib).unwrap_or(lib.clone());
-            let dest = lib.to_string_lossy().into_owned();
+            let inside = root.and_then(|r| lib.strip_prefix(r).ok());
+            let dest = inside.unwrap_or(&lib).to_string_lossy().into_owned();
             if !self.cpio.contains(&dest) {
                 self.copy(&real, &dest, 0o755)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A binary unpacked under `root` (a `dpkg -x` tree) at its path `rel` in that tree, with
+    /// its libraries: those `ldd` finds under `root/usr/lib/x86_64-linux-gnu` at their path in
+    /// the tree, the host's at their own.
+    pub fn binary_in_root(&mut self, root: &Path, rel: &str) -> Result<()> {
+        let src = root.join(rel);
+        self.copy(&src, rel, 0o755)?;
+        let libs = root.join("usr/lib/x86_64-linux-gnu");
+        self.libraries(ldd_libraries_in(&src, Some(&libs))?, Some(root))
+    }
+
+    /// Every regular file of directory `rel` under `root`, at `rel` (plugins such as the
+    /// xtables extensions, which are loaded by path and so not named by `ldd`).
+    pub fn dir_in_root(&mut self, root: &Path, rel: &str) -> Result<()> {
+        let dir = root.join(rel);
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            let Some(name) = path.file_name() else {
+                continue;
+            };
+            if path.is_file() {
+                let dest = format!("{rel}/{}", name.to_string_lossy());
+                self.copy(&path, &dest, 0o644)?;
             }
         }
         Ok(())

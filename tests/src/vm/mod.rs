@@ -44,22 +44,7 @@ pub struct VmCache {
 impl VmCache {
     /// Runs `tests/scripts/fetch-vm.sh` unless the cache is complete, then finds the pieces.
     pub fn ensure() -> Result<VmCache> {
-        let repo = crate::workspace_root();
-        let cache = std::env::var_os("NRI_CHAOS_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo.join(".cache"));
-        let dir = cache.join("vm");
-        if !dir.join(".complete-v1").is_file() {
-            let script = repo.join("tests/scripts/fetch-vm.sh");
-            let status = Command::new("bash")
-                .arg(&script)
-                .arg(&cache)
-                .status()
-                .with_context(|| format!("running {}", script.display()))?;
-            if !status.success() {
-                bail!("{} failed ({status})", script.display());
-            }
-        }
+        let dir = fetched("vm", "fetch-vm.sh")?;
         let root = dir.join("root");
         let env = std::fs::read_to_string(dir.join("vm.env"))
             .with_context(|| format!("reading {}/vm.env", dir.display()))?;
@@ -102,6 +87,34 @@ impl VmCache {
             .arg(self.root.join("usr/lib/ipxe/qemu"));
         cmd
     }
+}
+
+/// `<cache>/<name>`, complete: `tests/scripts/<script>` runs first unless its stamp
+/// (`.complete-v1`) is there. The cache is `NRI_CHAOS_CACHE`, else `<workspace>/.cache`.
+fn fetched(name: &str, script: &str) -> Result<PathBuf> {
+    let repo = crate::workspace_root();
+    let cache = std::env::var_os("NRI_CHAOS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join(".cache"));
+    let dir = cache.join(name);
+    if !dir.join(".complete-v1").is_file() {
+        let script = repo.join("tests/scripts").join(script);
+        let status = Command::new("bash")
+            .arg(&script)
+            .arg(&cache)
+            .status()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !status.success() {
+            bail!("{} failed ({status})", script.display());
+        }
+    }
+    Ok(dir)
+}
+
+/// Bookworm's iptables and ipset unpacked by `tests/scripts/fetch-iptables.sh` (fetched on
+/// first use, then cached): `<cache>/iptables/root`, a `dpkg -x` tree.
+pub fn iptables_root() -> Result<PathBuf> {
+    Ok(fetched("iptables", "fetch-iptables.sh")?.join("root"))
 }
 
 /// Boots `initrd` (see [`boot`]), echoes the suite's `RESULT`/`ASSERT`/`INFO` lines and the

@@ -115,6 +115,13 @@ fn build_initramfs(
     fs.write("etc/hostname", 0o644, b"nri-chaos-vm\n");
     fs.write("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n");
     fs.write("etc/group", 0o644, b"root:x:0:\n");
+    if run.iptables {
+        // Only the figures' baseline uses them: `xtables-legacy-multi iptables ...`, `ipset`.
+        let root = super::iptables_root()?;
+        fs.binary_in_root(&root, "usr/sbin/xtables-legacy-multi")?;
+        fs.binary_in_root(&root, "usr/sbin/ipset")?;
+        fs.dir_in_root(&root, "usr/lib/x86_64-linux-gnu/xtables")?;
+    }
     for module in ["veth", "sch_netem", "bridge", "overlay"]
         .iter()
         .chain(run.extra_modules)
@@ -162,6 +169,8 @@ pub struct NodeSuite<'a> {
     pub suite: &'a str,
     /// Kernel modules the suite needs beyond veth, sch_netem, bridge and overlay.
     pub extra_modules: &'a [&'a str],
+    /// Whether the VM carries bookworm's iptables (legacy) and ipset ([`super::iptables_root`]).
+    pub iptables: bool,
     /// Every assertion the suite must print (ok).
     pub expected: &'a [&'a str],
     /// Hard limit for the boot.

@@ -1,8 +1,13 @@
 //! The `net` suite's figures: apply and remove time of a partition with 1 / 10 / 100 targets
-//! by netlink (the injector's own apply and recovery) against the same tree and rules by one
-//! `nsenter ... tc` process per rule (as tc-based tools do it), and the connect time to an
-//! untargeted peer with and without 100 targets installed. `iptables` is not in the VM image
-//! (nor on the host), so the iptables half of the comparison is reported SKIPPED by name.
+//! by netlink (the injector's own apply and recovery) against the same drop rules set up the
+//! ways other tools do it, one `nsenter --net=... <tool>` process per command:
+//! - tc: our tree's prio root, one u32 + gact drop filter per target, `qdisc del` to remove;
+//! - iptables + ipset, as Chaos Mesh's daemon does it: `ipset create <set>old hash:net`, one
+//!   `ipset add` per target, `ipset rename`, `iptables -A OUTPUT -m set --match-set <set> dst
+//!   -j DROP -w 5`; removed by `iptables -D` of that rule and `ipset destroy` (bookworm's
+//!   legacy iptables and ipset, carried into the VM from `tests/scripts/fetch-iptables.sh`);
+//!
+//! and the connect time to an untargeted peer with and without 100 targets installed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,20 +19,33 @@ use injector::faults::net::{Direction, Target};
 use injector::faults::partition::PartitionFault;
 use injector::faults::{Fault, HostKernel, NoUndoLog};
 
-/// Runs `tc` in `pid`'s namespace, one process per call (the comparison's unit).
-fn tc(pid: u32, args: &[String]) -> Result<()> {
+/// Runs `tool args` in `pid`'s namespace, one process per call (the comparison's unit).
+fn nsenter(pid: u32, tool: &[&str], args: &[String]) -> Result<()> {
     let status = Command::new("nsenter")
         .arg(format!("--net=/proc/{pid}/ns/net"))
-        .arg("tc")
+        .args(tool)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .status()
-        .context("running nsenter tc")?;
+        .with_context(|| format!("running nsenter {tool:?}"))?;
     if !status.success() {
-        bail!("tc {args:?} failed");
+        bail!("{tool:?} {args:?} failed ({status})");
     }
     Ok(())
+}
+
+fn tc(pid: u32, args: &[String]) -> Result<()> {
+    nsenter(pid, &["tc"], args)
+}
+
+/// Legacy iptables (the multi binary takes the applet's name first).
+fn iptables(pid: u32, args: &[String]) -> Result<()> {
+    nsenter(pid, &["/usr/sbin/xtables-legacy-multi", "iptables"], args)
+}
+
+fn ipset(pid: u32, args: &[String]) -> Result<()> {
+    nsenter(pid, &["/usr/sbin/ipset"], args)
 }
 
 fn targets(n: usize) -> Vec<Target> {
@@ -53,6 +71,23 @@ fn by_tc(pid: u32, n: usize) -> Result<(Duration, Duration)> {
     let apply = t.elapsed();
     let t = Instant::now();
     tc(pid, &words("qdisc del dev eth0 root"))?;
+    Ok((apply, t.elapsed()))
+}
+
+/// (apply, remove) by iptables + ipset processes, as Chaos Mesh partitions a pod.
+fn by_iptables(pid: u32, n: usize) -> Result<(Duration, Duration)> {
+    let rule = |op: &str| words(&format!("{op} OUTPUT -m set --match-set nc_part dst -j DROP -w 5"));
+    let t = Instant::now();
+    ipset(pid, &words("create nc_partold hash:net"))?;
+    for target in targets(n) {
+        ipset(pid, &words(&format!("add nc_partold {target}")))?;
+    }
+    ipset(pid, &words("rename nc_partold nc_part"))?;
+    iptables(pid, &rule("-A"))?;
+    let apply = t.elapsed();
+    let t = Instant::now();
+    iptables(pid, &rule("-D"))?;
+    ipset(pid, &words("destroy nc_part"))?;
     Ok((apply, t.elapsed()))
 }
 
@@ -86,21 +121,29 @@ pub(crate) fn figures(
     // One discarded round of each, so the first figure is not a cold start.
     by_netlink(pid, 1)?;
     by_tc(pid, 1)?;
+    by_iptables(pid, 1)?;
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
     for n in [1usize, 10, 100] {
         let (nl_apply, nl_remove) = by_netlink(pid, n)?;
         let (tc_apply, tc_remove) = by_tc(pid, n)?;
-        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+        let (ipt_apply, ipt_remove) = by_iptables(pid, n)?;
         println!(
-            "RESULT partition_apply targets={n} netlink_us={} tc_us={} ratio={:.1} remove_netlink_us={} remove_tc_us={} remove_ratio={:.1}",
+            "RESULT partition_apply targets={n} netlink_us={} tc_us={} ratio={:.1} iptables_us={} iptables_ratio={:.1}",
             us(nl_apply),
             us(tc_apply),
             ratio(tc_apply, nl_apply),
+            us(ipt_apply),
+            ratio(ipt_apply, nl_apply),
+        );
+        println!(
+            "RESULT partition_remove targets={n} netlink_us={} tc_us={} ratio={:.1} iptables_us={} iptables_ratio={:.1}",
             us(nl_remove),
             us(tc_remove),
             ratio(tc_remove, nl_remove),
+            us(ipt_remove),
+            ratio(ipt_remove, nl_remove),
         );
     }
-    println!("[nri-chaos-tests] SKIPPED partition_by_iptables: iptables is not in the VM image (not on the host either); the comparison is with tc processes only");
     // The per-packet cost: connect time to an untargeted peer, without and with 100 targets.
     let without = connect_median(pid, peer)?;
     let host = HostKernel::default();
