@@ -9,34 +9,26 @@
 //! `netlink-packet-route`'s link and tc headers (`messages.rs` says why not its attribute
 //! enums). Only netem's TCA_OPTIONS payload is encoded here ([`netem_options`]).
 //!
-//! `setns` only moves the calling thread, so [`RouteSocket::open_in_netns`] opens the socket
-//! on a short-lived dedicated OS thread that joins the namespace; the socket stays bound to
-//! that namespace for its whole life and is then used from any thread.
+//! The socket and its requests are [`socket`]'s: one request at a time, or a batch of changes
+//! in one write ([`QdiscOps::batch`]), each acknowledged, the acknowledgements read after.
 
 mod fake;
 mod messages;
 pub mod netem_options;
+mod netns;
+mod route_ops;
+mod socket;
 pub mod tc;
 
 pub use fake::{NetlinkCall, RecordingNetlink};
+pub use socket::RouteSocket;
 
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use netlink_packet_core::{
-    DecodeError, DefaultNla, Emitable, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, Nla, NlasIterator, Parseable, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REPLACE, NLM_F_REQUEST,
-};
-use netlink_packet_route::link::LinkFlags;
-use netlink_packet_route::tc::{TcHandle, TcHeader};
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use rustix::io::Errno;
-use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
+use netlink_packet_core::{DefaultNla, Emitable, Nla, NlasIterator, Parseable};
+use netlink_packet_route::tc::TcHandle;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-
-use messages::{Reply, Request};
 
 /// The handle nri-chaos gives the qdiscs it installs (`4e43:`, "NC"): how a root qdisc is
 /// recognised as ours later, even after a restart.
@@ -248,6 +240,15 @@ pub struct Filter {
     pub options: Vec<u8>,
 }
 
+/// One change of a [`QdiscOps::batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Adds (or replaces) a qdisc; a root one (parent `TC_H_ROOT`) replaces the root.
+    Qdisc(Qdisc),
+    /// Adds a filter.
+    Filter(Filter),
+}
+
 /// The netlink operations the `netem` fault needs in one network namespace: list its links,
 /// read a root qdisc (to save a foreign one), install or restore a root qdisc, delete one.
 /// [`RouteSocket`] is the kernel's; [`RecordingNetlink`]'s handles are the fake.
@@ -289,6 +290,22 @@ pub trait QdiscOps: Send {
     fn delete_link(&mut self, ifindex: i32) -> Result<(), NetlinkError>;
     /// How many filters qdisc `parent` of `ifindex` holds.
     fn filter_count(&mut self, ifindex: i32, parent: u32) -> Result<usize, NetlinkError>;
+    /// Applies `changes` to `ifindex` in order; the first refusal is the error. The kernel's
+    /// socket sends them in one write and reads every acknowledgement after (the kernel goes
+    /// on past a refused one: the caller's rollback removes what the rest did); this default
+    /// makes the calls one by one.
+    fn batch(&mut self, ifindex: i32, changes: &[Change]) -> Result<(), NetlinkError> {
+        for change in changes {
+            match change {
+                Change::Qdisc(q) if q.parent == u32::from(TcHandle::ROOT) => {
+                    self.replace_root_qdisc(ifindex, &q.kind, q.handle, &q.options)?
+                }
+                Change::Qdisc(q) => self.put_qdisc(ifindex, q)?,
+                Change::Filter(f) => self.add_filter(ifindex, f)?,
+            }
+        }
+        Ok(())
+    }
     /// Puts `saved` back as the root qdisc of `ifindex`, as the kernel takes it back.
     fn restore_root_qdisc(&mut self, ifindex: i32, saved: &SavedQdisc) -> Result<(), NetlinkError> {
         self.replace_root_qdisc(
@@ -324,338 +341,8 @@ impl NetlinkError {
     }
 }
 
-/// A NETLINK_ROUTE socket.
-#[derive(Debug)]
-pub struct RouteSocket {
-    socket: Socket,
-    seq: u32,
-}
-
-fn io_err(op: &'static str) -> impl FnOnce(std::io::Error) -> NetlinkError {
-    move |source| NetlinkError::Io { op, source }
-}
-
-impl RouteSocket {
-    /// A socket in the calling thread's network namespace.
-    pub fn open_current() -> Result<RouteSocket, NetlinkError> {
-        let socket = Socket::new(NETLINK_ROUTE).map_err(io_err("socket"))?;
-        // Port 0 is the kernel: every request goes to it, only its replies come back.
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(io_err("connect"))?;
-        Ok(RouteSocket { socket, seq: 1 })
-    }
-
-    /// A socket bound to the network namespace at `ns_path` (`/proc/<pid>/ns/net`, or the
-    /// CNI netns bind mount), opened on a dedicated thread that joins it.
-    pub fn open_in_netns(ns_path: &Path) -> Result<RouteSocket, NetlinkError> {
-        let path = ns_path.to_path_buf();
-        let ns = std::fs::File::open(&path).map_err(|source| NetlinkError::Namespace {
-            path: path.clone(),
-            source,
-        })?;
-        let joined = std::thread::Builder::new()
-            .name("nri-chaos-netns".into())
-            .spawn(move || {
-                // setns(2) moves only this short-lived thread, which ends right after
-                // opening the socket.
-                move_into_link_name_space(ns.as_fd(), Some(LinkNameSpaceType::Network)).map_err(
-                    |errno| NetlinkError::Namespace {
-                        path,
-                        source: errno.into(),
-                    },
-                )?;
-                RouteSocket::open_current()
-            })
-            .map_err(io_err("spawning the namespace thread"))?;
-        joined.join().map_err(|_| NetlinkError::Malformed {
-            op: "open",
-            detail: "namespace thread panicked".into(),
-        })?
-    }
-
-    fn send(&mut self, message: Request, flags: u16) -> Result<u32, NetlinkError> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = self.seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
-        packet.finalize();
-        let mut buf = vec![0; packet.buffer_len()];
-        packet.serialize(&mut buf);
-        self.socket.send(&buf, 0).map_err(io_err("send"))?;
-        Ok(self.seq)
-    }
-
-    /// Reads replies to `seq` until DONE (dump) or the ACK/error; returns the data messages.
-    fn receive(
-        &mut self,
-        op: &'static str,
-        seq: u32,
-        ifindex: i32,
-    ) -> Result<Vec<Reply>, NetlinkError> {
-        let kernel = |code: i32| NetlinkError::Kernel {
-            op,
-            ifindex,
-            source: std::io::Error::from_raw_os_error(code.abs()),
-        };
-        let mut out = Vec::new();
-        loop {
-            let (datagram, _) = self.socket.recv_from_full().map_err(io_err("recv"))?;
-            let mut chunk = datagram.as_slice();
-            while !chunk.is_empty() {
-                let malformed = |err: DecodeError| NetlinkError::Malformed {
-                    op,
-                    detail: err.to_string(),
-                };
-                // The header first: another request's replies are skipped unparsed.
-                let frame = NetlinkBuffer::new_checked(chunk).map_err(malformed)?;
-                let (len, ours) = (frame.length() as usize, frame.sequence_number() == seq);
-                let bytes = &chunk[..len];
-                chunk = chunk.get(len.next_multiple_of(4)..).unwrap_or_default();
-                if !ours {
-                    continue;
-                }
-                let message = NetlinkMessage::<Reply>::deserialize(bytes).map_err(malformed)?;
-                match message.payload {
-                    NetlinkPayload::Done(done) if done.code != 0 => return Err(kernel(done.code)),
-                    NetlinkPayload::Done(_) => return Ok(out),
-                    NetlinkPayload::Error(error) => match error.code {
-                        None => return Ok(out),
-                        Some(code) => return Err(kernel(code.get())),
-                    },
-                    NetlinkPayload::InnerMessage(inner) => out.push(inner),
-                    _ => {}
-                }
-            }
-        }
-    }
-}
-
-impl QdiscOps for RouteSocket {
-    /// Every interface of the namespace.
-    fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
-        let seq = self.send(Request::GetLinks, NLM_F_REQUEST | NLM_F_DUMP)?;
-        let mut links = Vec::new();
-        for message in self.receive("list links", seq, 0)? {
-            let Reply::Link { header, name } = message else {
-                continue;
-            };
-            let index = i32::try_from(header.index).map_err(|_| NetlinkError::Malformed {
-                op: "list links",
-                detail: format!("interface index {} out of range", header.index),
-            })?;
-            links.push(Link {
-                index,
-                name,
-                loopback: header.flags.contains(LinkFlags::Loopback),
-            });
-        }
-        Ok(links)
-    }
-
-    /// The root qdisc of `ifindex`, if the kernel reports one.
-    fn root_qdisc(&mut self, ifindex: i32) -> Result<Option<RootQdisc>, NetlinkError> {
-        let root = u32::from(TcHandle::ROOT);
-        Ok(self
-            .qdiscs(ifindex)?
-            .into_iter()
-            .find(|q| q.parent == root)
-            .map(|q| RootQdisc {
-                kind: q.kind,
-                handle: q.handle,
-                options: q.options,
-            }))
-    }
-
-    fn qdiscs(&mut self, ifindex: i32) -> Result<Vec<Qdisc>, NetlinkError> {
-        let seq = self.send(Request::GetQdiscs, NLM_F_REQUEST | NLM_F_DUMP)?;
-        let mut out = Vec::new();
-        for message in self.receive("list qdiscs", seq, ifindex)? {
-            let Reply::Qdisc {
-                header,
-                kind,
-                options,
-            } = message
-            else {
-                continue;
-            };
-            if header.index == ifindex {
-                out.push(Qdisc {
-                    kind,
-                    handle: header.handle.into(),
-                    parent: header.parent.into(),
-                    options,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    fn put_qdisc(&mut self, ifindex: i32, qdisc: &Qdisc) -> Result<(), NetlinkError> {
-        let header = TcHeader {
-            index: ifindex,
-            handle: qdisc.handle.into(),
-            parent: qdisc.parent.into(),
-            ..TcHeader::default()
-        };
-        let request = Request::NewQdisc {
-            header,
-            kind: qdisc.kind.clone(),
-            options: qdisc.options.clone(),
-        };
-        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
-        let seq = self.send(request, flags)?;
-        let op = if qdisc.parent == u32::from(TcHandle::ROOT) {
-            "replace root qdisc"
-        } else {
-            "add qdisc"
-        };
-        match self.receive(op, seq, ifindex) {
-            Err(NetlinkError::Kernel { source, .. })
-                if Errno::from_io_error(&source) == Some(Errno::NOENT) =>
-            {
-                Err(NetlinkError::QdiscUnavailable {
-                    kind: qdisc.kind.clone(),
-                })
-            }
-            other => other.map(|_| ()),
-        }
-    }
-
-    fn delete_qdisc(&mut self, ifindex: i32, parent: u32, handle: u32) -> Result<(), NetlinkError> {
-        let header = TcHeader {
-            index: ifindex,
-            handle: handle.into(),
-            parent: parent.into(),
-            ..TcHeader::default()
-        };
-        let seq = self.send(Request::DelQdisc(header), NLM_F_REQUEST | NLM_F_ACK)?;
-        let op = if parent == u32::from(TcHandle::ROOT) {
-            "delete root qdisc"
-        } else {
-            "delete qdisc"
-        };
-        absent_is_done(self.receive(op, seq, ifindex))
-    }
-
-    fn add_filter(&mut self, ifindex: i32, filter: &Filter) -> Result<(), NetlinkError> {
-        let header = TcHeader {
-            index: ifindex,
-            parent: filter.parent.into(),
-            info: tc::filter_info(filter.pref, filter.protocol),
-            ..TcHeader::default()
-        };
-        let request = Request::NewFilter {
-            header,
-            kind: filter.kind.clone(),
-            options: filter.options.clone(),
-        };
-        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-        let seq = self.send(request, flags)?;
-        self.receive("add filter", seq, ifindex).map(|_| ())
-    }
-
-    fn add_link(&mut self, name: &str, kind: &str) -> Result<i32, NetlinkError> {
-        let request = Request::NewLink {
-            name: name.to_string(),
-            kind: kind.to_string(),
-        };
-        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-        let seq = self.send(request, flags)?;
-        self.receive("add link", seq, 0)?;
-        let link = self.links()?.into_iter().find(|l| l.name == name);
-        link.map(|l| l.index)
-            .ok_or_else(|| NetlinkError::Malformed {
-                op: "add link",
-                detail: format!("{name} created but not listed"),
-            })
-    }
-
-    fn delete_link(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
-        let index = u32::try_from(ifindex).unwrap_or_default();
-        let seq = self.send(Request::DelLink(index), NLM_F_REQUEST | NLM_F_ACK)?;
-        match self.receive("delete link", seq, ifindex) {
-            Err(NetlinkError::Kernel { source, .. })
-                if Errno::from_io_error(&source) == Some(Errno::NODEV) =>
-            {
-                Ok(())
-            }
-            other => other.map(|_| ()),
-        }
-    }
-
-    fn filter_count(&mut self, ifindex: i32, parent: u32) -> Result<usize, NetlinkError> {
-        let header = TcHeader {
-            index: ifindex,
-            parent: parent.into(),
-            ..TcHeader::default()
-        };
-        let seq = self.send(Request::GetFilters(header), NLM_F_REQUEST | NLM_F_DUMP)?;
-        let replies = self.receive("list filters", seq, ifindex)?;
-        Ok(replies
-            .iter()
-            .filter(|r| matches!(r, Reply::Filter))
-            .count())
-    }
-
-    fn delete_filters(
-        &mut self,
-        ifindex: i32,
-        parent: u32,
-        pref: u16,
-        protocol: u16,
-    ) -> Result<(), NetlinkError> {
-        let header = TcHeader {
-            index: ifindex,
-            parent: parent.into(),
-            info: tc::filter_info(pref, protocol),
-            ..TcHeader::default()
-        };
-        let seq = self.send(Request::DelFilter(header), NLM_F_REQUEST | NLM_F_ACK)?;
-        absent_is_done(self.receive("delete filters", seq, ifindex))
-    }
-
-    /// Installs (or replaces) the root qdisc of `ifindex` with `kind` and its TCA_OPTIONS
-    /// payload (none when empty), under `handle`.
-    fn replace_root_qdisc(
-        &mut self,
-        ifindex: i32,
-        kind: &str,
-        handle: u32,
-        options: &[u8],
-    ) -> Result<(), NetlinkError> {
-        let root = Qdisc {
-            kind: kind.to_string(),
-            handle,
-            parent: TcHandle::ROOT.into(),
-            options: options.to_vec(),
-        };
-        self.put_qdisc(ifindex, &root)
-    }
-
-    /// Deletes the root qdisc of `ifindex` (the kernel's default comes back). Deleting where
-    /// there is none is Ok.
-    fn delete_root_qdisc(&mut self, ifindex: i32) -> Result<(), NetlinkError> {
-        self.delete_qdisc(ifindex, TcHandle::ROOT.into(), 0)
-    }
-}
-
-/// A delete of something that is not there (ENOENT, or EINVAL for a default qdisc) is done.
-fn absent_is_done(reply: Result<Vec<Reply>, NetlinkError>) -> Result<(), NetlinkError> {
-    match reply {
-        Err(NetlinkError::Kernel { source, .. })
-            if matches!(
-                Errno::from_io_error(&source),
-                Some(Errno::NOENT) | Some(Errno::INVAL)
-            ) =>
-        {
-            Ok(())
-        }
-        other => other.map(|_| ()),
-    }
-}
-
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod tc_kernel_tests;
 #[cfg(test)]

@@ -4,13 +4,13 @@
 //! [`super::tree`] on the device, matching sources. The last fault out deletes the redirect
 //! and the device.
 
-use crate::seams::netlink::tc::{self, Key, Verdict, ETH_P_ALL, ETH_P_IP, ETH_P_IPV6};
+use crate::seams::netlink::tc::{self, Key, Verdict, ETH_P_ALL};
 use crate::seams::netlink::{Filter, NetlinkError, QdiscOps, IFB_PREFIX, NRI_CHAOS_HANDLE};
 
+use super::changes::{delete_slot_filters, ensure_ingress, put_tree, side_filters};
 use super::rules::Side;
 use super::tree::{
-    class, ensure_ingress, ensure_root, others, pref, put_slot, side_filters, slot_handle,
-    RuledInterface, SlotSpec, INGRESS_HANDLE, REDIRECT_PREF,
+    class, others, slot_handle, RuledInterface, SlotSpec, INGRESS_HANDLE, REDIRECT_PREF,
 };
 use super::NetError;
 
@@ -51,18 +51,10 @@ pub(super) fn build(
         }
     };
     let qdiscs = ops.qdiscs(ifb)?;
-    ensure_root(ops, ifb, &qdiscs)?;
-    put_slot(ops, ifb, shaped.ifb_slot, spec)?;
-    let verdict = Verdict::Class(class(u32::from(shaped.ifb_slot)));
-    for filter in side_filters(
-        spec,
-        shaped.ifb_slot,
-        Side::Source,
-        NRI_CHAOS_HANDLE,
-        verdict,
-    )? {
-        ops.add_filter(ifb, &filter)?;
-    }
+    let slot = shaped.ifb_slot;
+    let verdict = Verdict::Class(class(u32::from(slot)));
+    let filters = side_filters(spec, slot, Side::Source, NRI_CHAOS_HANDLE, verdict)?;
+    put_tree(ops, ifb, &qdiscs, slot, spec, filters)?;
     Ok(())
 }
 
@@ -77,9 +69,7 @@ pub(super) fn remove(
         return Ok(());
     };
     let slot = shaped.ifb_slot;
-    for protocol in [ETH_P_IP, ETH_P_IPV6] {
-        ops.delete_filters(ifb.index, NRI_CHAOS_HANDLE, pref(slot, protocol), protocol)?;
-    }
+    delete_slot_filters(ops, ifb.index, NRI_CHAOS_HANDLE, slot)?;
     ops.delete_qdisc(ifb.index, class(u32::from(slot)), slot_handle(slot))?;
     let qdiscs = ops.qdiscs(ifb.index)?;
     let others = others(&qdiscs, slot);

@@ -3,6 +3,7 @@
 //! qdisc tree of ours per interface they compose in ([`tree`]), with its apply and recovery
 //! over the netlink seam.
 
+mod changes;
 mod ifb;
 pub mod rules;
 pub mod target;
@@ -91,8 +92,9 @@ pub fn apply(
 ) -> Result<NetRulesUndo, NetError> {
     let started = std::time::Instant::now();
     let mut ops = kernel.netlink.open(netns)?;
-    let links = select_links(ops.links()?, interface)?;
-    let undo = tree::install(ops.as_mut(), netns, links, spec, log)?;
+    let all = ops.links()?;
+    let links = select_links(all.clone(), interface)?;
+    let undo = tree::install(ops.as_mut(), netns, &all, links, spec, log)?;
     let names: Vec<String> = undo
         .interfaces
         .iter()

@@ -26,23 +26,22 @@ use serde::{Deserialize, Serialize};
 use crate::faults::undo::clear_logged;
 use crate::faults::UndoLog;
 use crate::journal::Recovery;
-use crate::seams::netlink::tc::{self, Verdict, ETH_P_IP, ETH_P_IPV6};
-use crate::seams::netlink::{
-    Filter, Link, NetlinkError, Qdisc, QdiscOps, SavedQdisc, NRI_CHAOS_HANDLE,
-};
+use crate::seams::netlink::tc::{self, Verdict, ETH_P_IPV6};
+use crate::seams::netlink::{Link, Qdisc, QdiscOps, SavedQdisc, NRI_CHAOS_HANDLE};
 
-use super::rules::{matches, Side, MAX_FILTERS};
+use super::changes::{build, filters, remove_one, side_filters};
+use super::rules::Side;
 use super::target::{Direction, Target};
 use super::NetError;
 
 /// TC_H_ROOT.
-const ROOT: u32 = u32::MAX;
+pub(super) const ROOT: u32 = u32::MAX;
 /// TC_H_INGRESS: the parent of the ingress qdisc.
-const INGRESS_PARENT: u32 = 0xffff_fff1;
+pub(super) const INGRESS_PARENT: u32 = 0xffff_fff1;
 /// The ingress qdisc's handle.
 pub(super) const INGRESS_HANDLE: u32 = 0xffff_0000;
 /// The band unclassified traffic takes.
-const DEFAULT_BAND: u32 = 1;
+pub(super) const DEFAULT_BAND: u32 = 1;
 /// The first band a fault can take.
 pub(super) const FIRST_SLOT: u8 = 2;
 /// The preference of the redirect to the ifb device (after every slot's 2s / 2s + 1).
@@ -142,14 +141,14 @@ impl crate::faults::Undo for NetRulesUndo {
 }
 
 /// Reads the interface's tree: the foreign qdisc to save and a free slot (and one in its ifb
-/// device's tree when `shape_ingress`).
+/// device's tree when `shape_ingress`); returns them with the qdiscs read.
 fn plan(
     ops: &mut dyn QdiscOps,
     all: &[Link],
     link: Link,
     ingress: bool,
     shape_ingress: bool,
-) -> Result<RuledInterface, NetError> {
+) -> Result<(RuledInterface, Vec<Qdisc>), NetError> {
     let qdiscs = ops.qdiscs(link.index)?;
     let root = qdiscs.iter().find(|q| q.parent == ROOT);
     let saved_of = |q: &Qdisc| SavedQdisc {
@@ -182,7 +181,7 @@ fn plan(
     } else {
         (None, 0)
     };
-    Ok(RuledInterface {
+    let shaped = RuledInterface {
         index: link.index,
         name: link.name,
         saved,
@@ -190,155 +189,16 @@ fn plan(
         ingress,
         ifb,
         ifb_slot,
-    })
-}
-
-/// The u32 filters of `spec`'s targets on one side, under `parent`, with `verdict`.
-pub(super) fn side_filters(
-    spec: &SlotSpec<'_>,
-    slot: u8,
-    side: Side,
-    parent: u32,
-    verdict: Verdict,
-) -> Result<Vec<Filter>, NetError> {
-    let all: Vec<_> = spec.targets.iter().flat_map(|t| matches(t, side)).collect();
-    if all.len() > MAX_FILTERS {
-        return Err(NetError::TooManyFilters {
-            filters: all.len(),
-            max: MAX_FILTERS,
-        });
-    }
-    Ok(all
-        .into_iter()
-        .map(|m| Filter {
-            parent,
-            pref: pref(slot, m.protocol),
-            protocol: m.protocol,
-            kind: "u32".into(),
-            options: tc::u32_options(&m.keys, verdict),
-        })
-        .collect())
-}
-
-/// The filters of `spec` on the interface itself: egress, and a partition's ingress side.
-fn filters(spec: &SlotSpec<'_>, slot: u8) -> Result<Vec<Filter>, NetError> {
-    let mut out = Vec::new();
-    if spec.direction.egress() {
-        let verdict = if spec.drop {
-            Verdict::Drop
-        } else {
-            Verdict::Class(class(u32::from(slot)))
-        };
-        out.extend(side_filters(
-            spec,
-            slot,
-            Side::Destination,
-            NRI_CHAOS_HANDLE,
-            verdict,
-        )?);
-    }
-    if spec.direction.ingress() && spec.drop {
-        out.extend(side_filters(
-            spec,
-            slot,
-            Side::Source,
-            INGRESS_HANDLE,
-            Verdict::Drop,
-        )?);
-    }
-    Ok(out)
-}
-
-/// Our prio root on `index`, unless it is there.
-pub(super) fn ensure_root(
-    ops: &mut dyn QdiscOps,
-    index: i32,
-    qdiscs: &[Qdisc],
-) -> Result<bool, NetlinkError> {
-    let ours = qdiscs
-        .iter()
-        .any(|q| q.parent == ROOT && q.handle == NRI_CHAOS_HANDLE);
-    if !ours {
-        let prio = tc::prio_options(tc::PRIO_BANDS);
-        ops.replace_root_qdisc(index, "prio", NRI_CHAOS_HANDLE, &prio)?;
-    }
-    Ok(!ours)
-}
-
-/// The ingress qdisc on `index`, unless one is there.
-pub(super) fn ensure_ingress(ops: &mut dyn QdiscOps, index: i32) -> Result<(), NetlinkError> {
-    if ops
-        .qdiscs(index)?
-        .iter()
-        .any(|q| q.parent == INGRESS_PARENT)
-    {
-        return Ok(());
-    }
-    let ingress = Qdisc {
-        kind: "ingress".into(),
-        handle: INGRESS_HANDLE,
-        parent: INGRESS_PARENT,
-        options: Vec::new(),
     };
-    ops.put_qdisc(index, &ingress)
+    Ok((shaped, qdiscs))
 }
 
-/// Slot `slot`'s qdisc of `spec` on `index`.
-pub(super) fn put_slot(
-    ops: &mut dyn QdiscOps,
-    index: i32,
-    slot: u8,
-    spec: &SlotSpec<'_>,
-) -> Result<(), NetlinkError> {
-    let (kind, options) = &spec.qdisc;
-    let qdisc = Qdisc {
-        kind: (*kind).to_string(),
-        handle: slot_handle(slot),
-        parent: class(u32::from(slot)),
-        options: options.clone(),
-    };
-    ops.put_qdisc(index, &qdisc)
-}
-
-/// Builds (or joins) the tree on one interface, and its ifb device's.
-fn build(
-    ops: &mut dyn QdiscOps,
-    shaped: &RuledInterface,
-    spec: &SlotSpec<'_>,
-) -> Result<(), NetError> {
-    let index = shaped.index;
-    let qdiscs = ops.qdiscs(index)?;
-    if ensure_root(ops, index, &qdiscs)? {
-        if let Some(saved) = &shaped.saved {
-            ops.put_qdisc(
-                index,
-                &Qdisc {
-                    kind: saved.kind.clone(),
-                    handle: saved.handle,
-                    parent: class(DEFAULT_BAND),
-                    options: saved.options_to_restore(),
-                },
-            )?;
-        }
-    }
-    put_slot(ops, index, shaped.slot, spec)?;
-    if shaped.ingress {
-        ensure_ingress(ops, index)?;
-    }
-    for filter in filters(spec, shaped.slot)? {
-        ops.add_filter(index, &filter)?;
-    }
-    if let Some(name) = &shaped.ifb {
-        super::ifb::build(ops, shaped, name, spec)?;
-    }
-    Ok(())
-}
-
-/// Installs `spec` on `links`, journaling the undo first; on a failure, what was done is
-/// removed (or stays journaled when that fails too).
+/// Installs `spec` on `links` (among `all`, the namespace's), journaling the undo first; on a
+/// failure, what was done is removed (or stays journaled when that fails too).
 pub fn install(
     ops: &mut dyn QdiscOps,
     netns: &Path,
+    all: &[Link],
     links: Vec<Link>,
     spec: &SlotSpec<'_>,
     log: &mut dyn UndoLog,
@@ -346,14 +206,16 @@ pub fn install(
     let _tree = TREE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let all = ops.links()?;
     let (ingress, shape_ingress) = (
         spec.direction.ingress() && spec.drop,
         spec.direction.ingress() && !spec.drop,
     );
     let mut interfaces = Vec::new();
+    let mut trees = Vec::new();
     for link in links {
-        interfaces.push(plan(ops, &all, link, ingress, shape_ingress)?);
+        let (shaped, qdiscs) = plan(ops, all, link, ingress, shape_ingress)?;
+        interfaces.push(shaped);
+        trees.push(qdiscs);
     }
     // Refuses too many filters before any change.
     filters(spec, FIRST_SLOT)?;
@@ -363,8 +225,8 @@ pub fn install(
         interfaces,
     };
     let slot = log.record(undo_recovery(&undo))?;
-    for shaped in &undo.interfaces {
-        if let Err(error) = build(ops, shaped, spec) {
+    for (shaped, qdiscs) in undo.interfaces.iter().zip(&trees) {
+        if let Err(error) = build(ops, shaped, qdiscs, spec) {
             return Err(match remove_locked(ops, &undo) {
                 Ok(()) => {
                     clear_logged(log, slot);
@@ -385,51 +247,6 @@ fn undo_recovery(undo: &NetRulesUndo) -> Recovery {
         netns: undo.netns.clone(),
         interfaces: undo.interfaces.clone(),
     }
-}
-
-/// Removes one fault's slot on one interface; the last slot out takes the tree with it.
-fn remove_one(ops: &mut dyn QdiscOps, shaped: &RuledInterface) -> Result<(), NetlinkError> {
-    let index = shaped.index;
-    if let Some(name) = &shaped.ifb {
-        super::ifb::remove(ops, shaped, name)?;
-    }
-    let qdiscs = ops.qdiscs(index)?;
-    let ours = qdiscs
-        .iter()
-        .any(|q| q.parent == ROOT && q.handle == NRI_CHAOS_HANDLE && q.kind == "prio");
-    if shaped.ingress && qdiscs.iter().any(|q| q.parent == INGRESS_PARENT) {
-        for protocol in [ETH_P_IP, ETH_P_IPV6] {
-            ops.delete_filters(index, INGRESS_HANDLE, pref(shaped.slot, protocol), protocol)?;
-        }
-    }
-    if !ours {
-        return Ok(());
-    }
-    for protocol in [ETH_P_IP, ETH_P_IPV6] {
-        ops.delete_filters(
-            index,
-            NRI_CHAOS_HANDLE,
-            pref(shaped.slot, protocol),
-            protocol,
-        )?;
-    }
-    let band = class(u32::from(shaped.slot));
-    ops.delete_qdisc(index, band, slot_handle(shaped.slot))?;
-    let others = others(&qdiscs, shaped.slot);
-    if others {
-        return Ok(());
-    }
-    // The last one out: an ingress qdisc left without filters is ours (documented: a foreign
-    // one without filters goes too).
-    let ingress = qdiscs.iter().any(|q| q.parent == INGRESS_PARENT);
-    if ingress && ops.filter_count(index, INGRESS_HANDLE)? == 0 {
-        ops.delete_qdisc(index, INGRESS_PARENT, INGRESS_HANDLE)?;
-    }
-    ops.delete_root_qdisc(index)?;
-    if let Some(saved) = &shaped.saved {
-        ops.restore_root_qdisc(index, saved)?;
-    }
-    Ok(())
 }
 
 fn remove_locked(ops: &mut dyn QdiscOps, undo: &NetRulesUndo) -> Result<(), NetError> {

@@ -7,7 +7,8 @@
 //!   -j DROP -w 5`; removed by `iptables -D` of that rule and `ipset destroy` (bookworm's
 //!   legacy iptables and ipset, carried into the VM from `tests/scripts/fetch-iptables.sh`);
 //!
-//! and the connect time to an untargeted peer with and without 100 targets installed.
+//! the steps netlink's apply and removal are made of (`netlink_steps`), and the connect time to
+//! an untargeted peer with and without 100 targets installed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use injector::faults::net::{Direction, Target};
 use injector::faults::partition::PartitionFault;
 use injector::faults::{Fault, HostKernel, NoUndoLog};
+use injector::seams::netlink::{KernelNetlink, Netlink};
 
 /// Runs `tool args` in `pid`'s namespace, one process per call (the comparison's unit).
 fn nsenter(pid: u32, tool: &[&str], args: &[String]) -> Result<()> {
@@ -76,7 +78,11 @@ fn by_tc(pid: u32, n: usize) -> Result<(Duration, Duration)> {
 
 /// (apply, remove) by iptables + ipset processes, as Chaos Mesh partitions a pod.
 fn by_iptables(pid: u32, n: usize) -> Result<(Duration, Duration)> {
-    let rule = |op: &str| words(&format!("{op} OUTPUT -m set --match-set nc_part dst -j DROP -w 5"));
+    let rule = |op: &str| {
+        words(&format!(
+            "{op} OUTPUT -m set --match-set nc_part dst -j DROP -w 5"
+        ))
+    };
     let t = Instant::now();
     ipset(pid, &words("create nc_partold hash:net"))?;
     for target in targets(n) {
@@ -112,12 +118,54 @@ fn us(d: Duration) -> u128 {
     d.as_micros()
 }
 
+/// The mean time of `f` over `n` runs.
+fn mean(n: u32, mut f: impl FnMut() -> Result<()>) -> Result<u128> {
+    let t = Instant::now();
+    for _ in 0..n {
+        f()?;
+    }
+    Ok(t.elapsed().as_micros() / u128::from(n))
+}
+
+/// What one apply or removal is made of, each step's mean: opening the socket in the pod's
+/// namespace, a thread spawned and joined (what an open cost before the opener thread), the
+/// link and qdisc dumps, one request's round trip.
+fn steps(pid: u32) -> Result<()> {
+    let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    let netlink = KernelNetlink;
+    let open = mean(20, || netlink.open(&netns).map(drop).map_err(Into::into))?;
+    let spawn = mean(20, || {
+        std::thread::spawn(|| ())
+            .join()
+            .map_err(|_| anyhow::anyhow!("thread panicked"))
+    })?;
+    let mut ops = netlink.open(&netns)?;
+    let eth0 = ops
+        .links()?
+        .into_iter()
+        .find(|l| l.name == "eth0")
+        .context("no eth0")?
+        .index;
+    let links = mean(20, || ops.links().map(drop).map_err(Into::into))?;
+    let qdiscs = mean(20, || ops.qdiscs(eth0).map(drop).map_err(Into::into))?;
+    // Deleting filters that are not there: one request, one acknowledgement.
+    let round_trip = mean(20, || {
+        ops.delete_filters(eth0, 0x4e43_0000, 4, 0x0800)
+            .map_err(Into::into)
+    })?;
+    println!(
+        "RESULT netlink_steps open_us={open} thread_spawn_join_us={spawn} links_dump_us={links} qdiscs_dump_us={qdiscs} round_trip_us={round_trip}"
+    );
+    Ok(())
+}
+
 /// Prints the figures; `connect_median` times a connect from `pid` to `peer`.
 pub(crate) fn figures(
     pid: u32,
     peer: SocketAddr,
     connect_median: impl Fn(u32, SocketAddr) -> Result<Option<Duration>>,
 ) -> Result<()> {
+    steps(pid)?;
     // One discarded round of each, so the first figure is not a cold start.
     by_netlink(pid, 1)?;
     by_tc(pid, 1)?;
