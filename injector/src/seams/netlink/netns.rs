@@ -1,73 +1,45 @@
-//! The thread that opens [`RouteSocket`]s in other network namespaces: `setns` only moves the
-//! calling thread, so one long-lived thread of the process joins each namespace in turn and
-//! opens the socket there; a socket stays bound to the namespace it was opened in for its
-//! whole life and is then used from any thread. A thread of its own per open costs more than
-//! the open itself (its stack, its signal stack, the join).
+//! Opening a [`RouteSocket`] in another network namespace: `setns` moves only the calling
+//! thread, and a socket stays bound to the namespace it was created in for its whole life, so
+//! the calling thread joins the pod's namespace, creates the socket and goes back to its own.
+//! No other thread is involved: under emulation (the VM tier) a thread spawned and joined, or
+//! a job handed to a long-lived thread and its answer handed back, cost more than the whole
+//! open (each is a wake-up of another thread, measured in the `net` suite's `netlink_steps`).
 
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Mutex;
 
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
 
-use super::socket::{io_err, RouteSocket};
+use super::socket::RouteSocket;
 use super::NetlinkError;
 
-/// A namespace to open a socket in, and where the socket goes.
-type OpenJob = (File, PathBuf, Sender<Result<RouteSocket, NetlinkError>>);
-
-/// The opener thread's queue (started on first use, started again if it ever ended).
-static OPENER: Mutex<Option<Sender<OpenJob>>> = Mutex::new(None);
-
-/// The opener thread: joins each job's namespace and opens its socket there. Its own
-/// namespace matters to nothing else (it only opens sockets).
-fn opener(jobs: Receiver<OpenJob>) {
-    for (ns, path, reply) in jobs {
-        let socket = move_into_link_name_space(ns.as_fd(), Some(LinkNameSpaceType::Network))
-            .map_err(|errno| NetlinkError::Namespace {
-                path,
-                source: errno.into(),
-            })
-            .and_then(|()| RouteSocket::open_current());
-        // The asker gave up waiting only if it is gone; nothing to tell then.
-        let _ = reply.send(socket);
-    }
+fn join(ns: &File, path: PathBuf) -> Result<(), NetlinkError> {
+    move_into_link_name_space(ns.as_fd(), Some(LinkNameSpaceType::Network)).map_err(|errno| {
+        NetlinkError::Namespace {
+            path,
+            source: errno.into(),
+        }
+    })
 }
 
-/// Opens a socket in the namespace of `ns` on the opener thread.
+/// Opens a socket in the namespace of `ns` (opened from `path`) on the calling thread, which
+/// is back in its own namespace when this returns.
 pub(super) fn open_in(ns: File, path: PathBuf) -> Result<RouteSocket, NetlinkError> {
-    let (reply, socket) = mpsc::channel();
-    let mut queue = OPENER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut job = (ns, path, reply);
-    for _ in 0..2 {
-        let sender = match queue.as_ref() {
-            Some(sender) => sender.clone(),
-            None => {
-                let (sender, jobs) = mpsc::channel();
-                std::thread::Builder::new()
-                    .name("nri-chaos-netns".into())
-                    .spawn(move || opener(jobs))
-                    .map_err(io_err("spawning the namespace thread"))?;
-                *queue = Some(sender.clone());
-                sender
-            }
-        };
-        match sender.send(job) {
-            Ok(()) => break,
-            // The thread ended (it never does but by a panic): a new one takes the job.
-            Err(mpsc::SendError(back)) => {
-                *queue = None;
-                job = back;
-            }
-        }
+    const OWN: &str = "/proc/thread-self/ns/net";
+    let own = File::open(OWN).map_err(|source| NetlinkError::Namespace {
+        path: PathBuf::from(OWN),
+        source,
+    })?;
+    join(&ns, path)?;
+    let socket = RouteSocket::open_current();
+    if let Err(err) = join(&own, PathBuf::from(OWN)) {
+        // A thread left in a pod's namespace would create every later socket of whatever
+        // runs on it there. Going back into a namespace this thread was in a moment ago
+        // cannot be refused; if it ever is, the process stops, and its restart recovers
+        // every fault from the journal (the path a SIGKILL takes).
+        eprintln!("nri-chaos: cannot return to this thread's own network namespace: {err}");
+        std::process::abort();
     }
-    drop(queue);
-    socket.recv().map_err(|_| NetlinkError::Malformed {
-        op: "open",
-        detail: "namespace thread ended".into(),
-    })?
+    socket
 }

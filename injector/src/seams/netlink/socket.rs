@@ -2,8 +2,8 @@
 //! network namespace, one request and its reply at a time, or a batch of changes in one write
 //! ([`QdiscOps::batch`]) whose acknowledgements are read after.
 //!
-//! Its [`super::QdiscOps`] are in `route_ops.rs`; the namespace it is opened in is joined by
-//! `netns.rs`'s thread.
+//! Its [`super::QdiscOps`] are in `route_ops.rs`; `netns.rs` opens it in another network
+//! namespace.
 
 use std::fs::File;
 use std::path::Path;
@@ -42,7 +42,7 @@ impl RouteSocket {
     }
 
     /// A socket bound to the network namespace at `ns_path` (`/proc/<pid>/ns/net`, or the
-    /// CNI netns bind mount), opened by the thread that joins namespaces.
+    /// CNI netns bind mount): the calling thread joins it for the open, then goes back.
     pub fn open_in_netns(ns_path: &Path) -> Result<RouteSocket, NetlinkError> {
         let path = ns_path.to_path_buf();
         let ns = File::open(&path).map_err(|source| NetlinkError::Namespace {

@@ -119,6 +119,22 @@ fn netem_is_installed_or_reported_unavailable_with_the_reason() {
 }
 
 #[test]
+fn the_opening_thread_is_back_in_its_own_namespace_after_an_open() {
+    let own = || std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    let before = own();
+    let netns = PrivateNetns::new();
+    let mut socket = RouteSocket::open_in_netns(&netns.path()).unwrap();
+    assert_eq!(own(), before, "the thread stayed in the pod's namespace");
+    // The socket is the pod's (only lo there), a new one on this thread is the host's.
+    assert_eq!(socket.links().unwrap().len(), 1);
+    let host = RouteSocket::open_current().unwrap().links().unwrap();
+    assert!(host.len() > 1, "{host:?}");
+    // A refused join leaves the thread where it was too.
+    RouteSocket::open_in_netns(Path::new("/proc/self/ns/mnt")).unwrap_err();
+    assert_eq!(own(), before);
+}
+
+#[test]
 fn a_missing_namespace_is_named_in_the_error() {
     let err = RouteSocket::open_in_netns(Path::new("/proc/0/ns/net")).unwrap_err();
     assert!(err.to_string().contains("/proc/0/ns/net"), "{err}");
