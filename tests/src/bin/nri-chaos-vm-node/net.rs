@@ -280,9 +280,12 @@ async fn scenarios(
 
     // Partition, egress only.
     let value = format!("{{to: [{b_ip}/32], direction: egress, duration: 20s}}");
-    let t = Instant::now();
     let (_, a_pid, a_ip) =
         pod_with(cri, "cut", Some(("partition.nri-chaos.io/pod", &value))).await?;
+    // The fault's duration counts from the container's start, which is before the pod is
+    // reported running: timed from here, a slow sandbox (8-20 s under TCG on a loaded host)
+    // does not eat the grace.
+    let t = Instant::now();
     let tree = wait_for(a_pid, "prio 4e43:", Duration::from_secs(10)).await?;
     s.check(
         "partition_tree_installed",
@@ -310,9 +313,9 @@ async fn scenarios(
 
     // Ingress loss from C through the ifb device, while the partition holds elsewhere.
     let value = format!("{{loss: 100%, direction: ingress, to: [{c_ip}/32], duration: 15s}}");
-    let t_deaf = Instant::now();
     let (_, deaf_pid, deaf_ip) =
         pod_with(cri, "deaf", Some(("netem.nri-chaos.io/pod", &value))).await?;
+    let t_deaf = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut links = ip_links(deaf_pid)?;
     while !links.contains("ifb4e43-") && Instant::now() < deadline {
