@@ -135,23 +135,26 @@ fn medians(
     Ok((applies[rounds / 2], removes[rounds / 2]))
 }
 
-/// The mean time of `f` over `n` runs.
-fn mean(n: u32, mut f: impl FnMut() -> Result<()>) -> Result<u128> {
-    let t = Instant::now();
+/// The median time of `f` over `n` runs.
+fn median(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<u128> {
+    let mut times = Vec::with_capacity(n);
     for _ in 0..n {
+        let t = Instant::now();
         f()?;
+        times.push(t.elapsed().as_micros());
     }
-    Ok(t.elapsed().as_micros() / u128::from(n))
+    times.sort_unstable();
+    Ok(times[n / 2])
 }
 
-/// What one apply or removal is made of, each step's mean: opening the socket in the pod's
+/// What one apply or removal is made of, each step's median of 21: opening the socket in the pod's
 /// namespace, a thread spawned and joined (what an open cost before the opener thread), the
 /// link and qdisc dumps, one request's round trip.
 fn steps(pid: u32) -> Result<()> {
     let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
     let netlink = KernelNetlink;
-    let open = mean(20, || netlink.open(&netns).map(drop).map_err(Into::into))?;
-    let spawn = mean(20, || {
+    let open = median(21, || netlink.open(&netns).map(drop).map_err(Into::into))?;
+    let spawn = median(21, || {
         std::thread::spawn(|| ())
             .join()
             .map_err(|_| anyhow::anyhow!("thread panicked"))
@@ -163,10 +166,10 @@ fn steps(pid: u32) -> Result<()> {
         .find(|l| l.name == "eth0")
         .context("no eth0")?
         .index;
-    let links = mean(20, || ops.links().map(drop).map_err(Into::into))?;
-    let qdiscs = mean(20, || ops.qdiscs(eth0).map(drop).map_err(Into::into))?;
+    let links = median(21, || ops.links().map(drop).map_err(Into::into))?;
+    let qdiscs = median(21, || ops.qdiscs(eth0).map(drop).map_err(Into::into))?;
     // Deleting filters that are not there: one request, one acknowledgement.
-    let round_trip = mean(20, || {
+    let round_trip = median(21, || {
         ops.delete_filters(eth0, 0x4e43_0000, 4, 0x0800)
             .map_err(Into::into)
     })?;
@@ -193,11 +196,11 @@ pub(crate) fn figures(
         // one sample of a 2 ms operation cannot tell from its cost. The process-per-rule
         // baselines take seconds at 100 targets, so one round there.
         let baseline_rounds = if n < 100 { 3 } else { 1 };
-        let (nl_apply, nl_remove) = medians(5, || by_netlink(pid, n))?;
+        let (nl_apply, nl_remove) = medians(9, || by_netlink(pid, n))?;
         let (tc_apply, tc_remove) = medians(baseline_rounds, || by_tc(pid, n))?;
         let (ipt_apply, ipt_remove) = medians(baseline_rounds, || by_iptables(pid, n))?;
         println!(
-            "RESULT partition_apply targets={n} rounds_netlink=5 rounds_baselines={baseline_rounds} netlink_us={} tc_us={} ratio={:.1} iptables_us={} iptables_ratio={:.1}",
+            "RESULT partition_apply targets={n} rounds_netlink=9 rounds_baselines={baseline_rounds} netlink_us={} tc_us={} ratio={:.1} iptables_us={} iptables_ratio={:.1}",
             us(nl_apply),
             us(tc_apply),
             ratio(tc_apply, nl_apply),
