@@ -32,7 +32,18 @@ step "build"
 cargo build --workspace --locked --all-targets
 
 results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+# A failing test's own message goes last, so the tail of the output names what failed (a
+# test's anyhow error carries no backtrace here; a panic keeps RUST_BACKTRACE's).
+export RUST_LIB_BACKTRACE=0
+on_exit() {
+    local rc=$?
+    if [[ $rc -ne 0 && -s "$results" ]]; then
+        printf '\n=== run-all failed (exit %s); what the failing tests said:\n' "$rc"
+        grep -E -A6 '^Error: |panicked at' "$results" | cut -c1-400 | tail -n 60 || true
+    fi
+    rm -f "$results"
+}
+trap on_exit EXIT
 
 step "unit tests"
 cargo test --workspace --exclude nri-chaos-tests --locked --lib --bins --tests 2>&1 | tee -a "$results"

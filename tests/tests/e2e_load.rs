@@ -206,6 +206,43 @@ const LOADED_GOAL_KIB: u64 = 20 * 1024;
 /// Growth of the plugin's resident memory from idle to 110 pods and 100 faults.
 const MAX_LOAD_GROWTH_KIB: u64 = 6 * 1024;
 
+/// `kind=count` of the active and of the failed faults, and the NRI session's counters, for a
+/// failure's message.
+fn active_by_kind(metrics: &nri_chaos_tests::metrics::Metrics) -> String {
+    ["nri_chaos_faults_active", "nri_chaos_faults_failed_total"]
+        .iter()
+        .flat_map(|family| {
+            metrics
+                .label_values(family, "kind")
+                .into_iter()
+                .map(move |kind| {
+                    let count = metrics
+                        .value(family, &[("kind", &kind)])
+                        .unwrap_or(f64::NAN);
+                    format!("{family}{{{kind}}}={count}")
+                })
+        })
+        .chain(
+            ["nri_chaos_nri_reconnects", "nri_chaos_nri_connected"]
+                .iter()
+                .map(|name| format!("{name}={:?}", metrics.value(name, &[]).ok())),
+        )
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The lines of a plugin log that say why a fault is not active (the last 40), for a
+/// failure's message.
+fn warnings(log: &str) -> String {
+    const SIGNS: [&str; 6] = ["WARN", "ERROR", "gone", "spent", "skipped", "not armed"];
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| SIGNS.iter().any(|sign| line.contains(sign)))
+        .filter(|line| !line.contains("annotation rejected"))
+        .collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
 /// `nri-chaos ctl list --json` against the node's control socket; its output on success.
 fn ctl_list(node: &common::ChaosNode) -> Result<String> {
     let socket = node.node.dir().join("nri-chaos-state").join("control.sock");
@@ -277,7 +314,9 @@ async fn real_node_110_pods_100_faults_and_a_connection_flood() -> Result<()> {
     check_handlers("110 pods", &metrics)?;
     ensure!(
         active == FAULTS as f64,
-        "{active} faults active (want {FAULTS})"
+        "{active} faults active (want {FAULTS}): {}; the plugin's warnings:\n{}",
+        active_by_kind(&metrics),
+        warnings(&node.plugin.log())
     );
     ensure!(
         loaded <= LOADED_GOAL_KIB,
@@ -373,9 +412,11 @@ async fn real_node_110_pods_100_faults_and_a_connection_flood() -> Result<()> {
     check_handlers("110 pods + flood", &after_metrics)?;
     ensure!(
         active_faults(&after_metrics) == (FAULTS + 1) as f64,
-        "faults active after the flood: {} (want {})",
+        "faults active after the flood: {} (want {}): {}; the plugin's warnings:\n{}",
         active_faults(&after_metrics),
-        FAULTS + 1
+        FAULTS + 1,
+        active_by_kind(&after_metrics),
+        warnings(&node.plugin.log())
     );
     ensure!(
         during.max(during_late) <= before + 4 * 1024,

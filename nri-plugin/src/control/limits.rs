@@ -2,7 +2,8 @@
 //! at once (a root peer beyond that is refused at accept, its connection closed), a deadline
 //! for a connection's first request, and an idle deadline between requests. A connection that
 //! sends nothing in time is closed, so a flood of clients that never send frees its slots
-//! within seconds and memory stays bounded whatever the flood.
+//! within seconds and memory stays bounded whatever the flood. A connection's requests in
+//! flight are capped too ([`super::in_flight`]).
 //!
 //! ttrpc's server has no connection cap or read deadline of its own; it serves any
 //! `AsyncRead + AsyncWrite`, so the deadlines live in the stream it is given ([`Limited`]).
@@ -17,6 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+
+use super::in_flight::InFlight;
 
 /// The bounds of the control socket.
 #[derive(Debug, Clone, Copy)]
@@ -77,14 +80,16 @@ impl Slots {
     }
 }
 
-/// One admitted connection: it holds its slot until dropped, and reads fail with `TimedOut`
-/// when the client is silent past its deadline (ttrpc then closes the connection).
+/// One admitted connection: it holds its slot until dropped, reads fail with `TimedOut`
+/// when the client is silent past its deadline (ttrpc then closes the connection), and reading
+/// pauses while [`super::in_flight::MAX_IN_FLIGHT`] requests await their answers.
 #[derive(Debug)]
 pub struct Limited {
     stream: UnixStream,
     _slot: OwnedSemaphorePermit,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
+    in_flight: InFlight,
 }
 
 impl Limited {
@@ -94,6 +99,21 @@ impl Limited {
             _slot: slot,
             idle: limits.idle,
             deadline: Box::pin(tokio::time::sleep(limits.first_request)),
+            in_flight: InFlight::default(),
+        }
+    }
+
+    /// The client's deadline passed: the read fails and ttrpc closes the connection.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                tracing::debug!("control socket: client silent past its deadline; closed");
+                Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "control client silent past its deadline",
+                )))
+            }
         }
     }
 }
@@ -104,26 +124,25 @@ impl AsyncRead for Limited {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if self.in_flight.full() {
+            // Woken by the answer that frees a place. The idle deadline still runs: it is
+            // longer than the longest call, so only a stuck connection reaches it.
+            self.in_flight.park(cx.waker());
+            return self.poll_deadline(cx);
+        }
         let before = buf.filled().len();
         match Pin::new(&mut self.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
                     let next = Instant::now() + self.idle;
                     self.deadline.as_mut().reset(next);
+                    let Limited { in_flight, .. } = &mut *self;
+                    in_flight.read(&buf.filled()[before..]);
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(()) => {
-                    tracing::debug!("control socket: client silent past its deadline; closed");
-                    Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "control client silent past its deadline",
-                    )))
-                }
-            },
+            Poll::Pending => self.poll_deadline(cx),
         }
     }
 }
@@ -134,7 +153,14 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            if self.in_flight.written(&buf[..n]) {
+                let next = Instant::now() + self.idle;
+                self.deadline.as_mut().reset(next);
+            }
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

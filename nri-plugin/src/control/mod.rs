@@ -4,6 +4,7 @@
 //! byte is read. Connections are capped and silent ones closed ([`Limits`]).
 
 mod accept;
+mod in_flight;
 mod limits;
 mod service;
 

@@ -102,3 +102,65 @@ async fn a_client_within_its_deadlines_is_served_and_an_idle_one_closed() {
     assert!(late.is_err(), "an idle connection was kept: {late:?}");
     control.stop().await;
 }
+
+/// A client that pipelines requests gets at most `MAX_IN_FLIGHT` of them served at once: with
+/// 24 long polls of 600 ms sent together, the first answers come at ~0.6 s in a batch of
+/// `MAX_IN_FLIGHT`, the rest in later batches (all at ~0.6 s without the cap), and every
+/// request is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_served_a_bounded_number_at_a_time() {
+    use super::super::in_flight::MAX_IN_FLIGHT;
+    const REQUESTS: usize = 24;
+    const WAIT: Duration = Duration::from_millis(600);
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = engine(dir.path());
+    let path = dir.path().join(SOCKET_NAME);
+    let service = ControlService {
+        engine,
+        runtime: Arc::new(Mutex::new(RuntimeInfo::default())),
+        started: Instant::now(),
+        socket: path.display().to_string(),
+        metrics_address: "off".into(),
+    };
+    let limits = Limits {
+        connections: 2,
+        first_request: Duration::from_secs(2),
+        idle: Duration::from_secs(5),
+    };
+    let control = serve_limited(&path, service, limits).await.unwrap();
+    let client = client(&path).await;
+    let request = EventsRequest {
+        since_seq: u64::MAX - 1,
+        wait_ms: WAIT.as_millis() as u32,
+        ..Default::default()
+    };
+    let sent = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..REQUESTS {
+        let (client, request) = (client.clone(), request.clone());
+        calls.spawn(async move {
+            let answer = client
+                .events(ttrpc::context::with_timeout(20_000_000_000), &request)
+                .await;
+            (answer.map(|_| ()), sent.elapsed())
+        });
+    }
+    let mut times = Vec::new();
+    while let Some(call) = calls.join_next().await {
+        let (answer, at) = call.unwrap();
+        assert!(answer.is_ok(), "{answer:?}");
+        times.push(at);
+    }
+    times.sort();
+    let first_batch = times.iter().filter(|t| **t < WAIT + WAIT / 2).count();
+    assert_eq!(
+        first_batch, MAX_IN_FLIGHT,
+        "answers within 1.5 waits of sending: {times:?}"
+    );
+    assert!(
+        times[REQUESTS - 1] >= WAIT * (REQUESTS / MAX_IN_FLIGHT) as u32,
+        "the last answer came at {:?}",
+        times[REQUESTS - 1]
+    );
+    control.stop().await;
+}
