@@ -4,7 +4,8 @@
 //! - freeze latency (request to kernel-confirmed frozen) for a container with 1 and with
 //!   100 processes;
 //! - stress accuracy: requested vs measured CPU share and memory charge of the container
-//!   cgroup;
+//!   cgroup (memory: the usage 3 s into the stress against the usage just before the worker
+//!   appeared in the container);
 //! - plugin resident memory idle and with 100 active faults.
 //!
 //! Usage: nri-chaos-bench-faults [1.7|2]   (default containerd 2.x; root)
@@ -12,7 +13,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use nri_chaos_tests::timeline::field;
 use nri_chaos_tests::{
     plugin_binary, require_root, ContainerSpec, ContainerdVersion, Cri, Node, NodeEnv, Pod, PodSpec,
@@ -48,6 +49,19 @@ fn rss_mib(pid: u32) -> f64 {
         })
         .map(|kib| kib / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// The memory stress worker's process name (`comm`).
+const MEMORY_WORKER: &str = "nri-chaos-mem";
+
+/// The process names (`comm`) of the container's processes.
+fn comms_in(pod: &Pod, id: &str) -> Vec<String> {
+    std::fs::read_to_string(pod.container_cgroup_dir("memory", id).join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+        .map(|comm| comm.trim_end().to_string())
+        .collect()
 }
 
 fn procs_in(pod: &Pod, id: &str) -> usize {
@@ -115,7 +129,7 @@ async fn main() -> Result<()> {
     let hundred = ["sh", "-c", "for i in $(seq 99); do sleep 3600 & done; wait"];
     freeze_latencies(&cri, "freeze-100", &hundred, 100, || plugin.log()).await?;
 
-    println!("\nstress accuracy (container cgroup; CPU from 1 s to 4 s of a 5 s stress, memory 3 s into it):");
+    println!("\nstress accuracy (container cgroup; CPU from 1 s to 4 s of a 5 s stress, memory 3 s into it against the usage just before it):");
     let pod = cri
         .run_pod(
             &PodSpec::new("stress")
@@ -149,9 +163,18 @@ async fn main() -> Result<()> {
             load,
         ));
     }
-    // The memory stressors start 1 s after their container, so the baseline read right after
-    // the start holds none of their pages (with `after: 0` the worker races the read).
-    let mut mem = Vec::new();
+    // The memory stressors start 1 s after their container. Each baseline is the container's
+    // usage just before its worker appears: read right after the start, it can still hold
+    // runc's init (the Go runtime, about 2 MiB, uncharged when it execs the container's
+    // command a moment later) and the stressor would read that much short.
+    let memory_usage = |id: &str| -> Result<f64> {
+        Ok(read_u64(
+            &pod.container_cgroup_dir("memory", id)
+                .join("memory.usage_in_bytes"),
+        )? as f64)
+    };
+    // (id, MiB asked, usage at the last look without a worker, baseline once it appeared)
+    let mut mem: Vec<(String, f64, f64, Option<f64>)> = Vec::new();
     for (name, mib) in [("mem32", 32.0), ("mem128", 128.0)] {
         let id = cri
             .run_container(
@@ -159,11 +182,25 @@ async fn main() -> Result<()> {
                 &ContainerSpec::new(name, SLEEPER).memory_limit(512 << 20),
             )
             .await?;
-        let base = read_u64(
-            &pod.container_cgroup_dir("memory", &id)
-                .join("memory.usage_in_bytes"),
-        )? as f64;
-        mem.push((id, mib, base));
+        let usage = memory_usage(&id)?;
+        mem.push((id, mib, usage, None));
+    }
+    let started = Instant::now();
+    while mem.iter().any(|m| m.3.is_none()) || started.elapsed() < Duration::from_secs(1) {
+        for (id, _, last, base) in mem.iter_mut().filter(|m| m.3.is_none()) {
+            // Usage before the process list: a reading taken while no worker was listed
+            // holds none of its pages.
+            let usage = memory_usage(id)?;
+            if comms_in(&pod, id).iter().any(|c| c == MEMORY_WORKER) {
+                *base = Some(*last);
+            } else {
+                *last = usage;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            bail!("the memory stress workers did not start within 5 s of their containers");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let usage = |id: &str| {
         read_u64(
@@ -171,7 +208,6 @@ async fn main() -> Result<()> {
                 .join("cpuacct.usage"),
         )
     };
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let t0 = Instant::now();
     let u0: Vec<u64> = cpu.iter().map(|(id, _)| usage(id)).collect::<Result<_>>()?;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -180,12 +216,9 @@ async fn main() -> Result<()> {
         let share = (usage(id)? - before) as f64 / 1e9 / elapsed * 100.0;
         println!("  cpu    requested {load:5.1}% of one CPU   measured {share:5.1}%   (error {:+.1} points)", share - load);
     }
-    for (id, mib, base) in &mem {
-        let now = read_u64(
-            &pod.container_cgroup_dir("memory", id)
-                .join("memory.usage_in_bytes"),
-        )? as f64;
-        let raised = (now - base) / MIB;
+    for (id, mib, _, base) in &mem {
+        let base = base.unwrap_or(f64::NAN);
+        let raised = (memory_usage(id)? - base) / MIB;
         println!("  memory requested {mib:5.1} MiB          measured +{raised:5.1} MiB   (error {:+.1}%)", (raised - mib) / mib * 100.0);
     }
     cri.stop_pod(&pod).await?;
