@@ -2,26 +2,13 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use injector::seams::cgroup::{CgroupFs, RecordingFreezer};
-use injector::seams::procfs::FakeProcesses;
-use injector::seams::signal::RecordingSignaller;
 use injector::{FaultKind, Policy};
 
-use super::super::{ContainerInfo, Engine, Seams};
+use super::super::{ContainerInfo, Engine};
 use super::*;
 
 fn engine(dir: &Path, hook: Option<&Path>, strict: bool) -> Engine {
-    let seams = Seams {
-        signaller: Arc::new(RecordingSignaller::new()),
-        freezer: Arc::new(RecordingFreezer::new()),
-        procs: Arc::new(FakeProcesses::default()),
-        cgroups: CgroupFs::new(dir.join("cgroup")),
-        proc_root: dir.join("proc"),
-        netlink: Arc::new(injector::seams::netlink::RecordingNetlink::new()),
-        stressors: Arc::new(injector::seams::stressors::RecordingSpawner::new()),
-    };
     let policy = Policy {
         strict,
         hook_path: Some(
@@ -30,7 +17,7 @@ fn engine(dir: &Path, hook: Option<&Path>, strict: bool) -> Engine {
         ),
         ..Policy::default()
     };
-    Engine::new(policy, seams, dir).unwrap()
+    super::super::tests::engine(policy, dir).0
 }
 
 fn fake_hook(dir: &Path) -> std::path::PathBuf {
