@@ -10,7 +10,7 @@
 //!
 //! Usage: nri-chaos-bench-faults [1.7|2]   (default containerd 2.x; root)
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -54,14 +54,31 @@ fn rss_mib(pid: u32) -> f64 {
 /// The memory stress worker's process name (`comm`).
 const MEMORY_WORKER: &str = "nri-chaos-mem";
 
-/// The process names (`comm`) of the container's processes.
-fn comms_in(pod: &Pod, id: &str) -> Vec<String> {
-    std::fs::read_to_string(pod.container_cgroup_dir("memory", id).join("cgroup.procs"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
-        .map(|comm| comm.trim_end().to_string())
-        .collect()
+/// The usage of the memory cgroup `dir` (a container's) at the last look, every 10 ms, before
+/// a memory stress worker is among its processes: the baseline of its stress. Read at the
+/// start instead, it can still hold runc's init (its Go runtime, about 2 MiB, uncharged when
+/// it execs the container's command a moment later), and the stress would read that short.
+async fn usage_before_worker(dir: PathBuf) -> Result<f64> {
+    let started = Instant::now();
+    let mut last = read_u64(&dir.join("memory.usage_in_bytes"))?;
+    loop {
+        // Usage before the process list: a reading taken while no worker was listed holds
+        // none of its pages.
+        let usage = read_u64(&dir.join("memory.usage_in_bytes"))?;
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        let worker = procs.split_whitespace().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == MEMORY_WORKER)
+        });
+        if worker {
+            return Ok(last as f64);
+        }
+        last = usage;
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!("no memory stress worker in {} within 10 s", dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn procs_in(pod: &Pod, id: &str) -> usize {
@@ -163,18 +180,9 @@ async fn main() -> Result<()> {
             load,
         ));
     }
-    // The memory stressors start 1 s after their container. Each baseline is the container's
-    // usage just before its worker appears: read right after the start, it can still hold
-    // runc's init (the Go runtime, about 2 MiB, uncharged when it execs the container's
-    // command a moment later) and the stressor would read that much short.
-    let memory_usage = |id: &str| -> Result<f64> {
-        Ok(read_u64(
-            &pod.container_cgroup_dir("memory", id)
-                .join("memory.usage_in_bytes"),
-        )? as f64)
-    };
-    // (id, MiB asked, usage at the last look without a worker, baseline once it appeared)
-    let mut mem: Vec<(String, f64, f64, Option<f64>)> = Vec::new();
+    // The memory stressors start 1 s after their container; each baseline is watched for
+    // from its container's start (see usage_before_worker).
+    let mut mem = Vec::new();
     for (name, mib) in [("mem32", 32.0), ("mem128", 128.0)] {
         let id = cri
             .run_container(
@@ -182,25 +190,12 @@ async fn main() -> Result<()> {
                 &ContainerSpec::new(name, SLEEPER).memory_limit(512 << 20),
             )
             .await?;
-        let usage = memory_usage(&id)?;
-        mem.push((id, mib, usage, None));
+        let dir = pod.container_cgroup_dir("memory", &id);
+        mem.push((tokio::spawn(usage_before_worker(dir.clone())), dir, mib));
     }
-    let started = Instant::now();
-    while mem.iter().any(|m| m.3.is_none()) || started.elapsed() < Duration::from_secs(1) {
-        for (id, _, last, base) in mem.iter_mut().filter(|m| m.3.is_none()) {
-            // Usage before the process list: a reading taken while no worker was listed
-            // holds none of its pages.
-            let usage = memory_usage(id)?;
-            if comms_in(&pod, id).iter().any(|c| c == MEMORY_WORKER) {
-                *base = Some(*last);
-            } else {
-                *last = usage;
-            }
-        }
-        if started.elapsed() > Duration::from_secs(5) {
-            bail!("the memory stress workers did not start within 5 s of their containers");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut bases = Vec::new();
+    for (watch, dir, mib) in mem {
+        bases.push((watch.await??, dir, mib));
     }
     let usage = |id: &str| {
         read_u64(
@@ -216,9 +211,8 @@ async fn main() -> Result<()> {
         let share = (usage(id)? - before) as f64 / 1e9 / elapsed * 100.0;
         println!("  cpu    requested {load:5.1}% of one CPU   measured {share:5.1}%   (error {:+.1} points)", share - load);
     }
-    for (id, mib, _, base) in &mem {
-        let base = base.unwrap_or(f64::NAN);
-        let raised = (memory_usage(id)? - base) / MIB;
+    for (base, dir, mib) in &bases {
+        let raised = (read_u64(&dir.join("memory.usage_in_bytes"))? as f64 - base) / MIB;
         println!("  memory requested {mib:5.1} MiB          measured +{raised:5.1} MiB   (error {:+.1}%)", (raised - mib) / mib * 100.0);
     }
     cri.stop_pod(&pod).await?;
