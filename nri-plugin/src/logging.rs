@@ -1,26 +1,109 @@
-//! The daemon's log: `tracing` events formatted on the calling thread and handed, as one
-//! line each, to a writer thread that writes them to stderr (tracing-appender's
-//! `non_blocking`). An NRI handler that logs a decision never waits on the write(2) to a
-//! pipe or journald. The queue is small and bounded; a line that finds it full is dropped
-//! and counted ([`dropped_lines`], `nri_chaos_log_lines_dropped_total`), and the lines still
-//! queued are written when the [`LogGuard`] is dropped at exit.
+//! The daemon's log: `tracing` events formatted on the calling thread and appended, as one
+//! line each, to a bounded in-memory queue that a writer thread writes to stderr every
+//! [`FLUSH_EVERY`] (or sooner when the queue is half full). Logging a line takes a lock
+//! and a copy, never a write(2) to a pipe or journald, nor waking another thread: on a
+//! small VM, waking the writer per line (tracing-appender's `non_blocking`) cost as much as
+//! the write itself, about 30 us inside the NRI handler. A line that finds the queue full
+//! is dropped and counted ([`dropped_lines`], `nri_chaos_log_lines_dropped_total`); what is
+//! queued is written when the [`LogGuard`] is dropped at exit.
+// Hand-written: the crates of the field (tracing-appender) wake their writer for every line.
 
-use std::sync::OnceLock;
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Lines the writer thread may have queued. The queue's slots are allocated up front (32
-/// bytes each: 32 KiB, not the crate's default of 128,000 lines, 4 MiB of resident memory);
-/// a line's text is allocated when it is queued. A burst of 1,024 lines faster than stderr
-/// drains them is a flood: what does not fit is dropped and counted rather than making a
-/// handler wait.
-pub const QUEUE_LINES: usize = 1024;
+/// Most bytes queued; past half of it the writer is woken at once. Grown as lines come
+/// (nothing is allocated up front), kept for reuse.
+pub const QUEUE_BYTES: usize = 64 << 10;
+/// How long a line may wait in the queue.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
-/// The writer's drop counter, set once by [`init`].
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+#[derive(Debug, Default)]
+struct Queue {
+    bytes: Vec<u8>,
+    dropped: u64,
+    closed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding it cannot leave the queue inconsistent (bytes only grow).
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The queue, set once by [`init`].
+static SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
+
+/// One formatted line (the fmt layer writes each event with one `write_all`).
+struct Line<'a>(&'a Shared);
+
+impl Write for Line<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut queue = self.0.lock();
+        if queue.bytes.len() + buf.len() > QUEUE_BYTES {
+            queue.dropped += 1;
+        } else {
+            queue.bytes.extend_from_slice(buf);
+            if queue.bytes.len() > QUEUE_BYTES / 2 {
+                self.0.wake.notify_one();
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct QueueWriter(Arc<Shared>);
+
+impl<'a> MakeWriter<'a> for QueueWriter {
+    type Writer = Line<'a>;
+
+    fn make_writer(&'a self) -> Line<'a> {
+        Line(&self.0)
+    }
+}
+
+/// Writes the queue to `sink` (stderr) every [`FLUSH_EVERY`] (sooner when woken) until
+/// closed and empty.
+fn write_out(shared: &Shared, sink: &mut impl Write) {
+    let mut out = Vec::new();
+    loop {
+        let closed = {
+            let queue = shared.lock();
+            let (mut queue, _) = shared
+                .wake
+                .wait_timeout_while(queue, FLUSH_EVERY, |q| {
+                    !q.closed && q.bytes.len() <= QUEUE_BYTES / 2
+                })
+                .unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut queue.bytes, &mut out);
+            queue.closed
+        };
+        if !out.is_empty() {
+            // Nowhere to report a failed write to stderr; the lines are lost either way.
+            let _ = sink.write_all(&out);
+            out.clear();
+        }
+        if closed && shared.lock().bytes.is_empty() {
+            return;
+        }
+    }
+}
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -31,54 +114,82 @@ pub enum LogFormat {
     Json,
 }
 
-/// Keeps the writer thread; dropping it writes the queued lines (waiting up to about a
-/// second), then reports the lines dropped, if any, straight to stderr.
+/// Keeps the writer thread; dropping it writes the queued lines, then reports the lines
+/// dropped, if any, straight to stderr.
 #[derive(Debug)]
 pub struct LogGuard {
-    worker: Option<WorkerGuard>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        drop(self.worker.take());
+        let Some(shared) = SHARED.get() else {
+            return;
+        };
+        shared.lock().closed = true;
+        shared.wake.notify_one();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
         let dropped = dropped_lines();
         if dropped > 0 {
-            eprintln!("nri-chaos: {dropped} log lines were dropped: the log writer's queue of {QUEUE_LINES} lines was full");
+            eprintln!("nri-chaos: {dropped} log lines were dropped: the log queue of {QUEUE_BYTES} bytes was full");
         }
     }
 }
 
-/// Log lines dropped so far because the writer's queue was full (0 before [`init`]).
+/// Log lines dropped so far because the queue was full (0 before [`init`]).
 pub fn dropped_lines() -> u64 {
-    DROPPED
-        .get()
-        .map_or(0, |counter| counter.dropped_lines() as u64)
+    SHARED.get().map_or(0, |shared| shared.lock().dropped)
 }
 
 /// Installs the global subscriber: `RUST_LOG`'s filter (see [`filter`]), lines in `format`
-/// to stderr through the writer thread. Keep the guard until exit.
+/// to stderr through the queue. Keep the guard until exit.
 pub fn init(format: LogFormat) -> LogGuard {
     let (filter, warning) = filter();
-    let (writer, worker) = NonBlockingBuilder::default()
-        .buffered_lines_limit(QUEUE_LINES)
-        .lossy(true)
-        .thread_name("nri-chaos-log")
-        .finish(std::io::stderr());
-    let _ = DROPPED.set(writer.error_counter());
+    let shared = SHARED.get_or_init(Arc::default).clone();
+    let writer = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("nri-chaos-log".to_string())
+            .spawn(move || write_out(&shared, &mut std::io::stderr()))
+    };
+    // Without the thread, lines go straight to stderr from the logging thread.
+    let writer = match writer {
+        Ok(handle) => Some(handle),
+        Err(err) => {
+            eprintln!(
+                "nri-chaos: cannot start the log writer thread ({err}); logging synchronously"
+            );
+            None
+        }
+    };
     let logs = tracing_subscriber::registry().with(filter);
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(writer)
-        .with_ansi(false);
-    match format {
-        LogFormat::Plain => logs.with(layer).init(),
-        LogFormat::Json => logs.with(layer.json().flatten_event(true)).init(),
+    let layer = tracing_subscriber::fmt::layer().with_ansi(false);
+    match (format, writer.is_some()) {
+        (LogFormat::Plain, true) => logs.with(layer.with_writer(QueueWriter(shared))).init(),
+        (LogFormat::Json, true) => logs
+            .with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(QueueWriter(shared)),
+            )
+            .init(),
+        (LogFormat::Plain, false) => logs.with(layer.with_writer(std::io::stderr)).init(),
+        (LogFormat::Json, false) => logs
+            .with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
     }
     if let Some(warning) = warning {
         tracing::warn!("{warning}");
     }
-    LogGuard {
-        worker: Some(worker),
-    }
+    LogGuard { writer }
 }
 
 /// The log filter from `RUST_LOG`: a level (`debug`) and/or `target=level` pairs
@@ -102,5 +213,59 @@ fn filter() -> (Targets, Option<String>) {
     match text.parse() {
         Ok(targets) => (targets, None),
         Err(_) => (info(), Some(unsupported)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_lines_are_written_in_order_and_a_full_queue_drops_and_counts() {
+        let shared = Shared::default();
+        let line = |text: &str| Line(&shared).write_all(text.as_bytes()).unwrap();
+        line("one\n");
+        line("two\n");
+        let big = "x".repeat(QUEUE_BYTES - 4);
+        line(&big);
+        assert_eq!(
+            shared.lock().dropped,
+            1,
+            "a line past the queue's bytes is dropped"
+        );
+        shared.lock().closed = true;
+        let mut out = Vec::new();
+        write_out(&shared, &mut out);
+        assert_eq!(out, b"one\ntwo\n");
+        assert!(shared.lock().bytes.is_empty());
+    }
+
+    #[test]
+    fn a_half_full_queue_is_written_before_the_period_ends() {
+        let shared = Arc::new(Shared::default());
+        let writer = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                write_out(&shared, &mut out);
+                out
+            })
+        };
+        // Let the writer wait first, then fill past half: it must not wait for the period.
+        std::thread::sleep(Duration::from_millis(1));
+        let half = "y".repeat(QUEUE_BYTES / 2 + 1);
+        let started = std::time::Instant::now();
+        Line(&shared).write_all(half.as_bytes()).unwrap();
+        while !shared.lock().bytes.is_empty() {
+            std::thread::yield_now();
+        }
+        assert!(
+            started.elapsed() < FLUSH_EVERY / 2,
+            "written after {:?}",
+            started.elapsed()
+        );
+        shared.lock().closed = true;
+        shared.wake.notify_one();
+        assert_eq!(writer.join().unwrap().len(), half.len());
     }
 }
