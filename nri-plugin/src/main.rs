@@ -3,6 +3,7 @@
 mod control;
 mod ctl;
 mod engine;
+mod logging;
 mod metrics;
 mod service;
 mod store;
@@ -17,11 +18,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use injector::Policy;
-use tracing_subscriber::filter::{LevelFilter, Targets};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::engine::{Engine, Seams};
+use crate::logging::LogFormat;
 use crate::service::RuntimeInfo;
 use crate::supervisor::Supervisor;
 use crate::transport::session::Registration;
@@ -87,15 +86,6 @@ struct RunArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "plain")]
     log_format: LogFormat,
-}
-
-/// `--log-format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    /// One human-readable line per event (`key=value` fields).
-    Plain,
-    /// One JSON object per event (`timestamp`, `level`, `fields`, `target`).
-    Json,
 }
 
 fn parse_index(value: &str) -> Result<String, String> {
@@ -217,30 +207,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The log filter from `RUST_LOG`: a level (`debug`) and/or `target=level` pairs
-/// (`nri_chaos=debug,ttrpc=warn`); unset means `info`. `Targets`, not `EnvFilter`: no
-/// span or field directives, and no regex engine in the daemon. A value it does not take
-/// gives `info` and the reason, for the log.
-fn log_filter() -> (Targets, Option<String>) {
-    let info = || Targets::new().with_default(LevelFilter::INFO);
-    let Some(text) = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|t| !t.trim().is_empty())
-    else {
-        return (info(), None);
-    };
-    let unsupported = format!(
-        "RUST_LOG={text:?} is not a level or target=level list (span and field directives are not supported); logging at info"
-    );
-    if text.contains(['[', '{', '"']) {
-        return (info(), Some(unsupported));
-    }
-    match text.parse() {
-        Ok(targets) => (targets, None),
-        Err(_) => (info(), Some(unsupported)),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::StressWorker { args } = &cli.command {
@@ -266,18 +232,8 @@ fn main() -> ExitCode {
         }
         command => Cli { command },
     };
-    let (filter, filter_warning) = log_filter();
-    let logs = tracing_subscriber::registry().with(filter);
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    match log_format {
-        LogFormat::Plain => logs.with(layer).init(),
-        LogFormat::Json => logs.with(layer.json().flatten_event(true)).init(),
-    }
-    if let Some(warning) = filter_warning {
-        tracing::warn!("{warning}");
-    }
+    // Dropped last, after every other log line: writes what is still queued.
+    let _log = logging::init(log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -68,7 +68,8 @@ impl NriPlugin {
 
     fn timed<T>(&self, name: &'static str, work: impl FnOnce() -> T) -> T {
         let start = Instant::now();
-        let result = work();
+        // Its log lines are queued without waking the log writer (see `logging`).
+        let result = crate::logging::quietly(work);
         let elapsed = start.elapsed();
         self.engine.metrics().handler(name, elapsed);
         tracing::debug!(

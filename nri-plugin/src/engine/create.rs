@@ -96,6 +96,10 @@ impl Engine {
         container: &ContainerInfo,
         rejections: &[Rejection],
     ) {
+        // Nothing to format (the pod's display name) for the common case.
+        if rejections.is_empty() {
+            return;
+        }
         self.inner.registry.rejected(
             &pod.display_name(),
             &container.name,

@@ -8,7 +8,7 @@ use injector::{FaultKey, FaultKind, FaultRequest};
 
 use super::arm;
 use super::error::InjectError;
-use super::hooks;
+use super::exec_inject;
 use super::introspect::FaultRecord;
 use super::kinds::{executor, Executor};
 use super::runner::Target;
@@ -110,7 +110,7 @@ impl Engine {
                     // The shim wrapper executes it: handed over through its inject file.
                     let value = target.value.clone();
                     Some(
-                        hooks::inject_exec(&self.inner, &target, &fault.key, &value)
+                        exec_inject::inject_exec(&self.inner, &target, &fault.key, &value)
                             .map_err(InjectError::Rejected)?,
                     )
                 } else {

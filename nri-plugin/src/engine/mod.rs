@@ -13,6 +13,7 @@ mod create;
 mod effects;
 pub mod error;
 pub mod events;
+mod exec_inject;
 pub mod hooks;
 mod inject;
 pub mod introspect;
@@ -91,7 +92,7 @@ impl Engine {
             path: state_dir.display().to_string(),
             source,
         })?;
-        hooks::clear_exec_injections(state_dir);
+        exec_inject::clear_exec_injections(state_dir);
         let hook_problem = hooks::hook_unusable(
             policy
                 .hook_path

@@ -6,8 +6,9 @@
 //! `nri_chaos_annotation_rejections_total{reason}`, `nri_chaos_nri_reconnects_total`,
 //! `nri_chaos_nri_connected`, `nri_chaos_handler_seconds{event}` and
 //! `nri_chaos_firing_lateness_seconds{kind}` (histograms), `nri_chaos_build_info{version}`,
-//! `nri_chaos_faults_active{kind}`, `nri_chaos_journal_entries` and
-//! `process_resident_memory_bytes` (the last three read at scrape time). Every fault kind of
+//! `nri_chaos_faults_active{kind}`, `nri_chaos_journal_entries`,
+//! `nri_chaos_log_lines_dropped_total` and `process_resident_memory_bytes` (the last four read
+//! at scrape time). Every fault kind of
 //! [`FaultKind::ALL`] and every class of [`RejectionClass::ALL`] is listed from the start.
 
 pub mod server;
@@ -80,6 +81,7 @@ pub struct Metrics {
     active: Family<Label, Gauge>,
     journal_entries: Gauge,
     resident_memory: Gauge,
+    log_dropped: Counter,
     sessions: AtomicU64,
 }
 
@@ -105,6 +107,7 @@ impl Metrics {
             active: Family::default(),
             journal_entries: Gauge::default(),
             resident_memory: Gauge::default(),
+            log_dropped: Counter::default(),
             sessions: AtomicU64::new(0),
         };
         // Creating a label's series lists it (at zero); the guard is dropped at once.
@@ -177,6 +180,11 @@ impl Metrics {
             "nri_chaos_journal_entries",
             "Faults in the journal of active faults (recovered after a crash)",
             self.journal_entries.clone(),
+        );
+        r.register(
+            "nri_chaos_log_lines_dropped",
+            "Log lines dropped because the log writer's queue was full",
+            self.log_dropped.clone(),
         );
         r.register(
             "nri_chaos_build",
@@ -286,6 +294,12 @@ impl Metrics {
         }
         self.journal_entries.set(observed.journal_entries);
         self.resident_memory.set(resident_memory_bytes());
+        // Counted by the log writer; brought up to its figure at each scrape.
+        let dropped = crate::logging::dropped_lines();
+        let shown = self.log_dropped.get();
+        if dropped > shown {
+            self.log_dropped.inc_by(dropped - shown);
+        }
         let mut text = String::new();
         if let Err(err) = prometheus_text::encode(&mut text, &self.registry) {
             tracing::warn!(error = %err, "encoding metrics");

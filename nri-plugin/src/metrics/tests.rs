@@ -128,6 +128,7 @@ fn exposes_the_documented_names_and_every_fault_kind() {
         "nri_chaos_firing_lateness_seconds",
         "nri_chaos_faults_active",
         "nri_chaos_journal_entries",
+        "nri_chaos_log_lines_dropped_total",
         "nri_chaos_build_info",
         "process_resident_memory_bytes",
     ]

@@ -4,15 +4,16 @@
 //! - freeze latency (request to kernel-confirmed frozen) for a container with 1 and with
 //!   100 processes;
 //! - stress accuracy: requested vs measured CPU share and memory charge of the container
-//!   cgroup;
+//!   cgroup (memory: the usage 3 s into the stress against the usage just before the worker
+//!   appeared in the container);
 //! - plugin resident memory idle and with 100 active faults.
 //!
 //! Usage: nri-chaos-bench-faults [1.7|2]   (default containerd 2.x; root)
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use nri_chaos_tests::timeline::field;
 use nri_chaos_tests::{
     plugin_binary, require_root, ContainerSpec, ContainerdVersion, Cri, Node, NodeEnv, Pod, PodSpec,
@@ -48,6 +49,36 @@ fn rss_mib(pid: u32) -> f64 {
         })
         .map(|kib| kib / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// The memory stress worker's process name (`comm`).
+const MEMORY_WORKER: &str = "nri-chaos-mem";
+
+/// The usage of the memory cgroup `dir` (a container's) at the last look, every 10 ms, before
+/// a memory stress worker is among its processes: the baseline of its stress. Read at the
+/// start instead, it can still hold runc's init (its Go runtime, about 2 MiB, uncharged when
+/// it execs the container's command a moment later), and the stress would read that short.
+async fn usage_before_worker(dir: PathBuf) -> Result<f64> {
+    let started = Instant::now();
+    let mut last = read_u64(&dir.join("memory.usage_in_bytes"))?;
+    loop {
+        // Usage before the process list: a reading taken while no worker was listed holds
+        // none of its pages.
+        let usage = read_u64(&dir.join("memory.usage_in_bytes"))?;
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        let worker = procs.split_whitespace().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == MEMORY_WORKER)
+        });
+        if worker {
+            return Ok(last as f64);
+        }
+        last = usage;
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!("no memory stress worker in {} within 10 s", dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn procs_in(pod: &Pod, id: &str) -> usize {
@@ -115,7 +146,7 @@ async fn main() -> Result<()> {
     let hundred = ["sh", "-c", "for i in $(seq 99); do sleep 3600 & done; wait"];
     freeze_latencies(&cri, "freeze-100", &hundred, 100, || plugin.log()).await?;
 
-    println!("\nstress accuracy (container cgroup; CPU from 1 s to 4 s of a 5 s stress, memory 3 s into it):");
+    println!("\nstress accuracy (container cgroup; CPU from 1 s to 4 s of a 5 s stress, memory 3 s into it against the usage just before it):");
     let pod = cri
         .run_pod(
             &PodSpec::new("stress")
@@ -149,8 +180,8 @@ async fn main() -> Result<()> {
             load,
         ));
     }
-    // The memory stressors start 1 s after their container, so the baseline read right after
-    // the start holds none of their pages (with `after: 0` the worker races the read).
+    // The memory stressors start 1 s after their container; each baseline is watched for
+    // from its container's start (see usage_before_worker).
     let mut mem = Vec::new();
     for (name, mib) in [("mem32", 32.0), ("mem128", 128.0)] {
         let id = cri
@@ -159,11 +190,12 @@ async fn main() -> Result<()> {
                 &ContainerSpec::new(name, SLEEPER).memory_limit(512 << 20),
             )
             .await?;
-        let base = read_u64(
-            &pod.container_cgroup_dir("memory", &id)
-                .join("memory.usage_in_bytes"),
-        )? as f64;
-        mem.push((id, mib, base));
+        let dir = pod.container_cgroup_dir("memory", &id);
+        mem.push((tokio::spawn(usage_before_worker(dir.clone())), dir, mib));
+    }
+    let mut bases = Vec::new();
+    for (watch, dir, mib) in mem {
+        bases.push((watch.await??, dir, mib));
     }
     let usage = |id: &str| {
         read_u64(
@@ -171,7 +203,6 @@ async fn main() -> Result<()> {
                 .join("cpuacct.usage"),
         )
     };
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let t0 = Instant::now();
     let u0: Vec<u64> = cpu.iter().map(|(id, _)| usage(id)).collect::<Result<_>>()?;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -180,12 +211,8 @@ async fn main() -> Result<()> {
         let share = (usage(id)? - before) as f64 / 1e9 / elapsed * 100.0;
         println!("  cpu    requested {load:5.1}% of one CPU   measured {share:5.1}%   (error {:+.1} points)", share - load);
     }
-    for (id, mib, base) in &mem {
-        let now = read_u64(
-            &pod.container_cgroup_dir("memory", id)
-                .join("memory.usage_in_bytes"),
-        )? as f64;
-        let raised = (now - base) / MIB;
+    for (base, dir, mib) in &bases {
+        let raised = (read_u64(&dir.join("memory.usage_in_bytes"))? as f64 - base) / MIB;
         println!("  memory requested {mib:5.1} MiB          measured +{raised:5.1} MiB   (error {:+.1}%)", (raised - mib) / mib * 100.0);
     }
     cri.stop_pod(&pod).await?;
