@@ -83,32 +83,61 @@ async fn create_start_ms(cri: &Cri, pod: &Pod, name: &str) -> Result<f64> {
     Ok(took)
 }
 
-/// `samples` create+start latencies per side (plain, wrapped), after one warm-up block each.
+/// Create+start latencies, one block per side and round.
+#[derive(Default)]
+struct Rounds {
+    plain: Vec<Vec<f64>>,
+    wrapped: Vec<Vec<f64>>,
+}
+
+impl Rounds {
+    fn all(blocks: &[Vec<f64>]) -> Vec<f64> {
+        blocks.iter().flatten().copied().collect()
+    }
+
+    /// Per round, the wrapped block's median over the plain block's: each ratio compares
+    /// samples taken within a second of each other, so a load that changes over the run
+    /// (the machine is shared) cancels out of it.
+    fn paired_ratios(&self) -> Vec<f64> {
+        self.plain
+            .iter()
+            .zip(&self.wrapped)
+            .map(|(p, w)| percentile(w, 0.5) / percentile(p, 0.5))
+            .collect()
+    }
+}
+
+/// `samples` create+start latencies per side (rounded up to whole blocks), after one warm-up
+/// block each.
 async fn create_start_samples(
     cri: &Cri,
     plain: &Pod,
     wrapped: &Pod,
     samples: usize,
-) -> Result<(Vec<f64>, Vec<f64>)> {
-    let (mut on_plain, mut on_wrapped) = (Vec::new(), Vec::new());
-    let rounds = samples.div_ceil(BLOCK) + 1;
+) -> Result<Rounds> {
+    let mut rounds = Rounds::default();
     let mut seq = 0usize;
-    for round in 0..rounds {
-        let mut sides = [(plain, &mut on_plain), (wrapped, &mut on_wrapped)];
+    for round in 0..=samples.div_ceil(BLOCK) {
+        let mut sides = [(plain, Vec::new()), (wrapped, Vec::new())];
         if round % 2 == 1 {
             sides.reverse();
         }
-        for (pod, out) in sides {
+        for (pod, out) in &mut sides {
             for _ in 0..BLOCK {
                 seq += 1;
-                let took = create_start_ms(cri, pod, &format!("c{seq}")).await?;
-                if round > 0 && out.len() < samples {
-                    out.push(took);
-                }
+                out.push(create_start_ms(cri, pod, &format!("c{seq}")).await?);
             }
         }
+        if round % 2 == 1 {
+            sides.reverse();
+        }
+        let [(_, p), (_, w)] = sides;
+        if round > 0 {
+            rounds.plain.push(p);
+            rounds.wrapped.push(w);
+        }
     }
-    Ok((on_plain, on_wrapped))
+    Ok(rounds)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -156,8 +185,8 @@ async fn main() -> Result<()> {
         exec_plain.push(exec_ms(&cri, &plain_app).await?);
         exec_wrapped.push(exec_ms(&cri, &wrapped_app).await?);
     }
-    let (start_plain, start_wrapped) =
-        create_start_samples(&cri, &plain, &wrapped, samples).await?;
+    let rounds = create_start_samples(&cri, &plain, &wrapped, samples).await?;
+    let (start_plain, start_wrapped) = (Rounds::all(&rounds.plain), Rounds::all(&rounds.wrapped));
     for i in 0..CONTAINERS {
         cri.run_container(&wrapped, &ContainerSpec::new(&format!("r{i}"), SLEEPER))
             .await?;
@@ -179,6 +208,15 @@ async fn main() -> Result<()> {
         w50 / e50,
         w99 / e99
     );
+    let paired: Vec<f64> = exec_wrapped
+        .iter()
+        .zip(&exec_plain)
+        .map(|(w, p)| w / p)
+        .collect();
+    println!(
+        "  paired per pair        median {:.3}  (wrapped / the plain one just before it)",
+        percentile(&paired, 0.5)
+    );
     println!(
         "CreateContainer+StartContainer (blocks of {BLOCK}, ABBA, one warm-up block per side \
          not counted; each container removed after its sample):"
@@ -189,6 +227,15 @@ async fn main() -> Result<()> {
         "  ratio wrapper/runc     p50 {:.3}  p99 {:.3}  (goal <= 1.02)",
         t50 / s50,
         t99 / s99
+    );
+    let paired = rounds.paired_ratios();
+    println!(
+        "  paired per round       median {:.3}  quartiles {:.3} - {:.3}  (wrapped block p50 / \
+         plain block p50; {} rounds)",
+        percentile(&paired, 0.5),
+        percentile(&paired, 0.25),
+        percentile(&paired, 0.75),
+        paired.len()
     );
     println!(
         "wrapper RSS per pod: {:.2} MiB ({} containers in the pod, after {} came and went; \
