@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::answer::StartAnswer;
 use crate::error::ShimError;
+use crate::group::ANSWER_FILE;
 use crate::runc;
 use crate::serve::{ServeArgs, SERVE_FLAG};
 
@@ -70,6 +71,10 @@ pub fn run(args: &[OsString]) -> Result<Outcome, ShimError> {
     std::io::stdin()
         .read_to_end(&mut input)
         .map_err(ShimError::io("reading stdin", "-"))?;
+    let id = runc::flag_value(args, "id").unwrap_or_default();
+    if let Some(answer) = crate::group::answer(Path::new("."), &id) {
+        return Ok(Outcome::Answer(answer));
+    }
     let binary = runc::locate(args)?;
     let mut child = Command::new(&binary)
         .args(args)
@@ -114,7 +119,10 @@ pub fn run(args: &[OsString]) -> Result<Outcome, ShimError> {
     if std::fs::read_to_string(cwd_address).is_ok_and(|a| a.trim() == answer.address()) {
         std::fs::write(cwd_address, &address).map_err(ShimError::io("writing", cwd_address))?;
     }
-    answer.encode_with_address(&address).map(Outcome::Answer)
+    let ours_answer = answer.encode_with_address(&address)?;
+    // For this group's later containers (`group`).
+    std::fs::write(ANSWER_FILE, &ours_answer).map_err(ShimError::io("writing", ANSWER_FILE))?;
+    Ok(Outcome::Answer(ours_answer))
 }
 
 /// The server's stderr: containerd's shim log FIFO `<bundle>/log` (containerd reads it into
