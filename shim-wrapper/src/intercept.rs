@@ -50,6 +50,11 @@ const KILLED: u32 = 128 + 9;
 pub enum Route {
     /// Pass it to the runc shim now.
     Forward,
+    /// Pass this `Create` to the runc shim now, then record its container ([`created`]):
+    /// the plan is read from the bundle while runc creates the container, not before it.
+    /// Its `Start` still finds the plan: containerd sends it after `Create`'s answer, and the
+    /// server's one thread relays no answer between the write and the record (no await).
+    ForwardCreate(Box<CreateTaskRequest>),
     /// Pass it to the runc shim after this long (`delay`).
     ForwardAfter(Duration),
     /// Answer it here with the response this gives (an encoded ttrpc `Response`).
@@ -60,6 +65,7 @@ impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Route::Forward => f.write_str("Forward"),
+            Route::ForwardCreate(c) => write!(f, "ForwardCreate({})", c.id),
             Route::ForwardAfter(d) => write!(f, "ForwardAfter({d:?})"),
             Route::Answer(_) => f.write_str("Answer"),
         }
@@ -109,12 +115,8 @@ pub fn route(shared: &Arc<Shared>, frame: &Frame) -> Route {
         return Route::Forward;
     }
     match req.method.as_str() {
-        "Create" => {
-            if let Some(create) = decode::<CreateTaskRequest>(&req) {
-                created(shared, &create);
-            }
-            Route::Forward
-        }
+        "Create" => decode::<CreateTaskRequest>(&req)
+            .map_or(Route::Forward, |c| Route::ForwardCreate(Box::new(c))),
         "Start" => decode::<StartRequest>(&req).map_or(Route::Forward, |s| start(shared, s)),
         "Exec" if shared.execs().has_faults() => {
             decode::<ExecProcessRequest>(&req).map_or(Route::Forward, |e| exec(shared, e))
@@ -125,7 +127,8 @@ pub fn route(shared: &Arc<Shared>, frame: &Frame) -> Route {
     }
 }
 
-fn created(shared: &Arc<Shared>, create: &CreateTaskRequest) {
+/// Records the container `create` makes, with the exec plan of its bundle.
+pub fn created(shared: &Arc<Shared>, create: &CreateTaskRequest) {
     let plan = match ExecPlan::read(&create.id, std::path::Path::new(&create.bundle)) {
         Ok(plan) => plan,
         Err(err) => {

@@ -17,6 +17,7 @@ mod delete;
 mod error;
 mod execs;
 mod frame;
+mod group;
 mod inject;
 mod intercept;
 mod plan;

@@ -89,6 +89,7 @@ pub fn run(args: &ServeArgs) -> Result<(), ShimError> {
         // Another server of this runc shim is already listening.
         return Ok(());
     };
+    ready();
     rt.block_on(serve(args, listener));
     let _ = std::fs::remove_file(&args.listen);
     // containerd 1.7's runc shim removes, on exit, the socket named in `<bundle>/address`,
@@ -100,6 +101,19 @@ pub fn run(args: &ServeArgs) -> Result<(), ShimError> {
         }
     }
     Ok(())
+}
+
+/// Tells `start`, which waits on the read end of the pipe it gave as stdout, that the socket
+/// listens (one byte; `start` has gone when the server writes anything else, and it never
+/// does). Stdout that is not a pipe (a server started by hand) gets nothing.
+fn ready() {
+    let stdout = std::io::stdout();
+    let is_pipe = rustix::fs::fstat(&stdout).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo
+    });
+    if is_pipe {
+        let _ = rustix::io::write(&stdout, b"\n");
+    }
 }
 
 /// Binds `path`; `None` when a live server already listens there (a stale file is replaced).
@@ -157,13 +171,18 @@ async fn answer_client(client: &ClientWriter, frame: &Frame) -> bool {
 /// containerd by the task reading them, as they came (no queue or task in between: one hop
 /// each way). Answers made here and held requests run as tasks of the connection, ended with it.
 async fn forward(conn: UnixStream, upstream: &Path, shared: Arc<Shared>) {
+    let (from_client, client_w) = conn.into_split();
+    let mut from_client = BufReader::with_capacity(READ_BUFFER, from_client);
+    // The runc shim is connected at the first frame: a connection that only probes (`start`
+    // asking whether this server is alive) costs the runc shim nothing.
+    let Ok(Some(first)) = Frame::read(&mut from_client).await else {
+        return;
+    };
     // Only when the runc shim is gone does connect fail; dropping `conn` tells containerd.
     let Ok(up) = UnixStream::connect(upstream).await else {
         return;
     };
-    let (from_client, client_w) = conn.into_split();
     let (from_up, mut up_w) = up.into_split();
-    let mut from_client = BufReader::with_capacity(READ_BUFFER, from_client);
     let mut from_up = BufReader::with_capacity(READ_BUFFER, from_up);
     let client: ClientWriter = Arc::new(tokio::sync::Mutex::new(client_w));
     let replies = client.clone();
@@ -175,7 +194,15 @@ async fn forward(conn: UnixStream, upstream: &Path, shared: Arc<Shared>) {
         }
     });
     let mut calls = JoinSet::new();
-    while let Ok(Some(frame)) = Frame::read(&mut from_client).await {
+    let mut first = Some(first);
+    loop {
+        let frame = match first.take() {
+            Some(frame) => frame,
+            None => match Frame::read(&mut from_client).await {
+                Ok(Some(frame)) => frame,
+                _ => break,
+            },
+        };
         let routed = if frame.is_request() {
             route(&shared, &frame)
         } else {
@@ -186,6 +213,12 @@ async fn forward(conn: UnixStream, upstream: &Path, shared: Arc<Shared>) {
                 if up_w.write_all(&frame.0).await.is_err() {
                     break;
                 }
+            }
+            Route::ForwardCreate(create) => {
+                if up_w.write_all(&frame.0).await.is_err() {
+                    break;
+                }
+                crate::intercept::created(&shared, &create);
             }
             Route::ForwardAfter(hold) => {
                 let client = client.clone();

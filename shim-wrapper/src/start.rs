@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::answer::StartAnswer;
 use crate::error::ShimError;
+use crate::group::ANSWER_FILE;
 use crate::runc;
 use crate::serve::{ServeArgs, SERVE_FLAG};
 
@@ -22,6 +23,8 @@ const SUN_PATH_MAX: usize = 107;
 /// The wrapper's address, in each bundle it started for.
 pub const ADDRESS_FILE: &str = "nri-chaos-shim.address";
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
+/// What an empty pipe always takes without blocking (one page, its smallest capacity).
+const PIPE_MIN_CAPACITY: usize = 4096;
 
 /// What `start` hands back to containerd.
 #[derive(Debug)]
@@ -68,6 +71,10 @@ pub fn run(args: &[OsString]) -> Result<Outcome, ShimError> {
     std::io::stdin()
         .read_to_end(&mut input)
         .map_err(ShimError::io("reading stdin", "-"))?;
+    let id = runc::flag_value(args, "id").unwrap_or_default();
+    if let Some(answer) = crate::group::answer(Path::new("."), &id) {
+        return Ok(Outcome::Answer(answer));
+    }
     let binary = runc::locate(args)?;
     let mut child = Command::new(&binary)
         .args(args)
@@ -77,10 +84,15 @@ pub fn run(args: &[OsString]) -> Result<Outcome, ShimError> {
         .spawn()
         .map_err(ShimError::io("spawning", &binary))?;
     if let Some(mut stdin) = child.stdin.take() {
-        // A writer thread: the child may answer before reading all of stdin.
-        std::thread::spawn(move || {
+        if input.len() <= PIPE_MIN_CAPACITY {
+            // An empty pipe takes it whole: written (and closed) without blocking.
             let _ = stdin.write_all(&input);
-        });
+        } else {
+            // A writer thread: the child may answer before reading all of stdin.
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&input);
+            });
+        }
     }
     let out = child
         .wait_with_output()
@@ -107,7 +119,10 @@ pub fn run(args: &[OsString]) -> Result<Outcome, ShimError> {
     if std::fs::read_to_string(cwd_address).is_ok_and(|a| a.trim() == answer.address()) {
         std::fs::write(cwd_address, &address).map_err(ShimError::io("writing", cwd_address))?;
     }
-    answer.encode_with_address(&address).map(Outcome::Answer)
+    let ours_answer = answer.encode_with_address(&address)?;
+    // For this group's later containers (`group`).
+    std::fs::write(ANSWER_FILE, &ours_answer).map_err(ShimError::io("writing", ANSWER_FILE))?;
+    Ok(Outcome::Answer(ours_answer))
 }
 
 /// The server's stderr: containerd's shim log FIFO `<bundle>/log` (containerd reads it into
@@ -143,27 +158,53 @@ pub fn spawn_server(
         upstream: upstream.to_path_buf(),
         upstream_pid,
     };
+    let (ready, ready_w) = std::io::pipe().map_err(ShimError::io("creating a pipe for", &exe))?;
+    // The command (holding the write end) is dropped once spawned: then only the server
+    // holds it, and its exit reads as end of file.
     Command::new(&exe)
         .arg(SERVE_FLAG)
         .args(serve.to_args())
         .current_dir("/")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(ready_w)
         .stderr(shim_log(bundle))
         .process_group(0)
         .spawn()
         .map_err(ShimError::io("spawning", &exe))?;
-    let deadline = Instant::now() + READY_TIMEOUT;
-    while !alive(ours) {
-        if Instant::now() >= deadline {
-            return Err(ShimError::ServerNotReady {
-                path: ours.to_path_buf(),
-                ms: READY_TIMEOUT.as_millis() as u64,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    wait_ready(ready);
+    // Ready, or gone because another server of this runc shim listens, or too slow.
+    if alive(ours) {
+        return Ok(());
     }
-    Ok(())
+    Err(ShimError::ServerNotReady {
+        path: ours.to_path_buf(),
+        ms: READY_TIMEOUT.as_millis() as u64,
+    })
+}
+
+/// Waits up to [`READY_TIMEOUT`] for the server's one byte on `ready` (it listens) or the end
+/// of file (it exited): no polling of the socket.
+fn wait_ready(mut ready: std::io::PipeReader) {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let timeout = Timespec::try_from(left).ok();
+        let mut fds = [PollFd::new(&ready, PollFlags::IN)];
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => return,
+            Ok(_) => {
+                let mut byte = [0u8; 1];
+                let _ = ready.read(&mut byte);
+                return;
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -181,5 +222,23 @@ mod tests {
         assert!(socket_path("vsock://3:1024").is_err());
         let long = PathBuf::from(format!("/{}", "a".repeat(100)));
         assert!(wrapper_socket(&long).is_err());
+    }
+
+    #[test]
+    fn readiness_is_the_byte_or_the_end_of_file_not_the_timeout() {
+        let (ready, mut w) = std::io::pipe().unwrap();
+        w.write_all(b"\n").unwrap();
+        let t = Instant::now();
+        wait_ready(ready);
+        assert!(t.elapsed() < READY_TIMEOUT / 10, "{:?}", t.elapsed());
+        let (ready, w) = std::io::pipe().unwrap();
+        let exits = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(w);
+        });
+        let t = Instant::now();
+        wait_ready(ready);
+        assert!(t.elapsed() < READY_TIMEOUT / 10, "{:?}", t.elapsed());
+        exits.join().unwrap();
     }
 }

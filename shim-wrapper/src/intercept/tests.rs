@@ -34,10 +34,11 @@ fn create(shared: &Arc<Shared>, id: &str, bundle: &std::path::Path) {
     let mut c = CreateTaskRequest::new();
     c.id = id.into();
     c.bundle = bundle.display().to_string();
-    assert!(matches!(
-        route(shared, &frame(TASK, "Create", &c)),
-        Route::Forward
-    ));
+    let Route::ForwardCreate(forwarded) = route(shared, &frame(TASK, "Create", &c)) else {
+        panic!("Create is forwarded, then recorded");
+    };
+    assert_eq!(*forwarded, c);
+    created(shared, &forwarded);
     let mut s = StartRequest::new();
     s.id = id.into();
     assert!(matches!(
