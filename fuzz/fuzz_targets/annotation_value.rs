@@ -1,7 +1,8 @@
 //! One annotation value for one fault kind (`FaultRequest::parse`, what the hook and the shim
 //! also use). Input: the kind on the first line, the value after it. Checks: no panic, an
 //! error of bounded length, the same verdict through `plan_container` under the default
-//! policy, and a deterministic parse.
+//! policy, a deterministic parse, and the same fields from the flow-map reader (when it
+//! takes the value) as from the YAML parser.
 #![no_main]
 
 use std::collections::HashMap;
@@ -15,6 +16,10 @@ fuzz_target!(|text: &str| {
     let Ok(kind) = kind.parse::<FaultKind>() else {
         return;
     };
+    assert!(
+        injector::fields::fast_path_agrees(value),
+        "the flow-map reader and the YAML parser disagree"
+    );
     let key = format!("{kind}.nri-chaos.io/container.app");
     let parsed = FaultRequest::parse(kind, &key, value);
     assert_eq!(

@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let (want_one, want_two, clean) = expected(data);
     runtime().block_on(async {
         let (plugin_end, mut peer) = tokio::io::duplex(1 << 20);
-        let (mut mux, mut conns) = Mux::start(plugin_end, &[1, 2]);
+        let (mut mux, mut conns) = Mux::start(plugin_end, &[1, 2], std::sync::Arc::new(|| {}));
         let (Some(mut one), Some(mut two)) = (conns.remove(&1), conns.remove(&2)) else {
             panic!("the mux did not open connections 1 and 2");
         };

@@ -16,6 +16,10 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 use crate::annotations::quote;
 use crate::units::{self, Size, UnitError};
 
+mod flow;
+#[doc(hidden)]
+pub use flow::fast_path_agrees;
+
 /// Longest annotation value we parse, in bytes.
 pub const MAX_VALUE_BYTES: usize = 16 * 1024;
 /// Most fields one mapping may have.
@@ -353,6 +357,16 @@ impl MarkedEventReceiver for Builder {
 
 /// Parses an annotation value into its top-level mapping.
 pub(crate) fn parse_value(value: &str) -> Result<Vec<(String, Node)>, FieldError> {
+    if value.len() <= MAX_VALUE_BYTES {
+        if let Some(entries) = flow::entries(value) {
+            return Ok(entries);
+        }
+    }
+    parse_yaml(value)
+}
+
+/// [`parse_value`] through the YAML parser.
+fn parse_yaml(value: &str) -> Result<Vec<(String, Node)>, FieldError> {
     if value.len() > MAX_VALUE_BYTES {
         return Err(FieldError::TooLong(value.len()));
     }

@@ -183,10 +183,6 @@ pub struct HookPlan {
     pub version: u32,
     /// The faults the hook (or the shim wrapper, for `exec`) executes.
     pub faults: Vec<PlannedFault>,
-    /// Containers of the shim wrapper's pods: the file where `ctl inject` puts the container's
-    /// injected `exec` faults (a plan of this format), which the wrapper watches.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inject: Option<String>,
 }
 
 impl HookPlan {
@@ -197,7 +193,6 @@ impl HookPlan {
     ) -> HookPlan {
         HookPlan {
             version: PLAN_VERSION,
-            inject: None,
             faults: faults
                 .into_iter()
                 .map(|f| PlannedFault {
@@ -323,13 +318,6 @@ mod tests {
         assert!(text.starts_with("{\"version\":1,"), "{text}");
         let back = HookPlan::decode(&text).unwrap();
         assert_eq!(back, vec![(faults[0].clone(), value.to_string())]);
-        assert!(!text.contains("inject"), "{text}");
-        let with_inject = HookPlan {
-            inject: Some("/run/nri-chaos/exec/c1.json".into()),
-            ..plan
-        };
-        let read = HookPlan::read(&with_inject.encode()).unwrap();
-        assert_eq!(read.inject.as_deref(), Some("/run/nri-chaos/exec/c1.json"));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //!   `nri-chaos.io/plan`) and the hook points.
 
 pub mod annotations;
+pub mod exec_inject;
 pub mod faults;
 pub mod fields;
 pub mod hookplan;

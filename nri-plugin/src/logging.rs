@@ -6,18 +6,21 @@
 //! per line, as tracing-appender's `non_blocking` does, cost about 13 us in the handler).
 //! Any other line wakes the writer at once. A line that finds the queue full is dropped and
 //! counted ([`dropped_lines`], `nri_chaos_log_lines_dropped_total`); what is queued is
-//! written when the [`LogGuard`] is dropped at exit.
+//! written when the [`LogGuard`] is dropped at exit. A handler's line given to [`later`] is
+//! not even formatted in the handler: the writer formats it in its place, with its time.
 // Hand-written: the crates of the field (tracing-appender) wake their writer for every line.
 
 use std::cell::Cell;
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+mod later;
 
 /// Most bytes queued; past half of it the writer is woken at once. Grown as lines come
 /// (nothing is allocated up front), kept for reuse.
@@ -28,8 +31,12 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 #[derive(Debug, Default)]
 struct Queue {
     bytes: Vec<u8>,
+    /// Lines to format on the writer thread, each at its place in `bytes`.
+    later: Vec<later::Later>,
     dropped: u64,
     closed: bool,
+    /// The writer thread runs (else lines go straight to stderr).
+    threaded: bool,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +73,10 @@ struct Line<'a>(&'a Shared);
 
 impl Write for Line<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // A line of `later` being formatted on the writer thread.
+        if later::captured(buf) {
+            return Ok(buf.len());
+        }
         let mut queue = self.0.lock();
         if queue.bytes.len() + buf.len() > QUEUE_BYTES {
             queue.dropped += 1;
@@ -93,26 +104,62 @@ impl<'a> MakeWriter<'a> for QueueWriter {
     }
 }
 
+/// Logs a line of an NRI handler: `emit`, its `tracing` call over owned fields, runs on the
+/// writer thread, in the queue's order and with this instant as the line's time (without the
+/// writer thread, here and now).
+pub fn later(emit: impl FnOnce() + Send + 'static) {
+    match SHARED.get() {
+        Some(shared) => queue_later(shared, Box::new(emit)),
+        None => emit(),
+    }
+}
+
+fn queue_later(shared: &Shared, emit: Box<dyn FnOnce() + Send>) {
+    let at = SystemTime::now();
+    let mut queue = shared.lock();
+    if !queue.threaded {
+        drop(queue);
+        return emit();
+    }
+    if queue.later.len() >= later::MAX_LATER {
+        queue.dropped += 1;
+        return;
+    }
+    let offset = queue.bytes.len();
+    queue.later.push(later::Later { offset, at, emit });
+    if !QUIET.get() {
+        shared.wake.notify_one();
+    }
+}
+
 /// Writes the queue to `sink` (stderr) every [`FLUSH_EVERY`] (sooner when woken) until
 /// closed and empty.
 fn write_out(shared: &Shared, sink: &mut impl Write) {
     let mut out = Vec::new();
+    let mut lines = Vec::new();
+    let empty = |q: &Queue| q.bytes.is_empty() && q.later.is_empty();
     loop {
         let closed = {
             let queue = shared.lock();
             let (mut queue, _) = shared
                 .wake
-                .wait_timeout_while(queue, FLUSH_EVERY, |q| !q.closed && q.bytes.is_empty())
+                .wait_timeout_while(queue, FLUSH_EVERY, |q| !q.closed && empty(q))
                 .unwrap_or_else(|e| e.into_inner());
             std::mem::swap(&mut queue.bytes, &mut out);
+            std::mem::swap(&mut queue.later, &mut lines);
             queue.closed
         };
-        if !out.is_empty() {
-            // Nowhere to report a failed write to stderr; the lines are lost either way.
-            let _ = sink.write_all(&out);
-            out.clear();
+        // Nowhere to report a failed write to stderr; the lines are lost either way.
+        let mut start = 0;
+        for line in lines.drain(..) {
+            let end = line.offset.min(out.len());
+            let _ = sink.write_all(&out[start..end]);
+            start = end;
+            let _ = sink.write_all(&later::format(line));
         }
-        if closed && shared.lock().bytes.is_empty() {
+        let _ = sink.write_all(&out[start..]);
+        out.clear();
+        if closed && empty(&shared.lock()) {
             return;
         }
     }
@@ -169,7 +216,10 @@ pub fn init(format: LogFormat) -> LogGuard {
     };
     // Without the thread, lines go straight to stderr from the logging thread.
     let writer = match writer {
-        Ok(handle) => Some(handle),
+        Ok(handle) => {
+            shared.lock().threaded = true;
+            Some(handle)
+        }
         Err(err) => {
             eprintln!(
                 "nri-chaos: cannot start the log writer thread ({err}); logging synchronously"
@@ -178,7 +228,9 @@ pub fn init(format: LogFormat) -> LogGuard {
         }
     };
     let logs = tracing_subscriber::registry().with(filter);
-    let layer = tracing_subscriber::fmt::layer().with_ansi(false);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_timer(later::LogTime);
     match (format, writer.is_some()) {
         (LogFormat::Plain, true) => logs.with(layer.with_writer(QueueWriter(shared))).init(),
         (LogFormat::Json, true) => logs
@@ -251,6 +303,48 @@ mod tests {
         write_out(&shared, &mut out);
         assert_eq!(out, b"one\ntwo\n");
         assert!(shared.lock().bytes.is_empty());
+    }
+
+    #[test]
+    fn a_later_line_is_written_in_its_place_with_the_time_it_was_logged_at() {
+        let shared = Arc::new(Shared::default());
+        shared.lock().threaded = true;
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_timer(later::LogTime)
+            .with_writer(QueueWriter(shared.clone()))
+            .finish();
+        let mut out = Vec::new();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("one");
+            let pod = "default/web".to_string();
+            queue_later(
+                &shared,
+                Box::new(move || tracing::info!(pod = %pod, fault = "kill", "two")),
+            );
+            assert!(
+                shared.lock().bytes.ends_with(b"one\n"),
+                "not formatted when logged"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+            tracing::info!("three");
+            shared.lock().closed = true;
+            write_out(&shared, &mut out);
+        });
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].ends_with(" one"), "{text}");
+        assert!(
+            lines[1].ends_with(" two pod=default/web fault=\"kill\""),
+            "{text}"
+        );
+        assert!(lines[2].ends_with(" three"), "{text}");
+        // RFC 3339 timestamps of one length: text order is time order. `two` was formatted
+        // after `three` but carries its own, earlier, time.
+        let time = |line: &str| line.split(' ').next().unwrap().to_string();
+        assert!(time(lines[0]) <= time(lines[1]), "{text}");
+        assert!(time(lines[1]) < time(lines[2]), "{text}");
     }
 
     /// Writes `text` as one line (inside an NRI handler when `quiet`) and returns how long the

@@ -1,5 +1,6 @@
 //! `nri-chaos`: the containerd NRI plugin that injects the faults pods ask for in annotations.
 
+mod civil;
 mod control;
 mod ctl;
 mod engine;
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use injector::Policy;
+use injector::{exec_inject, Policy};
 
 use crate::engine::{Engine, Seams};
 use crate::logging::LogFormat;
@@ -79,6 +80,11 @@ struct RunArgs {
     /// `hook_path` wins).
     #[arg(long, default_value = engine::hooks::DEFAULT_HOOK_PATH)]
     hook_path: String,
+    /// Where `ctl inject` puts exec faults for the shim wrappers (absolute; default: the
+    /// `NRI_CHAOS_EXEC_DIR` environment variable, else /run/nri-chaos/exec). containerd's
+    /// environment must name the same directory for the wrappers.
+    #[arg(long)]
+    exec_dir: Option<PathBuf>,
     /// Prometheus endpoint (`GET /metrics`), `IP:port` or `off`. Overrides the policy's
     /// `metrics_address`; default 127.0.0.1:9464.
     #[arg(long)]
@@ -86,6 +92,11 @@ struct RunArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "plain")]
     log_format: LogFormat,
+    /// SCHED_FIFO priority of the threads that run NRI handlers (0 = the fair class).
+    /// Default 1 where the kernel permits it (else the fair class, with a warning); given
+    /// explicitly, a refusal stops the start.
+    #[arg(long, env = "NRI_CHAOS_HANDLER_RT_PRIORITY")]
+    handler_rt_priority: Option<u8>,
 }
 
 fn parse_index(value: &str) -> Result<String, String> {
@@ -122,11 +133,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .get_or_insert_with(|| args.hook_path.clone());
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating state dir {}", args.state_dir.display()))?;
-    let engine = Engine::new(policy, Seams::host(), &args.state_dir)?;
+    let exec_dir = match &args.exec_dir {
+        Some(dir) => exec_inject::resolve("--exec-dir", Some(dir.as_os_str())),
+        None => exec_inject::from_env(),
+    }?;
+    let engine = Engine::new(policy, Seams::host(), &args.state_dir, &exec_dir)?;
     engine.replay_journal();
     tracing::info!(
         socket = %args.nri_socket.display(),
         state_dir = %args.state_dir.display(),
+        exec_dir = %exec_dir.display(),
         strict = engine.policy().strict,
         domain = %engine.policy().domain,
         "nri-chaos starting"
@@ -192,12 +208,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("installing the SIGTERM handler")?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("installing the SIGINT handler")?;
-    let supervised = tokio::spawn(supervisor.run());
+    // The NRI connection and its handlers on a thread of their own (see transport::sched).
+    let sched = match args.handler_rt_priority {
+        Some(priority) => transport::sched::HandlerSched::from_priority(priority)?,
+        None => transport::sched::HandlerSched::Fifo(transport::sched::DEFAULT_RT_PRIORITY),
+    };
+    let (nri_thread, in_force) = supervisor.spawn(sched, args.handler_rt_priority.is_some())?;
+    tracing::info!(sched = ?in_force, "NRI thread's scheduling (the transport and every handler)");
     tokio::select! {
         _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
     }
-    supervised.abort();
+    nri_thread.stop(std::time::Duration::from_secs(2)).await;
     if let Some(task) = metrics_task {
         task.abort();
     }

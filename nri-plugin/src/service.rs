@@ -68,8 +68,9 @@ impl NriPlugin {
 
     fn timed<T>(&self, name: &'static str, work: impl FnOnce() -> T) -> T {
         let start = Instant::now();
-        // Its log lines are queued without waking the log writer (see `logging`).
-        let result = crate::logging::quietly(work);
+        // Its log lines are queued without waking the log writer (see `logging`), and the
+        // fault tasks it starts or stops wait for the reply (see `engine::after_reply`).
+        let result = crate::logging::quietly(|| crate::engine::handling(work));
         let elapsed = start.elapsed();
         self.engine.metrics().handler(name, elapsed);
         tracing::debug!(

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use injector::faults::exec::{ExecAction, ExecWindow};
@@ -67,8 +66,7 @@ pub type Stamp = (SystemTime, u64);
 struct Container {
     name: String,
     started: Option<Instant>,
-    /// The file `ctl inject` writes for this container, its last stamp, and its faults.
-    inject: Option<PathBuf>,
+    /// The last stamp of the file `ctl inject` writes for this container, and its faults.
     stamp: Option<Stamp>,
     injected: Vec<Window>,
 }
@@ -119,11 +117,7 @@ impl PodExecs {
     /// Task Create of container `id` with its `plan`. A restarted container (same name, same
     /// plan) keeps the windows, and so what `count` has used up.
     pub fn created(&mut self, id: &str, plan: ExecPlan) {
-        let ExecPlan {
-            name,
-            windows,
-            inject,
-        } = plan;
+        let ExecPlan { name, windows } = plan;
         let same = self.windows.get(&name).is_some_and(|old| {
             old.len() == windows.len()
                 && old.iter().zip(&windows).all(|(a, b)| a.origin == b.origin)
@@ -139,17 +133,16 @@ impl PodExecs {
             id.to_string(),
             Container {
                 name,
-                inject,
                 ..Container::default()
             },
         );
     }
 
-    /// The inject files to watch: container id, path, last stamp.
-    pub fn watched(&self) -> Vec<(String, PathBuf, Option<Stamp>)> {
+    /// The containers whose inject files to look at: container id, last stamp.
+    pub fn watched(&self) -> Vec<(String, Option<Stamp>)> {
         self.containers
             .iter()
-            .filter_map(|(id, c)| Some((id.clone(), c.inject.clone()?, c.stamp)))
+            .map(|(id, c)| (id.clone(), c.stamp))
             .collect()
     }
 
@@ -283,7 +276,6 @@ mod tests {
                 since: None,
                 window: ExecWindow::new(fault, req.timing),
             }],
-            inject: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Which task API calls the wrapper looks into, and what it answers itself.
 //!
-//! Decoded: `Create` (the container's exec plan is read from its bundle), `Start` (a
+//! Decoded: `Create` (the container's exec plan is read from its bundle, off the request
+//! path: `planning`), `Start` (a
 //! container's start is when `after` counts from; an exec's Start may be held or answered
 //! here), `Delete` (forgets a container), and `Exec` while the pod has exec faults. `Wait`,
 //! `Kill`, `Delete`, `State`, `CloseIO` and `ResizePty` are decoded only while an exec is
@@ -34,11 +35,12 @@ use containerd_shim_protos::api::{
 use injector::faults::exec::ExecAction;
 use protobuf::well_known_types::timestamp::Timestamp;
 use protobuf::Message;
+use tokio::sync::watch;
 use ttrpc::proto::{Request, Response};
 
 use crate::execs::{Decision, ExecKey, Exit, PodExecs, Stdio};
 use crate::frame::Frame;
-use crate::plan::ExecPlan;
+use crate::planning::{Pending, Planned};
 
 /// How long the FIFOs' reader (containerd) gets to appear before a synthetic exec gives up
 /// on its stdio.
@@ -50,11 +52,13 @@ const KILLED: u32 = 128 + 9;
 pub enum Route {
     /// Pass it to the runc shim now.
     Forward,
-    /// Pass this `Create` to the runc shim now, then record its container ([`created`]):
-    /// the plan is read from the bundle while runc creates the container, not before it.
-    /// Its `Start` still finds the plan: containerd sends it after `Create`'s answer, and the
-    /// server's one thread relays no answer between the write and the record (no await).
-    ForwardCreate(Box<CreateTaskRequest>),
+    /// Pass this `Create` to the runc shim now, then read its plan ([`Planned::read`]):
+    /// the plan is read from the bundle while runc creates the container, off the server's
+    /// thread; the container's `Start` and `Delete` wait for it ([`Route::AfterPlan`]).
+    ForwardCreate(Box<Planned>),
+    /// A container's `Start` or `Delete` while its plan is still being read: wait for it
+    /// ([`crate::planning::recorded`]), then route the frame again.
+    AfterPlan(watch::Receiver<bool>),
     /// Pass it to the runc shim after this long (`delay`).
     ForwardAfter(Duration),
     /// Answer it here with the response this gives (an encoded ttrpc `Response`).
@@ -65,7 +69,8 @@ impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Route::Forward => f.write_str("Forward"),
-            Route::ForwardCreate(c) => write!(f, "ForwardCreate({})", c.id),
+            Route::ForwardCreate(c) => write!(f, "ForwardCreate({})", c.create().id),
+            Route::AfterPlan(_) => f.write_str("AfterPlan"),
             Route::ForwardAfter(d) => write!(f, "ForwardAfter({d:?})"),
             Route::Answer(_) => f.write_str("Answer"),
         }
@@ -76,6 +81,8 @@ impl std::fmt::Debug for Route {
 #[derive(Debug, Default)]
 pub struct Shared {
     execs: Mutex<PodExecs>,
+    /// The plans being read.
+    pub pending: Pending,
 }
 
 impl Shared {
@@ -115,40 +122,30 @@ pub fn route(shared: &Arc<Shared>, frame: &Frame) -> Route {
         return Route::Forward;
     }
     match req.method.as_str() {
-        "Create" => decode::<CreateTaskRequest>(&req)
-            .map_or(Route::Forward, |c| Route::ForwardCreate(Box::new(c))),
-        "Start" => decode::<StartRequest>(&req).map_or(Route::Forward, |s| start(shared, s)),
+        "Create" => decode::<CreateTaskRequest>(&req).map_or(Route::Forward, |c| {
+            Route::ForwardCreate(Box::new(Planned::begin(shared, c)))
+        }),
+        "Start" => decode::<StartRequest>(&req).map_or(Route::Forward, |s| {
+            planning(shared, &s.id, &s.exec_id).unwrap_or_else(|| start(shared, s))
+        }),
         "Exec" if shared.execs().has_faults() => {
             decode::<ExecProcessRequest>(&req).map_or(Route::Forward, |e| exec(shared, e))
         }
-        "Delete" => decode::<DeleteRequest>(&req).map_or(Route::Forward, |d| delete(shared, d)),
+        "Delete" => decode::<DeleteRequest>(&req).map_or(Route::Forward, |d| {
+            planning(shared, &d.id, &d.exec_id).unwrap_or_else(|| delete(shared, d))
+        }),
         _ if shared.execs().has_synthetic() => about_synthetic(shared, &req),
         _ => Route::Forward,
     }
 }
 
-/// Records the container `create` makes, with the exec plan of its bundle.
-pub fn created(shared: &Arc<Shared>, create: &CreateTaskRequest) {
-    let plan = match ExecPlan::read(&create.id, std::path::Path::new(&create.bundle)) {
-        Ok(plan) => plan,
-        Err(err) => {
-            crate::log(format_args!(
-                "nri-chaos: container {}: {err}; it runs without exec faults",
-                create.id
-            ));
-            ExecPlan::default()
-        }
-    };
-    for w in &plan.windows {
-        crate::log(format_args!(
-            "nri-chaos: container {} ({}): exec fault {} from {}",
-            create.id,
-            plan.name,
-            w.window.fault(),
-            w.origin
-        ));
+/// [`Route::AfterPlan`] for a call about container `id` itself (no exec) whose plan is
+/// being read.
+fn planning(shared: &Shared, id: &str, exec_id: &str) -> Option<Route> {
+    if !exec_id.is_empty() {
+        return None;
     }
-    shared.execs().created(&create.id, plan);
+    shared.pending.of(id).map(Route::AfterPlan)
 }
 
 fn start(shared: &Arc<Shared>, s: StartRequest) -> Route {

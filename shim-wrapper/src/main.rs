@@ -13,6 +13,7 @@
 //!   annotations (`plan`).
 
 mod answer;
+mod conn;
 mod delete;
 mod error;
 mod execs;
@@ -21,10 +22,12 @@ mod group;
 mod inject;
 mod intercept;
 mod plan;
+mod planning;
 mod procfs;
 mod runc;
 mod serve;
 mod start;
+mod timing;
 
 use std::ffi::OsString;
 use std::io::Write;

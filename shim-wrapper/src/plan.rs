@@ -2,9 +2,10 @@
 //! plugin resolved the pod's `exec` annotation (grammar, policy, runtime handler) and wrote it
 //! into the OCI annotation `nri-chaos.io/plan`, the plan the OCI hook reads too
 //! (`injector::hookplan`). The file is read with the hook's bounded reader
-//! (`oci_hooks::oci::BundleConfig`, at most 16 MiB): the only disk access of the request path.
+//! (`oci_hooks::oci::BundleConfig`, at most 16 MiB), on tokio's blocking pool (`planning`), off
+//! the request path.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use injector::faults::exec::ExecWindow;
@@ -24,8 +25,6 @@ pub struct ExecPlan {
     pub name: String,
     /// Its exec faults.
     pub windows: Vec<Window>,
-    /// Where `ctl inject` puts its injected exec faults (the plugin named it).
-    pub inject: Option<PathBuf>,
 }
 
 /// Errors reading the plan (the container then runs without exec faults).
@@ -58,7 +57,6 @@ impl ExecPlan {
         Ok(ExecPlan {
             name,
             windows: exec_windows(&plan, None)?,
-            inject: plan.inject.map(PathBuf::from),
         })
     }
 }
@@ -108,7 +106,6 @@ mod tests {
             p.windows[0].origin,
             "exec.nri-chaos.io/container.app: \"{hang: true, match: healthz}\""
         );
-        assert_eq!(p.inject, None);
         let none = bundle(serde_json::json!({}));
         let p = ExecPlan::read("c2", none.path()).unwrap();
         assert_eq!((p.name.as_str(), p.windows.len()), ("c2", 0));

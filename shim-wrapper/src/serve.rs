@@ -7,18 +7,20 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 use tokio::task::JoinSet;
 
+use crate::conn::{Conn, Listener, Reader};
 use crate::error::ShimError;
 use crate::frame::Frame;
 use crate::intercept::{route, Route, Shared};
+use crate::timing::Timing;
 
 /// First argument of the serve mode (containerd never passes it).
 pub const SERVE_FLAG: &str = "--nri-chaos-serve";
@@ -117,23 +119,25 @@ fn ready() {
 }
 
 /// Binds `path`; `None` when a live server already listens there (a stale file is replaced).
-fn bind(path: &Path) -> Result<Option<UnixListener>, ShimError> {
-    match UnixListener::bind(path) {
-        Ok(l) => Ok(Some(l)),
+fn bind(path: &Path) -> Result<Option<Listener>, ShimError> {
+    use std::os::unix::net::UnixListener;
+    let listener = match UnixListener::bind(path) {
+        Ok(l) => l,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Ok(None);
             }
             let _ = std::fs::remove_file(path);
-            UnixListener::bind(path)
-                .map(Some)
-                .map_err(ShimError::io("listening on", path))
+            UnixListener::bind(path).map_err(ShimError::io("listening on", path))?
         }
-        Err(e) => Err(ShimError::io("listening on", path)(e)),
-    }
+        Err(e) => return Err(ShimError::io("listening on", path)(e)),
+    };
+    Listener::new(listener)
+        .map(Some)
+        .map_err(ShimError::io("listening on", path))
 }
 
-async fn serve(args: &ServeArgs, listener: UnixListener) {
+async fn serve(args: &ServeArgs, listener: Listener) {
     let gone = upstream_gone(&args.upstream, args.upstream_pid);
     tokio::pin!(gone);
     let shared = Arc::new(Shared::default());
@@ -143,7 +147,7 @@ async fn serve(args: &ServeArgs, listener: UnixListener) {
             _ = &mut gone => return,
             conn = listener.accept() => {
                 // A failed accept (EMFILE, say) drops that one connection only.
-                if let Ok((conn, _)) = conn {
+                if let Ok(conn) = conn {
                     let upstream = args.upstream.clone();
                     let shared = shared.clone();
                     tokio::spawn(async move { forward(conn, &upstream, shared).await });
@@ -158,8 +162,8 @@ async fn serve(args: &ServeArgs, listener: UnixListener) {
 const READ_BUFFER: usize = 4 << 10;
 
 /// containerd's side of a connection, written by the runc shim's answers and by the answers
-/// made here, a whole frame at a time.
-type ClientWriter = Arc<tokio::sync::Mutex<tokio::net::unix::OwnedWriteHalf>>;
+/// made here, a whole frame at a time (the lock keeps frames whole).
+type ClientWriter = Arc<tokio::sync::Mutex<Arc<Conn>>>;
 
 /// Writes `frame` to containerd; false once that side is closed.
 async fn answer_client(client: &ClientWriter, frame: &Frame) -> bool {
@@ -170,55 +174,72 @@ async fn answer_client(client: &ClientWriter, frame: &Frame) -> bool {
 /// written to the runc shim by the reader itself; the runc shim's frames are written back to
 /// containerd by the task reading them, as they came (no queue or task in between: one hop
 /// each way). Answers made here and held requests run as tasks of the connection, ended with it.
-async fn forward(conn: UnixStream, upstream: &Path, shared: Arc<Shared>) {
-    let (from_client, client_w) = conn.into_split();
-    let mut from_client = BufReader::with_capacity(READ_BUFFER, from_client);
-    // The runc shim is connected at the first frame: a connection that only probes (`start`
-    // asking whether this server is alive) costs the runc shim nothing.
-    let Ok(Some(first)) = Frame::read(&mut from_client).await else {
+async fn forward(conn: Arc<Conn>, upstream: &Path, shared: Arc<Shared>) {
+    let mut from_client = BufReader::with_capacity(READ_BUFFER, Reader(conn.clone()));
+    // The runc shim is connected while the first frame arrives, so the connect is not on
+    // that call's path (a connection that only probes, `start` asking whether this server is
+    // alive, costs the runc shim one accepted connection that closes at once).
+    let (first, up) = tokio::join!(
+        Frame::read(&mut from_client),
+        crate::conn::connect(upstream)
+    );
+    let Ok(Some(first)) = first else {
         return;
     };
     // Only when the runc shim is gone does connect fail; dropping `conn` tells containerd.
-    let Ok(up) = UnixStream::connect(upstream).await else {
+    let Ok(up_w) = up else {
         return;
     };
-    let (from_up, mut up_w) = up.into_split();
-    let mut from_up = BufReader::with_capacity(READ_BUFFER, from_up);
-    let client: ClientWriter = Arc::new(tokio::sync::Mutex::new(client_w));
+    let mut from_up = BufReader::with_capacity(READ_BUFFER, Reader(up_w.clone()));
+    let client: ClientWriter = Arc::new(tokio::sync::Mutex::new(conn));
     let replies = client.clone();
+    let timing = Timing::new();
+    let answers = timing.clone();
     let up_reader = tokio::spawn(async move {
         while let Ok(Some(frame)) = Frame::read(&mut from_up).await {
+            let got = Instant::now();
             if !answer_client(&replies, &frame).await {
                 break;
             }
+            answers.answered(&frame, got);
         }
     });
     let mut calls = JoinSet::new();
-    let mut first = Some(first);
+    let mut first = Some((first, Instant::now()));
     loop {
-        let frame = match first.take() {
-            Some(frame) => frame,
+        let (frame, read) = match first.take() {
+            Some(first) => first,
             None => match Frame::read(&mut from_client).await {
-                Ok(Some(frame)) => frame,
+                Ok(Some(frame)) => (frame, Instant::now()),
                 _ => break,
             },
         };
-        let routed = if frame.is_request() {
+        let mut routed = if frame.is_request() {
             route(&shared, &frame)
         } else {
             Route::Forward
         };
+        if let Route::AfterPlan(plan) = routed {
+            let wait = Instant::now();
+            crate::planning::recorded(plan).await;
+            crate::timing::plan_waited(wait);
+            routed = route(&shared, &frame);
+        }
         match routed {
-            Route::Forward => {
+            // AfterPlan a second time: that plan was recorded or abandoned meanwhile, and a
+            // second wait would be for one that never comes.
+            Route::Forward | Route::AfterPlan(_) => {
                 if up_w.write_all(&frame.0).await.is_err() {
                     break;
                 }
+                timing.sent(&frame, read);
             }
-            Route::ForwardCreate(create) => {
+            Route::ForwardCreate(planned) => {
                 if up_w.write_all(&frame.0).await.is_err() {
                     break;
                 }
-                crate::intercept::created(&shared, &create);
+                timing.sent(&frame, read);
+                planned.read();
             }
             Route::ForwardAfter(hold) => {
                 let client = client.clone();
@@ -244,10 +265,10 @@ async fn forward(conn: UnixStream, upstream: &Path, shared: Arc<Shared>) {
     }
     // containerd closed: the runc shim sees the end as well, then its answers drain.
     calls.abort_all();
-    let _ = up_w.shutdown().await;
+    up_w.shutdown_write();
     drop(up_w);
     let _ = up_reader.await;
-    let _ = client.lock().await.shutdown().await;
+    client.lock().await.shutdown_write();
 }
 
 /// Sends one held request to the runc shim on a connection of its own and returns its answer.

@@ -4,7 +4,7 @@
 # out-of-memory. The closing `test result:` line is read by tests/run-all.sh.
 #
 # Usage: tests/scripts/fuzz.sh [--long] [--seconds N] [TARGET...]
-#   default  every target for 8 s (CI: tests/run-all.sh)
+#   default  every target for 8 s, one per CPU at a time (CI: tests/run-all.sh)
 #   --long   every target for 600 s (or --seconds N), for a long run before a release
 #   TARGET   only these targets (names: the files in fuzz/fuzz_targets/)
 #
@@ -56,36 +56,54 @@ cargo fuzz build --fuzz-dir fuzz -s none -a >&2
 built=$(( $(date +%s) - started ))
 bin_dir=fuzz/target/x86_64-unknown-linux-gnu/release
 
+# One target per CPU at a time (each is one single-threaded libFuzzer process).
+parallel=$(nproc 2>/dev/null || echo 1)
+run_target() {
+    local target=$1
+    local corpus="$cache/fuzz/corpus/$target"
+    local artifacts="fuzz/artifacts/$target"
+    mkdir -p "$corpus" "$artifacts"
+    local status=0
+    "$bin_dir/$target" "$corpus" "fuzz/corpus/$target" \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+        -artifact_prefix="$artifacts/" -print_final_stats=1 >"$cache/fuzz/$target.log" 2>&1 || status=$?
+    echo "$status" >"$cache/fuzz/$target.status"
+}
+mkdir -p "$cache/fuzz"
+running=0
+for target in "${targets[@]}"; do
+    rm -f "$cache/fuzz/$target.status"
+    run_target "$target" &
+    running=$(( running + 1 ))
+    if [[ $running -ge $parallel ]]; then
+        wait -n || true
+        running=$(( running - 1 ))
+    fi
+done
+wait
+
 passed=0
 failed=0
 total_runs=0
 failures=()
 for target in "${targets[@]}"; do
-    corpus="$cache/fuzz/corpus/$target"
-    artifacts="fuzz/artifacts/$target"
-    mkdir -p "$corpus" "$artifacts"
     log="$cache/fuzz/$target.log"
-    set +e
-    "$bin_dir/$target" "$corpus" "fuzz/corpus/$target" \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
-        -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1
-    status=$?
-    set -e
-    runs=$(awk '/^stat::number_of_executed_units:/ { print $NF }' "$log" | tail -1)
+    status=$(cat "$cache/fuzz/$target.status" 2>/dev/null || echo "none (the run did not finish)")
+    runs=$(awk '/^stat::number_of_executed_units:/ { print $NF }' "$log" 2>/dev/null | tail -1)
     runs=${runs:-0}
     total_runs=$(( total_runs + runs ))
-    if [[ $status -eq 0 ]]; then
+    if [[ $status == 0 ]]; then
         passed=$(( passed + 1 ))
         printf 'fuzz %-18s ok      %10d runs in %ss\n' "$target" "$runs" "$seconds"
     else
         failed=$(( failed + 1 ))
         failures+=("$target")
-        printf 'fuzz %-18s FAILED  %10d runs (exit %d); log %s\n' "$target" "$runs" "$status" "$log"
-        grep -E "panicked at|ERROR: libFuzzer|SUMMARY|Test unit written to|^(thread|assertion)" "$log" | head -20 | sed 's/^/    /'
+        printf 'fuzz %-18s FAILED  %10d runs (exit %s); log %s\n' "$target" "$runs" "$status" "$log"
+        grep -E "panicked at|ERROR: libFuzzer|SUMMARY|Test unit written to|^(thread|assertion)" "$log" | head -20 | sed 's/^/    /' || true
     fi
 done
 took=$(( $(date +%s) - started ))
-echo "fuzz: ${#targets[@]} target(s), $total_runs executions, ${#failures[@]} crashed${failures[*]:+ (${failures[*]})}; build ${built}s, total ${took}s"
+echo "fuzz: ${#targets[@]} target(s), $parallel at a time, $total_runs executions, ${#failures[@]} crashed${failures[*]:+ (${failures[*]})}; build ${built}s, total ${took}s"
 result=ok
 [[ $failed -eq 0 ]] || result=FAILED
 echo "test result: $result. $passed passed; $failed failed; 0 ignored; 0 measured; 0 filtered out; finished in ${took}s"

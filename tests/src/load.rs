@@ -67,6 +67,8 @@ pub async fn driven_plugin(dir: &Path) -> Result<(PluginProcess, NriDriver)> {
         .arg(&config)
         .arg("--state-dir")
         .arg(dir.join("state"))
+        .arg("--exec-dir")
+        .arg(dir.join("exec"))
         .args(["--metrics-address", "127.0.0.1:0"])
         .env("RUST_LOG", "warn,nri_chaos=info");
     let plugin = PluginProcess::spawn(&mut cmd, &dir.join("nri-chaos.log"))?;

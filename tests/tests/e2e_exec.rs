@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use common::ChaosNode;
+use injector::hookplan::PLAN_ANNOTATION;
 use nri_chaos_tests::{
-    plugin_binary, try_shim_wrapper_binary, ContainerSpec, ContainerState, ContainerdVersion,
+    plugin_binary, try_shim_wrapper_binary, ContainerSpec, ContainerState, ContainerdVersion, Node,
     PodSpec, SHIM_HANDLER,
 };
 
@@ -52,6 +53,11 @@ async fn fail_hang_and_delay(version: ContainerdVersion) -> Result<()> {
         .run_container(&pod, &ContainerSpec::new("slow", SLEEPER))
         .await?;
 
+    // A container with an exec fault gets its plan in its OCI annotations.
+    ensure!(
+        common::oci_spec(&node, &failing)?.contains(PLAN_ANNOTATION),
+        "the container with an exec fault has no plan annotation"
+    );
     // `ctl list` shows the three exec faults planned from the annotations, in force.
     let listed = exec_faults_listed(&node)?;
     ensure!(
@@ -264,12 +270,14 @@ async fn injected_with_ctl(version: ContainerdVersion) -> Result<()> {
     try_shim_wrapper_binary()?;
     let node = ChaosNode::start(version, "").await?;
     let cri = node.node.cri().await?;
-    let pod = cri
-        .run_pod(&PodSpec::new("injected").runtime_handler(SHIM_HANDLER))
-        .await?;
-    let app = cri
-        .run_container(&pod, &ContainerSpec::new("app", SLEEPER))
-        .await?;
+    let (pod, app) = common::wrapped_app(&cri, "injected").await?;
+    // No fault, no adjustment: the plugin leaves the container's spec alone (ctl inject
+    // reaches the wrapper through the node's exec directory, not through a plan).
+    let spec = common::oci_spec(&node, &app)?;
+    ensure!(
+        !spec.contains(PLAN_ANNOTATION),
+        "a container of a wrapped pod without a fault got the plan annotation: {spec}"
+    );
     let healthz: &[&str] = &["sh", "-c", "echo healthz"];
     let before = cri.exec_sync(&app, healthz, 5).await?;
     ensure!(
@@ -302,11 +310,7 @@ async fn injected_with_ctl(version: ContainerdVersion) -> Result<()> {
 
     // A plan the wrapper cannot read: named in containerd's log (where the wrapper's lines
     // go), and the container runs unfaulted.
-    let inject = node
-        .node
-        .dir()
-        .join("nri-chaos-state/exec")
-        .join(format!("{app}.json"));
+    let inject = node.node.exec_dir().join(format!("{app}.json"));
     std::fs::create_dir_all(inject.parent().context("inject dir")?)?;
     std::fs::write(&inject, "v9;exec")?;
     let needle = format!(
@@ -332,6 +336,41 @@ async fn injected_with_ctl(version: ContainerdVersion) -> Result<()> {
         "{version}: ctl inject reached the wrapper in {:.2} s; ctl recover ended it in {:.2} s",
         took.as_secs_f64(),
         gone.as_secs_f64()
+    );
+    cri.stop_pod(&pod).await?;
+    cri.remove_pod(&pod).await?;
+    node.shutdown().await
+}
+
+/// A wrapped pod that runs before nri-chaos does (its wrapper finds no exec directory yet) is
+/// reached by `ctl inject` once nri-chaos runs: the wrapper keeps looking.
+async fn injected_into_a_pod_older_than_nri_chaos(version: ContainerdVersion) -> Result<()> {
+    try_shim_wrapper_binary()?;
+    common::require_root();
+    let node = Node::start(version).await?;
+    let cri = node.cri().await?;
+    let (pod, app) = common::wrapped_app(&cri, "early").await?;
+    // The wrapper looks a few times at a directory that is not there.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    ensure!(
+        !node.exec_dir().exists(),
+        "{} exists before nri-chaos runs",
+        node.exec_dir().display()
+    );
+    let node = ChaosNode::with_plugin(node, "").await?;
+    ctl(
+        &node,
+        &[
+            "inject",
+            "default/early/app",
+            "exec",
+            "{fail: {exit_code: 6}}",
+        ],
+    )?;
+    let took = until_exit_code(&cri, &app, &["true"], 6, Duration::from_secs(3)).await?;
+    println!(
+        "{version}: ctl inject reached the wrapper of a pod older than nri-chaos in {:.2} s",
+        took.as_secs_f64()
     );
     cri.stop_pod(&pod).await?;
     cri.remove_pod(&pod).await?;
@@ -414,11 +453,13 @@ on_both_containerd_versions!(
     fail_hang_and_delay,
     window_and_count,
     refused_off_handler_and_bad_values,
-    injected_with_ctl
+    injected_with_ctl,
+    injected_into_a_pod_older_than_nri_chaos
 );
 on_containerd_2_3!(
     fail_hang_and_delay,
     window_and_count,
     refused_off_handler_and_bad_values,
-    injected_with_ctl
+    injected_with_ctl,
+    injected_into_a_pod_older_than_nri_chaos
 );

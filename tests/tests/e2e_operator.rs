@@ -267,13 +267,13 @@ async fn ctl_inject_kill_list_metrics_and_root_only_socket(
         stderr.contains("the control socket is root only"),
         "{stderr}"
     );
-    ensure!(
-        !node
-            .log_lines(&["refused a client that is not root", "uid=65534"])
-            .is_empty(),
-        "the refusal was not logged:\n{}",
-        node.log()
-    );
+    // The plugin's log writer thread writes the line a moment after the connection closed.
+    let refusal = node
+        .plugin
+        .wait_log_contains("refused a client that is not root", Duration::from_secs(5))
+        .await
+        .context("the refusal was not logged")?;
+    ensure!(refusal.contains("uid=65534"), "{refusal}");
     node.shutdown().await
 }
 
@@ -437,7 +437,16 @@ impl Follower {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                let stderr: Vec<String> = self.stderr.try_iter().collect();
+                // The reader thread may not have passed on the last lines yet: read until it
+                // sees the pipe's end (the child has exited), bounded.
+                let mut stderr = Vec::new();
+                let drained = Instant::now() + Duration::from_secs(2);
+                while let Some(left) = drained.checked_duration_since(Instant::now()) {
+                    match self.stderr.recv_timeout(left) {
+                        Ok(line) => stderr.push(line),
+                        Err(_) => break,
+                    }
+                }
                 return Ok((status, stderr.join("\n")));
             }
             if Instant::now() >= deadline {

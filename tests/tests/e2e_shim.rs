@@ -194,12 +194,7 @@ async fn containerd_restart_then_wrapper_sigkill(version: ContainerdVersion) -> 
     try_shim_wrapper_binary()?;
     let mut node = ChaosNode::start(version, "").await?;
     let cri = node.node.cri().await?;
-    let pod = cri
-        .run_pod(&PodSpec::new("restarted").runtime_handler(SHIM_HANDLER))
-        .await?;
-    let app = cri
-        .run_container(&pod, &ContainerSpec::new("app", SLEEPER))
-        .await?;
+    let (pod, app) = common::wrapped_app(&cri, "restarted").await?;
     let sockets = node.node.shim_sockets(&pod.id);
     let ours = sockets.last().context("no wrapper socket path")?.clone();
 

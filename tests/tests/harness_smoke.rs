@@ -384,10 +384,11 @@ async fn plugin_process_lifecycle() {
         .await
         .expect("args logged");
     let expected = format!(
-        "args: run --nri-socket {} --config {} --state-dir {} --metrics-address 127.0.0.1:0",
+        "args: run --nri-socket {} --config {} --state-dir {} --exec-dir {} --metrics-address 127.0.0.1:0",
         node.nri_socket().display(),
         node.dir().join("nri-chaos.toml").display(),
-        node.dir().join("nri-chaos-state").display()
+        node.dir().join("nri-chaos-state").display(),
+        node.exec_dir().display()
     );
     assert_eq!(line, expected);
     let line = p

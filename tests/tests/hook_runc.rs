@@ -121,7 +121,7 @@ fn bundle_with_network(
   "hooks": {{"createRuntime": [{{"path": {hook}, "args": ["nri-chaos-hook", "createRuntime"], "timeout": 20}}]}},
   "annotations": {{{annotations}}},
   "linux": {{
-    "cgroupsPath": "/nri-chaos-e2e/runc-{id}",
+    "cgroupsPath": "/nri-chaos-e2e-runc-{id}",
     "namespaces": [{{"type": "pid"}}, {{"type": "ipc"}}, {{"type": "uts"}}, {{"type": "mount"}}{network}],
     "maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"]
   }}

@@ -120,6 +120,12 @@ impl Fault for FreezeFault {
         }
     }
 
+    /// A freeze that timed out and was thawed: a task in uninterruptible sleep (I/O, page-in
+    /// under load) held the cgroup in `FREEZING`; it usually passes.
+    fn transient(err: &FreezeError) -> bool {
+        matches!(err, FreezeError::Freeze(e) if e.is_timeout())
+    }
+
     /// Thaws the container's cgroup. Already thawed, or vanished (the container is gone): `Ok`.
     fn recover(kernel: &Kernel<'_>, undo: FreezeUndo) -> Result<(), FreezeError> {
         let cg = ContainerCgroup::from_freezer(&undo.freezer);

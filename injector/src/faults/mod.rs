@@ -91,4 +91,11 @@ pub trait Fault {
     fn target_gone(_err: &Self::Error) -> bool {
         false
     }
+
+    /// The error is passing (nothing was done, the target is as before, and the same apply may
+    /// well succeed a moment later): the scheduler retries the firing a few times before it
+    /// reports it failed.
+    fn transient(_err: &Self::Error) -> bool {
+        false
+    }
 }

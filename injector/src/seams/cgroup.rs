@@ -96,20 +96,23 @@ pub enum CgroupError {
         path: PathBuf,
     },
     /// The freezer did not reach the wanted state in time.
-    #[error("cgroup {}: {file} stayed {state} after {elapsed:?} ({attempts} attempts to reach {wanted})", .dir.display())]
+    #[error("cgroup {}: {file} stayed {state} after {elapsed:?} ({attempts} attempts to reach {wanted}){tasks}", .dir.display())]
     Timeout {
         /// The cgroup directory.
         dir: PathBuf,
         /// The file polled (`freezer.state`, `cgroup.events`).
         file: &'static str,
         /// The last state seen.
-        state: String,
+        state: &'static str,
         /// The wanted state.
         wanted: &'static str,
         /// Time spent.
         elapsed: Duration,
         /// Writes of the wanted state.
         attempts: u32,
+        /// `; tasks: <tid> <comm> <state> <wchan>, ...` (what the cgroup's threads were doing,
+        /// so that a stuck task is named), or empty.
+        tasks: Box<str>,
     },
     /// A failure injected into [`RecordingFreezer`].
     #[error("cgroup {}: injected failure of {op}", .dir.display())]
@@ -135,6 +138,12 @@ impl CgroupError {
     /// Whether this error means the cgroup is gone (the container no longer exists).
     pub fn is_vanished(&self) -> bool {
         matches!(self, CgroupError::Vanished { .. })
+    }
+
+    /// Whether this error is the freezer not reaching the wanted state in time (transient:
+    /// a task in uninterruptible sleep holds the cgroup in `FREEZING`).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, CgroupError::Timeout { .. })
     }
 }
 

@@ -36,7 +36,7 @@ fn engine(dir: &Path) -> (Engine, Arc<RecordingSignaller>) {
         netlink: Arc::new(injector::seams::netlink::RecordingNetlink::new()),
         stressors: Arc::new(injector::seams::stressors::RecordingSpawner::new()),
     };
-    let engine = Engine::new(Policy::default(), seams, dir).unwrap();
+    let engine = Engine::new(Policy::default(), seams, dir, &dir.join("exec")).unwrap();
     (engine, signaller)
 }
 

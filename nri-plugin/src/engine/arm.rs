@@ -1,6 +1,7 @@
 //! Arming one fault: the task that runs its effect on the scheduler, recorded in the registry.
 //! Called by the verbs with the state lock held, so what they check and what they arm is one
 //! step (a `ctl inject` and a PostStart of the same container never overwrite each other).
+//! In an NRI handler the task is started after the reply (`after_reply`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use super::{effects, introspect, Inner, PodInfo};
 const DEFAULT_STRESS_HOLD: Duration = Duration::from_secs(60);
 
 impl Inner {
-    /// Spawns the task of `fault` on `target` (its schedule measured from `target.started`),
+    /// Starts the task of `fault` on `target` (its schedule measured from `target.started`),
     /// records it in the registry and returns it. A fault the shim wrapper executes (`exec`)
     /// gets a record and a task that only waits for its end. `None` when nothing runs in the
     /// plugin: the kind is executed by the OCI hook (`start`), or the pod has no network
@@ -54,6 +55,11 @@ impl Inner {
                 Box::pin(async move {
                     match effects::kill(&engine, kill, target.pid) {
                         Ok(effect) => runner::run(engine, target, timing, effect, stop_rx).await,
+                        // Stopped before it started (see `after_reply`), its container gone.
+                        Err(_) if *stop_rx.borrow() => {
+                            engine.registry.ended(target.fault_id);
+                            engine.disarm(&target.key, target.fault_id);
+                        }
                         Err(err) => {
                             engine.registry.failed(target.fault_id, &err.to_string());
                             tracing::warn!(pod = %target.pod, container = %target.container, pid = target.pid, error = %err, "kill: cannot take a handle on the container's init process; fault dropped");
@@ -108,14 +114,13 @@ impl Inner {
             FaultSpec::Start(_) | FaultSpec::Exec(_) => return None,
         };
         self.registry.armed(new_fault(&target, fault));
-        let task = tokio::spawn(run);
+        self.after_reply.start(run);
         Some(ArmedFault {
             id,
             origin: target.origin,
             instance: target.container_id,
             sandbox: target.sandbox,
             stop,
-            task,
         })
     }
 
@@ -133,21 +138,20 @@ impl Inner {
         self.registry.applied(id, Duration::ZERO);
         let (stop, mut stop_rx) = watch::channel(false);
         let engine = self.clone();
-        let task = tokio::spawn(async move {
+        self.after_reply.start(Box::pin(async move {
             // Stopped, or the engine dropped the fault.
             let _ = stop_rx.changed().await;
             if let Some(path) = inject_file {
                 let _ = std::fs::remove_file(&path);
             }
             engine.registry.recovered(id);
-        });
+        }));
         ArmedFault {
             id,
             origin: target.origin,
             instance: target.container_id.clone(),
             sandbox: target.sandbox.clone(),
             stop,
-            task,
         }
     }
 

@@ -2,6 +2,8 @@
 //! refuse it in strict mode, hand hook-executed faults to the OCI hook, arm the pod's
 //! pod-scoped faults, and keep the container's own plan for its start.
 
+use std::sync::Arc;
+
 use injector::{plan_container, FaultRequest, PodRef, Rejection};
 
 use super::error::{CreateError, EngineError};
@@ -32,8 +34,7 @@ impl Engine {
             }
             .into());
         }
-        let adjustment =
-            hooks::adjustment(&self.inner, &pod, &container.name, &container.id, &faults);
+        let adjustment = hooks::adjustment(&self.inner, &pod, &container.name, &faults);
         let mut state = lock(&self.inner.state);
         state
             .pods
@@ -44,18 +45,26 @@ impl Engine {
             .into_iter()
             .filter(|fault| !fault.kind.is_pod_scoped())
             .collect();
-        for fault in &faults {
-            tracing::info!(pod = %pod.display_name(), container = %container.name, fault = fault.kind.as_str(), key = %fault.key, "fault planned");
+        if tracing::enabled!(tracing::Level::INFO) {
+            let pod_name = pod.display_name();
+            for fault in &faults {
+                let (pod, container) = (pod_name.clone(), container.name.clone());
+                let (fault, key) = (fault.kind.as_str(), fault.key.clone());
+                // Formatted by the log writer thread, with this instant's time.
+                crate::logging::later(move || {
+                    tracing::info!(pod = %pod, container = %container, fault, key = %key, "fault planned");
+                });
+            }
         }
         // Kept even when empty: PostStart then knows the container was planned, and does
         // not plan it (nor its pod's faults) again.
         state.plans.insert(
             container.id.clone(),
-            Planned {
+            Arc::new(Planned {
                 pod,
                 container_name: container.name,
                 faults,
-            },
+            }),
         );
         Ok(adjustment)
     }

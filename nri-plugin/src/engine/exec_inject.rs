@@ -1,8 +1,9 @@
 //! `exec` faults injected by `ctl inject` into running containers of wrapped pods: each
-//! container's injected plan is a file under `<state dir>/exec/` that its shim wrapper
-//! watches (named in the container's plan annotation at creation, see [`super::hooks`]).
+//! container's injected plan is a file `<exec dir>/<container id>.json` that its shim wrapper
+//! looks for ([`injector::exec_inject`]: the directory is known to both sides, so a container
+//! without a fault gets no plan annotation at its creation).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -13,24 +14,25 @@ use super::runner::Target;
 use super::state::ArmedFault;
 use super::{introspect, Inner};
 
-/// Where `ctl inject` puts a container's injected exec faults for its shim wrapper:
-/// `<state dir>/exec/<container id>.json` (the state dir holds the ledger).
-pub(super) fn exec_inject_path(inner: &Inner, container_id: &str) -> PathBuf {
-    inner
-        .state_dir
-        .join("exec")
-        .join(format!("{container_id}.json"))
-}
-
 /// At start: injected exec faults of a previous run end with it, as its other injected
-/// faults do (the wrappers see their files go).
-pub(crate) fn clear_exec_injections(state_dir: &Path) {
-    let _ = std::fs::remove_dir_all(state_dir.join("exec"));
+/// faults do (the wrappers see their files go). Only the containers' files are removed, never
+/// the directory (a node setting may name a shared one); it is made here, so a directory
+/// nri-chaos cannot write is logged at start rather than at the first `ctl inject`.
+pub(crate) fn clear_exec_injections(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if injector::exec_inject::is_inject_file(&entry.file_name()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    if let Err(err) = std::fs::create_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), error = %err, "the directory for exec faults injected with ctl inject cannot be made; ctl inject of an exec fault will fail");
+    }
 }
 
 /// `ctl inject` of an `exec` fault into a running container of a wrapped pod: its plan is
-/// written to the file the container's wrapper watches (named in the container's plan
-/// annotation at creation); the fault holds until it is stopped (`ctl recover`, the
+/// written to the file the container's wrapper looks for; the fault holds until it is stopped (`ctl recover`, the
 /// container's end), which removes the file. Runs on the control socket, not in an NRI
 /// handler.
 pub(super) fn inject_exec(
@@ -39,7 +41,8 @@ pub(super) fn inject_exec(
     key: &str,
     value: &str,
 ) -> Result<ArmedFault, String> {
-    let path = exec_inject_path(inner, &target.container_id);
+    let path = injector::exec_inject::file(&inner.exec_dir, &target.container_id)
+        .ok_or_else(|| format!("container id {:?} is not a file name", target.container_id))?;
     let plan = HookPlan {
         version: PLAN_VERSION,
         faults: vec![PlannedFault {
@@ -47,7 +50,6 @@ pub(super) fn inject_exec(
             key: key.to_string(),
             value: value.to_string(),
         }],
-        inject: None,
     };
     let write = || -> std::io::Result<()> {
         if let Some(dir) = path.parent() {

@@ -16,7 +16,6 @@ use std::path::Path;
 use injector::hookplan::{hook_point, hook_timeout_secs, HookPlan, HookPoint, PLAN_ANNOTATION};
 use injector::{FaultKey, FaultKind, FaultRequest, Rng, SplitMix64};
 
-use super::exec_inject::exec_inject_path;
 use super::kinds::{executor, Executor};
 use super::{Inner, PodInfo};
 
@@ -105,13 +104,12 @@ fn seed() -> u64 {
         .unwrap_or(0)
 }
 
-/// The adjustment for a container's accepted `faults`, or `None` when the hook has nothing
-/// to do for it.
+/// The adjustment for a container's accepted `faults`, or `None` when neither the hook nor
+/// the shim wrapper has anything to do for it.
 pub(crate) fn adjustment(
     inner: &Inner,
     pod: &PodInfo,
     container_name: &str,
-    container_id: &str,
     faults: &[FaultRequest],
 ) -> Option<HookAdjustment> {
     let path = inner.hook_path();
@@ -157,18 +155,14 @@ pub(crate) fn adjustment(
         }
         chosen.push(fault);
     }
-    // Every container of a wrapped pod gets a plan: it names where `ctl inject` can reach
-    // the wrapper later.
-    let wrapped = pod.runtime_handler == SHIM_HANDLER;
-    if chosen.is_empty() && execs.is_empty() && !wrapped {
+    // A container without such a fault gets no adjustment, on the wrapper's pods too: `ctl
+    // inject` reaches the wrapper through a directory both know (`injector::exec_inject`).
+    if chosen.is_empty() && execs.is_empty() {
         return None;
     }
-    let mut plan = HookPlan::new(chosen.iter().chain(&execs).copied(), |key| {
+    let plan = HookPlan::new(chosen.iter().chain(&execs).copied(), |key| {
         pod.annotations.get(key).cloned().unwrap_or_default()
     });
-    if wrapped {
-        plan.inject = Some(exec_inject_path(inner, container_id).display().to_string());
-    }
     let annotations = vec![(PLAN_ANNOTATION.to_string(), plan.encode())];
     for fault in &execs {
         tracing::info!(pod = %pod.display_name(), container = %container_name, fault = fault.kind.as_str(), key = %fault.key, "exec fault handed to the shim wrapper");

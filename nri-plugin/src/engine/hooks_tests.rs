@@ -1,7 +1,6 @@
 //! Unit tests of [`super`]: the container adjustment per fault kind and executor.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use injector::{FaultKind, Policy};
 
@@ -199,17 +198,17 @@ fn exec_goes_to_the_shim_wrapper_as_a_plan_without_a_hook() {
         (faults[0].0.kind, faults[0].1.as_str()),
         (FaultKind::Exec, value)
     );
-    // Every container of a wrapped pod is told where injected exec faults will be.
+    // A container of a wrapped pod without a fault is not adjusted: `ctl inject` reaches
+    // its wrapper through the exec directory both know, not through a plan.
     let plain = engine
         .create_container(wrapped(&[]), container("c2", "sidecar"))
-        .unwrap()
         .unwrap();
-    let plan = HookPlan::read(&plain.annotations[0].1).unwrap();
-    assert!(plan.faults.is_empty());
-    assert_eq!(
-        plan.inject.map(PathBuf::from),
-        Some(dir.path().join("exec/c2.json"))
-    );
+    assert_eq!(plain, None);
+    // Nor is a container of a wrapped pod whose exec fault names another container.
+    let other = engine
+        .create_container(wrapped(&[(key, value)]), container("c3", "sidecar"))
+        .unwrap();
+    assert_eq!(other, None);
 }
 
 /// An exec fault planned from an annotation is listed like the other kinds: in force
@@ -291,4 +290,57 @@ fn exec_on_a_pod_off_the_wrapper_handler_is_rejected_with_the_reason() {
         "{rejected:?}"
     );
     assert_eq!(rejected[0].class.as_str(), "unsupported");
+}
+
+/// `ctl inject` of an exec fault writes the container's file in the exec directory (named by
+/// its container id, the plan format), `ctl recover` removes it; a new engine (a restart of
+/// nri-chaos) removes the files a previous run left, and nothing else of the directory.
+#[tokio::test]
+async fn ctl_inject_of_exec_writes_the_container_file_of_the_exec_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec_dir = dir.path().join("exec");
+    std::fs::create_dir_all(&exec_dir).unwrap();
+    std::fs::write(exec_dir.join("old.json"), "{}").unwrap();
+    std::fs::write(exec_dir.join("old.json.tmp"), "{}").unwrap();
+    std::fs::write(exec_dir.join("README"), "not ours").unwrap();
+    let engine = engine(dir.path(), None, false);
+    assert!(!exec_dir.join("old.json").exists());
+    assert!(!exec_dir.join("old.json.tmp").exists());
+    assert!(exec_dir.join("README").exists());
+
+    let pod = PodInfo {
+        runtime_handler: SHIM_HANDLER.into(),
+        ..pod(&[])
+    };
+    let running = ContainerInfo {
+        pid: 4242,
+        running: true,
+        ..container("c1", "app")
+    };
+    engine.synchronize(vec![pod], vec![running]);
+    let value = "{fail: {exit_code: 5}, match: healthz}";
+    let records = engine
+        .inject("default/web/app", FaultKind::Exec, value)
+        .unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let file = exec_dir.join("c1.json");
+    let faults = HookPlan::decode(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(
+        faults
+            .iter()
+            .map(|(f, v)| (f.kind, v.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(FaultKind::Exec, value)]
+    );
+    engine
+        .recover(Some(records[0].id), std::time::Duration::from_secs(2))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if !file.exists() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{} is still there after ctl recover", file.display());
 }

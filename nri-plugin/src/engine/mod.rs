@@ -6,8 +6,10 @@
 //! [`inject`], [`recover`]; [`arm`] spawns a fault's task and [`state`] keys the armed faults
 //! by their scope ([`injector::FaultKey`]). Faults run on tokio tasks owned by the engine
 //! ([`runner`]); when their target goes, or the plugin shuts down, a stop signal makes each
-//! task recover what it holds and end.
+//! task recover what it holds and end. Inside an NRI handler ([`handling`]) a task's start and
+//! a stop signal wait for the handler's reply ([`after_reply`]).
 
+mod after_reply;
 mod arm;
 mod create;
 mod effects;
@@ -36,6 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use injector::seams::signal::Signaller;
 use injector::{FaultKey, Policy};
 
+pub use after_reply::handling;
 pub use error::{EngineError, InjectError};
 pub use model::{ContainerInfo, PodInfo};
 pub use screen::screen;
@@ -49,14 +52,16 @@ pub(crate) struct Inner {
     seams: Seams,
     /// The journal of active faults and the firing ledger.
     store: crate::store::Store,
-    /// The state directory (`ctl inject` of exec faults writes there for the shim wrapper).
-    state_dir: std::path::PathBuf,
+    /// Where `ctl inject` of exec faults writes for the shim wrappers ([`injector::exec_inject`]).
+    exec_dir: std::path::PathBuf,
     /// Why the OCI hook binary cannot be used (checked once at start: handlers never stat).
     hook_problem: Option<String>,
     state: Mutex<State>,
     next_fault_id: AtomicU64,
     /// What the operator sees (`ctl list`, metrics).
     registry: introspect::Registry,
+    /// Task starts and stop signals left by NRI handlers for after their reply.
+    after_reply: after_reply::AfterReply,
 }
 
 impl std::fmt::Debug for Inner {
@@ -82,17 +87,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Engine {
-    /// Creates the engine; the firing ledger and the journal live in `state_dir`.
+    /// Creates the engine; the firing ledger and the journal live in `state_dir`, the exec
+    /// faults injected for the shim wrappers in `exec_dir`.
     pub fn new(
         policy: Policy,
         seams: Seams,
         state_dir: &std::path::Path,
+        exec_dir: &std::path::Path,
     ) -> Result<Engine, EngineError> {
         let store = crate::store::Store::open(state_dir).map_err(|source| EngineError::Store {
             path: state_dir.display().to_string(),
             source,
         })?;
-        exec_inject::clear_exec_injections(state_dir);
+        exec_inject::clear_exec_injections(exec_dir);
         let hook_problem = hooks::hook_unusable(
             policy
                 .hook_path
@@ -107,11 +114,12 @@ impl Engine {
                 policy,
                 seams,
                 store,
-                state_dir: state_dir.to_path_buf(),
+                exec_dir: exec_dir.to_path_buf(),
                 hook_problem,
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State::reserved()),
                 next_fault_id: AtomicU64::new(1),
                 registry: introspect::Registry::default(),
+                after_reply: after_reply::AfterReply::default(),
             }),
         })
     }
@@ -142,6 +150,13 @@ impl Engine {
         self.metrics().render(&observed)
     }
 
+    /// A reply (or the connection's end) is written: starts the fault tasks and raises the
+    /// stop signals that NRI handlers left for after their reply. Cheap when there are none;
+    /// the NRI transport calls it after every frame it writes.
+    pub fn after_reply(&self) {
+        self.inner.after_reply.run();
+    }
+
     /// Faults with a task (armed or holding).
     pub fn active_faults(&self) -> usize {
         lock(&self.inner.state).armed.values().map(Vec::len).sum()
@@ -159,6 +174,8 @@ impl Inner {
     }
 }
 
+#[cfg(test)]
+mod after_reply_tests;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]

@@ -56,7 +56,8 @@ impl Engine {
                 entry.applied_at_unix_ms,
             );
             let instance = entry.container_id.clone();
-            let task = tokio::spawn(journal_ops::resume(self.inner.clone(), entry, id, stop_rx));
+            let task = journal_ops::resume(self.inner.clone(), entry, id, stop_rx);
+            self.inner.after_reply.start(Box::pin(task));
             state.insert(
                 key,
                 ArmedFault {
@@ -65,7 +66,6 @@ impl Engine {
                     instance,
                     sandbox,
                     stop,
-                    task,
                 },
             );
         }

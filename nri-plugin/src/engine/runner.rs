@@ -79,7 +79,16 @@ pub(super) enum FireError {
     TargetGone(String),
     /// The fault could not be applied: reported, the firing is given back, the fault ends.
     Failed(String),
+    /// The fault could not be applied this time, nothing was done, and it may well apply a
+    /// moment later (a freeze held in `FREEZING` by a task in uninterruptible sleep): the
+    /// firing is tried again, [`RETRIES`] times, [`RETRY_PAUSE`] apart, then it is `Failed`.
+    Passing(String),
 }
+
+/// How many times a passing failure is retried.
+pub(super) const RETRIES: u32 = 4;
+/// The pause before each retry.
+pub(super) const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// Where a fault's firings are counted.
 enum Counter {
@@ -168,9 +177,12 @@ pub(super) async fn run<E: Effect>(
         // A crash in those last ms leaves the firing counted and not done, as a crash between
         // a claim and its effect always could: a fault never fires more than `count` times.
         let claim_at = planned.checked_sub(timer::LEAD).unwrap_or(planned);
+        // Biased, the stop first: a task started after its stop was raised (a stop in the
+        // same NRI exchange as the start, see `after_reply`) never claims nor fires.
         tokio::select! {
-            _ = tokio::time::sleep_until(claim_at.into()) => {}
+            biased;
             _ = stopped(&mut stop) => break,
+            _ = tokio::time::sleep_until(claim_at.into()) => {}
         }
         let ordinal = match counter.claim(&engine, timing.count).await {
             Ok(Some(ordinal)) => ordinal,
@@ -185,8 +197,9 @@ pub(super) async fn run<E: Effect>(
             }
         };
         let stopped_before = tokio::select! {
-            _ = timer::sleep_until(planned) => false,
+            biased;
             _ = stopped(&mut stop) => true,
+            _ = timer::sleep_until(planned) => false,
         };
         if stopped_before {
             counter.release(&engine);
@@ -196,13 +209,18 @@ pub(super) async fn run<E: Effect>(
             tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), ordinal, "firing skipped by probability");
             continue;
         }
-        let lateness = Instant::now().saturating_duration_since(planned);
         let info = FiringInfo {
             ordinal,
             offset: firing.offset,
-            lateness,
+            lateness: Instant::now().saturating_duration_since(planned),
         };
-        match effect.fire(&engine, &target, info).await {
+        let Some((fired, lateness)) =
+            fire_retrying(&effect, &engine, &target, info, planned, &mut stop).await
+        else {
+            counter.release(&engine);
+            break;
+        };
+        match fired {
             Ok(None) => engine.registry.applied(target.fault_id, lateness),
             Ok(Some(holding)) => {
                 engine.registry.applied(target.fault_id, lateness);
@@ -223,7 +241,7 @@ pub(super) async fn run<E: Effect>(
                 tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), reason = %reason, "container is gone; nothing done");
                 break;
             }
-            Err(FireError::Failed(reason)) => {
+            Err(FireError::Failed(reason) | FireError::Passing(reason)) => {
                 counter.release(&engine);
                 engine.registry.failed(target.fault_id, &reason);
                 tracing::error!(pod = %target.pod, container = %target.container, fault = kind.as_str(), reason = %reason, "fault could not be applied; container unaffected");
@@ -236,4 +254,39 @@ pub(super) async fn run<E: Effect>(
     }
     engine.registry.ended(target.fault_id);
     engine.disarm(&target.key, target.fault_id);
+}
+
+/// Fires `effect`, retrying a passing failure ([`RETRIES`] times, [`RETRY_PAUSE`] apart, the
+/// same firing); returns what the last try gave and its lateness against `planned`, or `None`
+/// when the fault was stopped during a pause (nothing was done).
+async fn fire_retrying<E: Effect>(
+    effect: &E,
+    engine: &Arc<Inner>,
+    target: &Target,
+    mut info: FiringInfo,
+    planned: Instant,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(Result<Option<Box<dyn Holding>>, FireError>, Duration)> {
+    let mut retries = 0;
+    loop {
+        match effect.fire(engine, target, info).await {
+            Err(FireError::Passing(reason)) if retries < RETRIES => {
+                retries += 1;
+                tracing::warn!(pod = %target.pod, container = %target.container, fault = effect.kind().as_str(), reason = %reason, retry = retries, of = RETRIES, "fault could not be applied this time; nothing done; retrying in {RETRY_PAUSE:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_PAUSE) => {}
+                    _ = stopped(stop) => return None,
+                }
+                info.lateness = Instant::now().saturating_duration_since(planned);
+            }
+            Err(FireError::Passing(reason)) => {
+                let reason = format!(
+                    "{reason} (tried {} times, {RETRY_PAUSE:?} apart)",
+                    RETRIES + 1
+                );
+                return Some((Err(FireError::Failed(reason)), info.lateness));
+            }
+            fired => return Some((fired, info.lateness)),
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! PostStartContainer: arm the container's planned faults, measured from its start.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use injector::FaultKey;
@@ -31,11 +32,11 @@ impl Engine {
                 // Not seen at creation (plugin started later): plan now, pod faults included.
                 let (faults, rejections) = self.plan(&pod, &container);
                 self.report_rejections(&pod, &container, &rejections);
-                Planned {
+                Arc::new(Planned {
                     pod,
                     container_name: container.name.clone(),
                     faults,
-                }
+                })
             }
         };
         if planned.faults.is_empty() {

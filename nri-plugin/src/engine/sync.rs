@@ -13,7 +13,7 @@ impl Engine {
     pub fn synchronize(&self, pods: Vec<PodInfo>, containers: Vec<ContainerInfo>) {
         let mut to_arm = Vec::new();
         let pod_count = pods.len();
-        {
+        let gone = {
             let mut state = lock(&self.inner.state);
             let pods: HashMap<String, PodInfo> =
                 pods.into_iter().map(|pod| (pod.id.clone(), pod)).collect();
@@ -22,7 +22,7 @@ impl Engine {
                 .filter(|c| c.running)
                 .map(|c| (c.id.as_str(), c))
                 .collect();
-            state.stop(|key, fault| !target_alive(key, fault, &pods, &running));
+            let gone = state.take(|key, fault| !target_alive(key, fault, &pods, &running));
             let listed: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
             state.plans.retain(|id, _| listed.contains(id.as_str()));
             for container in running.values().filter(|c| c.pid != 0) {
@@ -39,14 +39,23 @@ impl Engine {
                 .map(|c| (c.id.clone(), (*c).clone()))
                 .collect();
             let known_uids: Vec<String> = pods.values().map(|p| p.uid.clone()).collect();
-            self.inner.store.retain_pods(&known_uids);
+            let store = self.inner.store.clone();
+            self.inner
+                .after_reply
+                .call(move || store.retain_pods(&known_uids));
             state.pods = pods;
-        }
-        tracing::info!(
-            pods = pod_count,
-            containers = containers.len(),
-            "synchronized with the runtime"
-        );
+            gone
+        };
+        self.inner.after_reply.stop(gone);
+        let container_count = containers.len();
+        // Formatted by the log writer thread, with this instant's time.
+        crate::logging::later(move || {
+            tracing::info!(
+                pods = pod_count,
+                containers = container_count,
+                "synchronized with the runtime"
+            );
+        });
         for (pod, container) in to_arm {
             tracing::info!(pod = %pod.display_name(), container = %container.name, "container already running at sync; its schedule is measured from now");
             self.container_started(pod, container);

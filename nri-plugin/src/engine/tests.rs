@@ -45,18 +45,28 @@ pub(super) fn container(id: &str, name: &str, pid: u32) -> ContainerInfo {
 }
 
 pub(super) fn engine(policy: Policy, dir: &std::path::Path) -> (Engine, Arc<RecordingSignaller>) {
+    let (engine, signaller, _) = engine_on_fakes(policy, dir);
+    (engine, signaller)
+}
+
+/// An engine on the fakes, with its signaller and freezer (cgroups and /proc under `dir`).
+pub(super) fn engine_on_fakes(
+    policy: Policy,
+    dir: &std::path::Path,
+) -> (Engine, Arc<RecordingSignaller>, Arc<RecordingFreezer>) {
     let signaller = Arc::new(RecordingSignaller::new());
+    let freezer = Arc::new(RecordingFreezer::new());
     let seams = Seams {
         signaller: signaller.clone(),
-        freezer: Arc::new(RecordingFreezer::new()),
+        freezer: freezer.clone(),
         procs: Arc::new(FakeProcesses::default()),
         cgroups: CgroupFs::new(dir.join("cgroup")),
         proc_root: dir.join("proc"),
         netlink: Arc::new(injector::seams::netlink::RecordingNetlink::new()),
         stressors: Arc::new(injector::seams::stressors::RecordingSpawner::new()),
     };
-    let engine = Engine::new(policy, seams, dir).unwrap();
-    (engine, signaller)
+    let engine = Engine::new(policy, seams, dir, &dir.join("exec")).unwrap();
+    (engine, signaller, freezer)
 }
 
 /// A journal entry a previous run left for pod `default/web` (`uid-1`): fault `kind` on
@@ -242,7 +252,13 @@ async fn a_fault_resumed_from_the_journal_is_listed_and_recoverable() {
         netlink: Arc::new(injector::seams::netlink::RecordingNetlink::new()),
         stressors: Arc::new(injector::seams::stressors::RecordingSpawner::new()),
     };
-    let engine = Engine::new(Policy::default(), seams, dir.path()).unwrap();
+    let engine = Engine::new(
+        Policy::default(),
+        seams,
+        dir.path(),
+        &dir.path().join("exec"),
+    )
+    .unwrap();
     engine.replay_journal();
     let (faults, _) = engine.registry().snapshot();
     assert_eq!(faults.len(), 1, "{faults:?}");

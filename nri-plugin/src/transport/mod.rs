@@ -2,4 +2,5 @@
 
 pub mod frame;
 pub mod mux;
+pub mod sched;
 pub mod session;

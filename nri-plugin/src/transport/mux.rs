@@ -4,8 +4,11 @@
 //! [`DuplexStream`] per id; ttrpc runs on those as if each were its own socket. Frames for ids
 //! nobody opened are dropped (as the protocol says). When the stream ends or fails, every
 //! virtual connection sees end-of-stream and [`Mux::closed`] resolves with the reason.
+//! [`AfterWrite`] runs after every frame written (and when the writer ends): what NRI handlers
+//! left for after their reply starts once the reply is out.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, WriteHalf};
 use tokio::sync::{mpsc, watch};
@@ -18,6 +21,9 @@ const CONN_BUFFER: usize = 64 * 1024;
 /// Frames queued for the writer before virtual connections wait.
 const WRITE_QUEUE: usize = 64;
 
+/// Called after each frame is written to the stream, and once more when the writer ends.
+pub type AfterWrite = Arc<dyn Fn() + Send + Sync>;
+
 /// A running multiplexer. Dropping it tears the stream and every virtual connection down.
 #[derive(Debug)]
 pub struct Mux {
@@ -26,8 +32,13 @@ pub struct Mux {
 }
 
 impl Mux {
-    /// Starts multiplexing `stream`, opening the virtual connections `conns`.
-    pub fn start<S>(stream: S, conns: &[ConnId]) -> (Mux, HashMap<ConnId, DuplexStream>)
+    /// Starts multiplexing `stream`, opening the virtual connections `conns`; `after_write`
+    /// runs after each frame written.
+    pub fn start<S>(
+        stream: S,
+        conns: &[ConnId],
+        after_write: AfterWrite,
+    ) -> (Mux, HashMap<ConnId, DuplexStream>)
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -67,7 +78,12 @@ impl Mux {
         drop(frame_tx);
 
         let writer_closed = closed_tx.clone();
-        tasks.spawn(write_loop(stream_write, frame_rx, writer_closed));
+        tasks.spawn(write_loop(
+            stream_write,
+            frame_rx,
+            writer_closed,
+            after_write,
+        ));
         tasks.spawn(read_loop(stream_read, inbound, closed_tx));
         (
             Mux {
@@ -117,15 +133,19 @@ async fn write_loop<W: AsyncWrite>(
     stream_write: W,
     mut frames: mpsc::Receiver<(ConnId, Vec<u8>)>,
     closed: watch::Sender<Option<String>>,
+    after_write: AfterWrite,
 ) {
     tokio::pin!(stream_write);
     while let Some((conn, payload)) = frames.recv().await {
-        if let Err(err) = write_frame(&mut stream_write, conn, &payload).await {
+        let written = write_frame(&mut stream_write, conn, &payload).await;
+        after_write();
+        if let Err(err) = written {
             mark_closed(&closed, format!("write failed: {err}"));
             return;
         }
     }
     let _ = stream_write.shutdown().await;
+    after_write();
 }
 
 async fn read_loop<R: AsyncRead>(
@@ -164,11 +184,18 @@ mod tests {
     use super::*;
     use crate::transport::frame::{PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN};
 
+    fn nothing_after() -> AfterWrite {
+        Arc::new(|| {})
+    }
+
     #[tokio::test]
     async fn routes_frames_by_connection_and_drops_unknown_ids() {
         let (plugin_end, mut peer) = tokio::io::duplex(1 << 20);
-        let (mut mux, mut conns) =
-            Mux::start(plugin_end, &[PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN]);
+        let (mut mux, mut conns) = Mux::start(
+            plugin_end,
+            &[PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN],
+            nothing_after(),
+        );
         let mut plugin_conn = conns.remove(&PLUGIN_SERVICE_CONN).unwrap();
         let mut runtime_conn = conns.remove(&RUNTIME_SERVICE_CONN).unwrap();
 
@@ -202,9 +229,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn after_write_runs_once_a_frame_is_written_and_when_the_writer_ends() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (plugin_end, mut peer) = tokio::io::duplex(1 << 20);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let after: AfterWrite = Arc::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let (_mux, mut conns) = Mux::start(plugin_end, &[PLUGIN_SERVICE_CONN], after);
+        let mut conn = conns.remove(&PLUGIN_SERVICE_CONN).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing written yet");
+        conn.write_all(b"reply").await.unwrap();
+        let (_, payload) = read_frame(&mut peer).await.unwrap().unwrap();
+        assert_eq!(payload, b"reply");
+        let wait_for = |n: usize| {
+            let calls = calls.clone();
+            async move {
+                for _ in 0..200 {
+                    if calls.load(Ordering::SeqCst) >= n {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                calls.load(Ordering::SeqCst)
+            }
+        };
+        assert_eq!(wait_for(1).await, 1);
+        // The last connection closes: the writer ends, and runs it once more.
+        drop(conn);
+        assert_eq!(wait_for(2).await, 2);
+    }
+
+    #[tokio::test]
     async fn large_writes_are_split_into_bounded_frames() {
         let (plugin_end, mut peer) = tokio::io::duplex(1 << 20);
-        let (_mux, mut conns) = Mux::start(plugin_end, &[RUNTIME_SERVICE_CONN]);
+        let (_mux, mut conns) = Mux::start(plugin_end, &[RUNTIME_SERVICE_CONN], nothing_after());
         let mut conn = conns.remove(&RUNTIME_SERVICE_CONN).unwrap();
         let big = vec![0xabu8; 3 * CONN_BUFFER + 5];
         let writer = tokio::spawn(async move {
@@ -226,7 +287,7 @@ mod tests {
     #[tokio::test]
     async fn oversized_frame_from_peer_closes_the_mux() {
         let (plugin_end, mut peer) = tokio::io::duplex(1024);
-        let (mut mux, _conns) = Mux::start(plugin_end, &[PLUGIN_SERVICE_CONN]);
+        let (mut mux, _conns) = Mux::start(plugin_end, &[PLUGIN_SERVICE_CONN], nothing_after());
         peer.write_all(&[0, 0, 0, 1, 0xff, 0, 0, 0]).await.unwrap();
         let reason = mux.closed().await;
         assert!(reason.contains("more than"), "{reason}");

@@ -12,7 +12,7 @@ use ttrpc::r#async::transport::{Listener, Socket};
 use ttrpc::r#async::{Client, Server};
 
 use super::frame::{PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN};
-use super::mux::Mux;
+use super::mux::{AfterWrite, Mux};
 
 /// The runtime waits this long for registration; we give up a little earlier.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(4);
@@ -65,16 +65,22 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Multiplexes `stream`, serves `plugin` on it and registers with the runtime.
+    /// Multiplexes `stream`, serves `plugin` on it and registers with the runtime;
+    /// `after_write` runs after each frame written (the plugin's replies among them).
     pub async fn establish<S>(
         stream: S,
         plugin: Arc<dyn Plugin + Send + Sync>,
         registration: &Registration,
+        after_write: AfterWrite,
     ) -> Result<Session, SessionError>
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        let (mux, mut conns) = Mux::start(stream, &[PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN]);
+        let (mux, mut conns) = Mux::start(
+            stream,
+            &[PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN],
+            after_write,
+        );
         let plugin_conn = conns
             .remove(&PLUGIN_SERVICE_CONN)
             .ok_or(SessionError::MissingConn(PLUGIN_SERVICE_CONN))?;
@@ -232,7 +238,11 @@ mod tests {
         PluginClient,
         mpsc::UnboundedReceiver<(String, String)>,
     ) {
-        let (mux, mut conns) = Mux::start(stream, &[PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN]);
+        let (mux, mut conns) = Mux::start(
+            stream,
+            &[PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN],
+            Arc::new(|| {}),
+        );
         let (tx, rx) = mpsc::unbounded_channel();
         let runtime_conn = conns.remove(&RUNTIME_SERVICE_CONN).unwrap();
         let mut server = Server::new()
@@ -253,9 +263,10 @@ mod tests {
             name: "nri-chaos".into(),
             index: "50".into(),
         };
-        let mut session = Session::establish(plugin_end, plugin.clone(), &registration)
-            .await
-            .unwrap();
+        let mut session =
+            Session::establish(plugin_end, plugin.clone(), &registration, Arc::new(|| {}))
+                .await
+                .unwrap();
         assert_eq!(
             registered.recv().await.unwrap(),
             ("nri-chaos".to_string(), "50".to_string())
@@ -327,6 +338,7 @@ mod tests {
             plugin_end,
             Arc::new(RecordingPlugin::default()),
             &registration,
+            Arc::new(|| {}),
         )
         .await
         .unwrap_err();

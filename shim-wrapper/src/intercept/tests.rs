@@ -30,21 +30,31 @@ fn bundle(plan_value: &str) -> tempfile::TempDir {
     dir
 }
 
-fn create(shared: &Arc<Shared>, id: &str, bundle: &std::path::Path) {
+async fn create(shared: &Arc<Shared>, id: &str, bundle: &std::path::Path) {
     let mut c = CreateTaskRequest::new();
     c.id = id.into();
     c.bundle = bundle.display().to_string();
-    let Route::ForwardCreate(forwarded) = route(shared, &frame(TASK, "Create", &c)) else {
-        panic!("Create is forwarded, then recorded");
+    let Route::ForwardCreate(planned) = route(shared, &frame(TASK, "Create", &c)) else {
+        panic!("Create is forwarded, then its plan read");
     };
-    assert_eq!(*forwarded, c);
-    created(shared, &forwarded);
+    assert_eq!(*planned.create(), c);
     let mut s = StartRequest::new();
     s.id = id.into();
+    let start = frame(TASK, "Start", &s);
+    // The container's Start waits while its plan is read; an exec's does not.
+    let Route::AfterPlan(plan) = route(shared, &start) else {
+        panic!("a Start before the plan is recorded waits for it");
+    };
+    let mut exec_start = s.clone();
+    exec_start.exec_id = "e0".into();
     assert!(matches!(
-        route(shared, &frame(TASK, "Start", &s)),
+        route(shared, &frame(TASK, "Start", &exec_start)),
         Route::Forward
     ));
+    planned.read();
+    crate::planning::recorded(plan).await;
+    assert!(shared.pending.of(id).is_none());
+    assert!(matches!(route(shared, &start), Route::Forward));
 }
 
 fn exec_request(id: &str, exec_id: &str, args: &[&str]) -> ExecProcessRequest {
@@ -81,7 +91,7 @@ fn exec_scoped<M: Message + Default>(
 async fn fail_is_answered_here_and_other_calls_pass() {
     let shared = Arc::new(Shared::default());
     let dir = bundle("{fail: {exit_code: 7}, match: healthz}");
-    create(&shared, "c1", dir.path());
+    create(&shared, "c1", dir.path()).await;
     // Not matched: forwarded untouched.
     let hi = exec_request("c1", "e0", &["echo", "hi"]);
     assert!(matches!(
@@ -151,7 +161,7 @@ async fn fail_is_answered_here_and_other_calls_pass() {
 async fn hang_waits_for_kill_and_delay_holds_start() {
     let shared = Arc::new(Shared::default());
     let hung = bundle("{hang: true}");
-    create(&shared, "h", hung.path());
+    create(&shared, "h", hung.path()).await;
     let e = exec_request("h", "x", &["true"]);
     let _: protobuf::well_known_types::empty::Empty =
         answered(route(&shared, &frame(TASK, "Exec", &e))).await;
@@ -183,7 +193,7 @@ async fn hang_waits_for_kill_and_delay_holds_start() {
     );
 
     let slow = bundle("{delay: 1500ms}");
-    create(&shared, "s", slow.path());
+    create(&shared, "s", slow.path()).await;
     let e = exec_request("s", "y", &["true"]);
     assert!(matches!(
         route(&shared, &frame(TASK, "Exec", &e)),

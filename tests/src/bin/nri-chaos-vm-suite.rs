@@ -128,13 +128,15 @@ impl Ping {
     }
 }
 
-/// busybox ping from netns A to B: `count` echoes every 50 ms.
-fn ping(count: u32) -> Result<Ping> {
+/// busybox ping from netns A to B: `count` echoes, `interval_ms` apart.
+fn ping(count: u32, interval_ms: u32) -> Result<Ping> {
     let count_s = count.to_string();
-    let deadline = (count / 20 + 30).to_string();
+    let interval = format!("{:.3}", f64::from(interval_ms) / 1000.0);
+    // Sending takes count * interval; busybox then waits up to 10 s (-W) for the last replies.
+    let deadline = (count * interval_ms / 1000 + 30).to_string();
     let out = Command::new("ip")
         .args(["netns", "exec", NS_A, "ping", "-q", "-c", &count_s])
-        .args(["-i", "0.05", "-w", &deadline, ADDR_B])
+        .args(["-i", &interval, "-w", &deadline, ADDR_B])
         .stdin(Stdio::null())
         .output()
         .context("running ping")?;
@@ -178,6 +180,15 @@ fn ping(count: u32) -> Result<Ping> {
         );
     }
     Ok(p)
+}
+
+/// Echoes sent while netem's 20% loss holds.
+const LOSS_ECHOES: u32 = 1000;
+
+/// The band, in percent, within `z` standard deviations of a binomial(n, p) share.
+fn binomial_band_pct(n: u32, p: f64, z: f64) -> (f64, f64) {
+    let sigma = (p * (1.0 - p) / f64::from(n)).sqrt();
+    ((p - z * sigma) * 100.0, (p + z * sigma) * 100.0)
 }
 
 fn tc_show() -> Result<String> {
@@ -258,8 +269,8 @@ fn netem_scenario(s: &mut AssertSuite) -> Result<()> {
     setup_veth_pair()?;
     let ns = netns_path(NS_A);
     // Warm up (ARP), then the baseline.
-    let _ = ping(3);
-    let baseline = ping(20)?;
+    let _ = ping(3, 50);
+    let baseline = ping(20, 50)?;
     s.check(
         "netem_baseline_ping",
         baseline.received == baseline.sent && baseline.avg_ms.is_finite(),
@@ -315,7 +326,10 @@ fn netem_scenario(s: &mut AssertSuite) -> Result<()> {
         &line,
     );
 
-    let during = ping(200)?;
+    // 1,000 echoes: with netem's independent 20% loss the lost count is binomial, so the band
+    // below is 4.5 standard deviations wide (+/- 5.7 points): a correct qdisc falls outside it
+    // about once in 150,000 runs (200 echoes and +/- 8 points failed about once in 200).
+    let during = ping(LOSS_ECHOES, 10)?;
     let rise = during.avg_ms - baseline.avg_ms;
     let loss = during.loss() * 100.0;
     println!(
@@ -327,11 +341,12 @@ fn netem_scenario(s: &mut AssertSuite) -> Result<()> {
         (85.0..=115.0).contains(&rise),
         format!("RTT rose by {rise:.2} ms (expected 100 +/- 15)"),
     );
+    let (low, high) = binomial_band_pct(LOSS_ECHOES, 0.20, 4.5);
     s.check(
         "netem_loss_20pct",
-        during.sent == 200 && (12.0..=28.0).contains(&loss),
+        during.sent == LOSS_ECHOES && (low..=high).contains(&loss),
         format!(
-            "{loss:.1}% lost over {} packets (expected 20 +/- 8%)",
+            "{loss:.1}% lost over {} packets (expected 20%, accepted {low:.1}-{high:.1}%: 4.5 sigma of {LOSS_ECHOES} draws)",
             during.sent
         ),
     );
@@ -348,7 +363,7 @@ fn netem_scenario(s: &mut AssertSuite) -> Result<()> {
         !shown.contains("netem") && shown.contains("noqueue"),
         shown.lines().next().unwrap_or(""),
     );
-    let after = ping(20)?;
+    let after = ping(20, 50)?;
     let back = after.avg_ms - baseline.avg_ms;
     println!(
         "RESULT netem_after baseline_ms={:.2} after_ms={:.2} diff_ms={back:.2}",

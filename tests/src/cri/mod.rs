@@ -107,7 +107,7 @@ impl PodSpec {
 pub struct Pod {
     pub id: String,
     pub spec: PodSpec,
-    /// The CRI cgroup parent (cgroupfs style), e.g. `/nri-chaos-e2e/<node>/pod<uid>`.
+    /// The CRI cgroup parent (cgroupfs style), e.g. `/nri-chaos-e2e-<node>/pod<uid>`.
     pub cgroup_parent: String,
     /// The pod log directory (container logs are `<log_dir>/<name>_<attempt>.log`).
     pub log_dir: PathBuf,
@@ -232,7 +232,7 @@ pub struct ExecOutput {
 
 #[derive(Debug)]
 pub(crate) struct CriContext {
-    /// Cgroup parent under which every pod of the node lives (`/nri-chaos-e2e/<node id>`).
+    /// Cgroup parent under which every pod of the node lives (`/nri-chaos-e2e-<node id>`).
     pub cgroup_root: String,
     /// Directory holding pod log directories.
     pub pods_dir: PathBuf,

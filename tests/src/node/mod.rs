@@ -1,5 +1,5 @@
 //! A private containerd node: its own root/state/sockets under a temp dir, NRI enabled on a
-//! private socket, a CNI bridge on a private /24, cgroups under `/nri-chaos-e2e/<node id>`,
+//! private socket, a CNI bridge on a private /24, cgroups under `/nri-chaos-e2e-<node id>`,
 //! and the test images imported. Nothing outside the node dir, its cgroups and its bridge is
 //! touched, and teardown ends every process it started by PID.
 
@@ -25,8 +25,15 @@ use teardown::{
     clean_node, owner_stamp, print_log_tails, reap_stale_nodes, sandbox_ids_on_disk, shim_sockets,
 };
 
-/// Cgroup under which every node puts its pods (`/<CGROUP_BASE>/<node id>/pod<uid>`).
+/// Prefix of each node's own top-level cgroup (`/<CGROUP_BASE>-<node id>/pod<uid>`). Not a
+/// shared parent: a node's teardown removing an emptied shared parent raced another node's
+/// runc creating its pod cgroup below it (runc: "mkdir ...: no such file or directory").
 pub const CGROUP_BASE: &str = "nri-chaos-e2e";
+
+/// The cgroup under which node `id` puts its pods.
+pub(crate) fn node_cgroup(id: &str) -> String {
+    format!("/{CGROUP_BASE}-{id}")
+}
 const DIR_PREFIX: &str = "nri-chaos-e2e-";
 
 /// A private containerd node. Call [`Node::shutdown`] at the end of a test; `Drop` does a
@@ -140,7 +147,7 @@ impl Node {
         if let Some(owner) = owner_stamp(std::process::id()) {
             std::fs::write(dir.join("owner"), owner)?;
         }
-        let cgroup_root = format!("/{CGROUP_BASE}/{id}");
+        let cgroup_root = node_cgroup(&id);
         let cri = Cri::connect(
             &dir.join("containerd.sock"),
             Arc::new(CriContext {
@@ -206,6 +213,13 @@ impl Node {
         self.dir.join("containerd.log")
     }
 
+    /// Where `ctl inject` puts exec faults for the node's shim wrappers: the node's own
+    /// (containerd, and so each wrapper, gets it as `NRI_CHAOS_EXEC_DIR`; the plugin as
+    /// `--exec-dir`), never the host's `/run/nri-chaos/exec`.
+    pub fn exec_dir(&self) -> PathBuf {
+        self.dir.join("exec")
+    }
+
     /// Log of plugins started with [`Node::start_plugin`].
     pub fn plugin_log(&self) -> PathBuf {
         self.dir.join("nri-chaos.log")
@@ -257,6 +271,7 @@ impl Node {
             .arg("--config")
             .arg(self.dir.join("config.toml"))
             .env("PATH", path)
+            .env(injector::exec_inject::DIR_ENV, self.exec_dir())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -373,7 +388,7 @@ impl Node {
     }
 
     /// Spawns `<binary> run --nri-socket <node nri sock> --config <file> --state-dir
-    /// <node dir>/nri-chaos-state`, stdout+stderr appended to `<node dir>/nri-chaos.log`.
+    /// <node dir>/nri-chaos-state --exec-dir <node dir>/exec`, stdout+stderr appended to `<node dir>/nri-chaos.log`.
     /// Unless `config_toml` sets `metrics_address`, the plugin listens for `/metrics` on a
     /// port of its own (`127.0.0.1:0`, the kernel picks a free one): nodes and tests running
     /// in parallel never fight over the default port; [`PluginProcess::metrics_address`] reads
@@ -391,7 +406,9 @@ impl Node {
             .arg("--config")
             .arg(&config)
             .arg("--state-dir")
-            .arg(&state);
+            .arg(&state)
+            .arg("--exec-dir")
+            .arg(self.exec_dir());
         if !config_toml.contains("metrics_address") {
             cmd.args(["--metrics-address", "127.0.0.1:0"]);
         }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{CGROUP_BASE, DIR_PREFIX};
+use super::{node_cgroup, DIR_PREFIX};
 use crate::util;
 
 /// Sandbox ids containerd recorded under a node dir (for nodes whose CRI client is gone).
@@ -61,7 +61,7 @@ pub(super) fn shim_sockets(cri_sock: &Path, pod_id: &str) -> Vec<PathBuf> {
 pub(super) fn clean_node(dir: &Path, id: &str, pod_ids: &[String]) -> Vec<String> {
     let mut left = Vec::new();
     let dir_str = dir.display().to_string();
-    let cgroup_root = format!("/{CGROUP_BASE}/{id}");
+    let cgroup_root = node_cgroup(id);
     let bridge = format!("ncb{id}");
     let net_name = format!("nri-chaos-{id}");
     // 1. Processes started for this node (containerd, shims, plugins, ctr): their command
@@ -98,10 +98,6 @@ pub(super) fn clean_node(dir: &Path, id: &str, pod_ids: &[String]) -> Vec<String
     // 4. Cgroups in every hierarchy (v1 controllers, name=systemd, unified).
     for d in util::remove_cgroup_tree(&cgroup_root, Duration::from_secs(5)) {
         left.push(format!("cgroup {} could not be removed", d.display()));
-    }
-    for mount in util::cgroup_mounts() {
-        // Shared by concurrent nodes: only removed when empty.
-        let _ = std::fs::remove_dir(mount.join(CGROUP_BASE));
     }
     // 5. The bridge (veths went with their netns).
     let bridge_path = Path::new("/sys/class/net").join(&bridge);

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
-use nri_chaos_tests::{plugin_binary, ContainerdVersion, Node, PluginProcess};
+use nri_chaos_tests::{
+    plugin_binary, ContainerSpec, ContainerdVersion, Cri, Node, PluginProcess, Pod, PodSpec,
+    SHIM_HANDLER,
+};
 
 /// The end-to-end suite drives a real containerd: it needs root. Fail loudly otherwise.
 pub fn require_root() {
@@ -28,6 +31,11 @@ impl ChaosNode {
     pub async fn start(version: ContainerdVersion, config: &str) -> Result<ChaosNode> {
         require_root();
         let node = Node::start(version).await?;
+        ChaosNode::with_plugin(node, config).await
+    }
+
+    /// nri-chaos registered under `config` on `node`, which may run pods already.
+    pub async fn with_plugin(node: Node, config: &str) -> Result<ChaosNode> {
         let plugin = node.start_plugin(&plugin_binary(), config)?;
         plugin
             .wait_log_contains("registered with the runtime", Duration::from_secs(15))
@@ -45,10 +53,23 @@ impl ChaosNode {
         self.plugin.log()
     }
 
-    /// Log lines containing every one of `needles`.
+    /// Log lines containing every one of `needles`, once the log has settled: the plugin's
+    /// writer thread writes lines logged inside an NRI handler up to 50 ms late (others at
+    /// once, but a loaded machine may run that thread late), so the log is read when it has
+    /// not grown for 150 ms (at most 2 s of waiting).
     pub fn log_lines(&self, needles: &[&str]) -> Vec<String> {
-        self.log()
-            .lines()
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let mut log = self.log();
+        loop {
+            std::thread::sleep(Duration::from_millis(150));
+            let again = self.log();
+            let settled = again.len() == log.len();
+            log = again;
+            if settled || std::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        log.lines()
             .filter(|line| needles.iter().all(|needle| line.contains(needle)))
             .map(str::to_string)
             .collect()
@@ -197,4 +218,16 @@ pub fn oci_spec(node: &ChaosNode, id: &str) -> Result<String> {
         .join(id)
         .join("config.json");
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// A pod `name` on the shim wrapper's runtime handler, without annotations, running one
+/// container `app` (`sleep 3600`): the pod and the container's id.
+pub async fn wrapped_app(cri: &Cri, name: &str) -> Result<(Pod, String)> {
+    let pod = cri
+        .run_pod(&PodSpec::new(name).runtime_handler(SHIM_HANDLER))
+        .await?;
+    let app = cri
+        .run_container(&pod, &ContainerSpec::new("app", &["sleep", "3600"]))
+        .await?;
+    Ok((pod, app))
 }

@@ -88,6 +88,8 @@ impl Default for KernelFreezer {
 const V1_STATE: &str = "freezer.state";
 const V2_FREEZE: &str = "cgroup.freeze";
 const V2_EVENTS: &str = "cgroup.events";
+const V1_THREADS: &str = "tasks";
+const V2_THREADS: &str = "cgroup.threads";
 const POLL_MIN: Duration = Duration::from_millis(1);
 const POLL_MAX: Duration = Duration::from_millis(10);
 
@@ -149,8 +151,45 @@ fn read_v2(dir: &Path) -> Result<FreezerState, CgroupError> {
     })
 }
 
+/// How many of a cgroup's threads a timeout names.
+const TASKS_NAMED: usize = 8;
+
+/// `; tasks: <tid> <comm> <state> <wchan>, ...` for the first threads listed in `threads_file`
+/// (v1 `tasks`, v2 `cgroup.threads`), read from `/proc`; best effort (what cannot be read is
+/// left out), for a timeout's message: a thread stuck in `D` names where it waits.
+fn describe_tasks(threads_file: &Path) -> String {
+    let Ok(list) = std::fs::read_to_string(threads_file) else {
+        return String::new();
+    };
+    let tids: Vec<&str> = list.split_whitespace().collect();
+    let mut described: Vec<String> = tids
+        .iter()
+        .take(TASKS_NAMED)
+        .filter_map(|tid| {
+            let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
+            // `pid (comm) S ...`: comm may hold spaces and parentheses, so split at the last ')'.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(').map_or("?", |(_, c)| c);
+            let state = rest.split_whitespace().next().unwrap_or("?");
+            let wchan = std::fs::read_to_string(format!("/proc/{tid}/wchan"))
+                .ok()
+                .filter(|w| !w.is_empty() && w != "0")
+                .unwrap_or_else(|| "-".to_string());
+            Some(format!("{tid} {comm} {state} {wchan}"))
+        })
+        .collect();
+    if tids.len() > TASKS_NAMED {
+        described.push(format!("and {} more", tids.len() - TASKS_NAMED));
+    }
+    if described.is_empty() {
+        return String::new();
+    }
+    format!("; tasks: {}", described.join(", "))
+}
+
 /// The freeze loop, over `write(state)` and `read()`: write `FROZEN`, poll until `FROZEN`;
-/// after each `retry` step write `THAWED` + `FROZEN` again; at `timeout` thaw and fail.
+/// after each `retry` step write `THAWED` + `FROZEN` again; at `timeout` describe the tasks
+/// (`describe`, before they are thawed), thaw and fail.
 fn freeze_loop(
     dir: &Path,
     file: &'static str,
@@ -158,6 +197,7 @@ fn freeze_loop(
     retry: Duration,
     write: &mut dyn FnMut(FreezerState) -> Result<(), CgroupError>,
     read: &mut dyn FnMut() -> Result<FreezerState, CgroupError>,
+    describe: &mut dyn FnMut() -> String,
 ) -> Result<FreezeReport, CgroupError> {
     let start = Instant::now();
     let mut attempts = 0u32;
@@ -178,15 +218,17 @@ fn freeze_loop(
                 });
             }
             if start.elapsed() >= timeout {
+                let tasks = describe();
                 // Never leave a half-frozen cgroup behind; the timeout is the error to report.
                 let _ = write(FreezerState::Thawed);
                 return Err(CgroupError::Timeout {
                     dir: dir.to_path_buf(),
                     file,
-                    state: state.to_string(),
+                    state: state.as_str(),
                     wanted: FreezerState::Frozen.as_str(),
                     elapsed: start.elapsed(),
                     attempts,
+                    tasks: tasks.into(),
                 });
             }
             if step.elapsed() >= retry {
@@ -198,12 +240,13 @@ fn freeze_loop(
     }
 }
 
-/// Waits until `read()` says thawed.
+/// Waits until `read()` says thawed; a timeout names the tasks (`threads_file`).
 fn thaw_wait(
     dir: &Path,
     file: &'static str,
     timeout: Duration,
     read: &mut dyn FnMut() -> Result<FreezerState, CgroupError>,
+    threads_file: &Path,
 ) -> Result<(), CgroupError> {
     let start = Instant::now();
     let mut poll = POLL_MIN;
@@ -216,10 +259,11 @@ fn thaw_wait(
             return Err(CgroupError::Timeout {
                 dir: dir.to_path_buf(),
                 file,
-                state: state.to_string(),
+                state: state.as_str(),
                 wanted: FreezerState::Thawed.as_str(),
                 elapsed: start.elapsed(),
                 attempts: 1,
+                tasks: describe_tasks(threads_file).into(),
             });
         }
         std::thread::sleep(poll);
@@ -239,6 +283,7 @@ impl Freezer for KernelFreezer {
                     self.retry,
                     &mut |s| write_existing(&state_file, s.as_str()),
                     &mut || read_v1(&state_file),
+                    &mut || describe_tasks(&dir.join(V1_THREADS)),
                 )
             }
             FreezerLocation::V2 { dir } => {
@@ -259,6 +304,7 @@ impl Freezer for KernelFreezer {
                             FreezerState::Freezing
                         })
                     },
+                    &mut || describe_tasks(&dir.join(V2_THREADS)),
                 )
             }
         }
@@ -269,17 +315,31 @@ impl Freezer for KernelFreezer {
             FreezerLocation::V1 { state_file } => {
                 write_existing(&state_file, FreezerState::Thawed.as_str())?;
                 let dir = state_file.parent().unwrap_or(&state_file).to_path_buf();
-                thaw_wait(&dir, V1_STATE, self.timeout, &mut || read_v1(&state_file))
+                let threads = dir.join(V1_THREADS);
+                thaw_wait(
+                    &dir,
+                    V1_STATE,
+                    self.timeout,
+                    &mut || read_v1(&state_file),
+                    &threads,
+                )
             }
             FreezerLocation::V2 { dir } => {
                 write_existing(&dir.join(V2_FREEZE), "0")?;
-                thaw_wait(&dir, V2_EVENTS, self.timeout, &mut || {
-                    Ok(if read_v2_frozen(&dir)? {
-                        FreezerState::Freezing
-                    } else {
-                        FreezerState::Thawed
-                    })
-                })
+                let threads = dir.join(V2_THREADS);
+                thaw_wait(
+                    &dir,
+                    V2_EVENTS,
+                    self.timeout,
+                    &mut || {
+                        Ok(if read_v2_frozen(&dir)? {
+                            FreezerState::Freezing
+                        } else {
+                            FreezerState::Thawed
+                        })
+                    },
+                    &threads,
+                )
             }
         }
     }
@@ -322,6 +382,7 @@ pub struct RecordingFreezer {
     states: Mutex<HashMap<FreezerLocation, FreezerState>>,
     failing: Mutex<HashSet<FreezerOp>>,
     vanished: Mutex<HashSet<FreezerLocation>>,
+    time_outs: Mutex<u32>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -342,6 +403,12 @@ impl RecordingFreezer {
     /// From now on, `op` fails with [`CgroupError::Injected`].
     pub fn fail(&self, op: FreezerOp) {
         lock(&self.failing).insert(op);
+    }
+
+    /// The next `times` freezes time out ([`CgroupError::Timeout`], left thawed), as the
+    /// kernel's do while a task is in uninterruptible sleep.
+    pub fn time_out(&self, times: u32) {
+        *lock(&self.time_outs) = times;
     }
 
     /// From now on, every operation on `location` fails with [`CgroupError::Vanished`].
@@ -378,6 +445,20 @@ impl RecordingFreezer {
 impl Freezer for RecordingFreezer {
     fn freeze(&self, cg: &ContainerCgroup) -> Result<FreezeReport, CgroupError> {
         let location = self.call(FreezerOp::Freeze, cg)?;
+        let mut time_outs = lock(&self.time_outs);
+        if *time_outs > 0 {
+            *time_outs -= 1;
+            return Err(CgroupError::Timeout {
+                dir: location.dir().to_path_buf(),
+                file: V1_STATE,
+                state: FreezerState::Freezing.as_str(),
+                wanted: FreezerState::Frozen.as_str(),
+                elapsed: Duration::from_secs(2),
+                attempts: 20,
+                tasks: "; tasks: 7 app D folio_wait_bit_common".into(),
+            });
+        }
+        drop(time_outs);
         lock(&self.states).insert(location, FreezerState::Frozen);
         Ok(FreezeReport {
             elapsed: Duration::ZERO,

@@ -159,6 +159,7 @@ where
     let undo = match fault.apply(&engine.seams.kernel(), &on, &mut log) {
         Ok(undo) => undo,
         Err(err) if F::target_gone(&err) => return Err(FireError::TargetGone(err.to_string())),
+        Err(err) if F::transient(&err) => return Err(FireError::Passing(err.to_string())),
         Err(err) => return Err(FireError::Failed(err.to_string())),
     };
     if undo.recovery().is_none() {

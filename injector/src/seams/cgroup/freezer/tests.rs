@@ -28,6 +28,11 @@ fn scripted_freeze(
                 FreezerState::Freezing
             })
         },
+        &mut || {
+            // Described while still frozen: before the thaw.
+            assert_eq!(writes.borrow().last(), Some(&FreezerState::Frozen));
+            "; tasks: 7 sh D folio_wait_bit_common".to_string()
+        },
     );
     (result, writes.into_inner())
 }
@@ -63,7 +68,10 @@ fn freeze_loop_times_out_thawed_with_a_precise_message() {
         text.starts_with("cgroup /cg/x: freezer.state stayed FREEZING after"),
         "{text}"
     );
-    assert!(text.contains("attempts to reach FROZEN"), "{text}");
+    assert!(
+        text.ends_with("attempts to reach FROZEN); tasks: 7 sh D folio_wait_bit_common"),
+        "{text}"
+    );
     assert_eq!(
         writes.last(),
         Some(&FreezerState::Thawed),
@@ -84,6 +92,7 @@ fn freeze_loop_first_read_frozen_is_one_attempt() {
             reads.set(reads.get() + 1);
             Ok(FreezerState::Frozen)
         },
+        &mut || unreachable!("frozen at once: no timeout to describe"),
     )
     .unwrap();
     assert_eq!(report.attempts, 1);
@@ -158,9 +167,18 @@ fn kernel_freezer_v2_on_a_fake_tree() {
     set_events(&dir, false);
     f.thaw(&cg).unwrap();
     assert_eq!(f.state(&cg).unwrap(), FreezerState::Thawed);
-    // Never frozen: the freeze times out and is undone.
+    // Never frozen: the freeze times out and is undone, naming the cgroup's threads (this
+    // test's own thread stands in for the container's, read from the real /proc).
+    let me = std::process::id();
+    fs::write(dir.join("cgroup.threads"), format!("{me}\n")).unwrap();
     let err = f.freeze(&cg).unwrap_err();
-    assert!(matches!(err, CgroupError::Timeout { .. }), "{err}");
+    assert!(err.is_timeout(), "{err}");
+    let text = err.to_string();
+    let comm = fs::read_to_string(format!("/proc/{me}/comm")).unwrap();
+    assert!(
+        text.contains(&format!("; tasks: {me} {} ", comm.trim())),
+        "{text}"
+    );
     assert_eq!(fs::read_to_string(dir.join("cgroup.freeze")).unwrap(), "0");
     fs::write(dir.join("cgroup.events"), "populated 1\n").unwrap();
     let err = f.state(&cg).unwrap_err().to_string();
