@@ -84,6 +84,7 @@ impl Undo for FreezeUndo {
 impl Fault for FreezeFault {
     const KIND: FaultKind = FaultKind::Freeze;
     const RECOVERED: &'static str = "thawed";
+    const JOURNALS_FIRST: bool = true;
     type Target = ContainerCgroup;
     type Undo = FreezeUndo;
     type Error = FreezeError;

@@ -65,6 +65,9 @@ pub trait Fault {
     const RECOVERED: &'static str;
     /// Whether apply waits on the kernel (the scheduler runs it on a blocking thread).
     const BLOCKS: bool = true;
+    /// Whether apply records in its undo log before any side effect: the scheduler then
+    /// writes the firing's count with that first record, one durable write for both.
+    const JOURNALS_FIRST: bool = false;
 
     /// What it acts on (a process, a cgroup, a network namespace...).
     type Target;

@@ -164,20 +164,37 @@ impl FiringLedger {
     /// spent. Claim before acting, whatever the probability draw says: a failed draw still
     /// consumes a firing.
     pub fn claim(&self, key: impl Into<FaultKey>, limit: Option<u32>) -> Option<u32> {
-        let key = key.into();
-        let next = {
-            let mut counts = self.lock();
-            let taken = counts.counts.get(&key).copied().unwrap_or(0);
-            if limit.is_some_and(|l| taken >= l) {
-                return None;
-            }
-            let next = taken.checked_add(1)?;
-            counts.counts.insert(key.clone(), next);
-            counts.changed(Changed::Key(key));
-            next
-        };
+        let next = self.take(key.into(), limit, true)?;
         self.notify();
         Some(next)
+    }
+
+    /// [`FiringLedger::claim`] without recording a change: the caller makes the new count
+    /// durable itself, together with the firing's first journal record (the store's
+    /// `record_firing`), so that a crash keeps both or neither.
+    pub fn claim_deferred(&self, key: impl Into<FaultKey>, limit: Option<u32>) -> Option<u32> {
+        self.take(key.into(), limit, false)
+    }
+
+    fn take(&self, key: FaultKey, limit: Option<u32>, track: bool) -> Option<u32> {
+        let mut counts = self.lock();
+        let taken = counts.counts.get(&key).copied().unwrap_or(0);
+        if limit.is_some_and(|l| taken >= l) {
+            return None;
+        }
+        let next = taken.checked_add(1)?;
+        counts.counts.insert(key.clone(), next);
+        if track {
+            counts.changed(Changed::Key(key));
+        }
+        Some(next)
+    }
+
+    /// Records that `key` changed (a deferred claim that no journal record carried), so the
+    /// store's writer writes its count.
+    pub fn touch(&self, key: impl Into<FaultKey>) {
+        self.lock().changed(Changed::Key(key.into()));
+        self.notify();
     }
 
     /// Firings taken so far for `key`.

@@ -207,3 +207,55 @@ async fn a_freeze_stopped_between_retries_does_nothing_more() {
         "no freeze after the stop"
     );
 }
+
+/// A crash of nri-chaos after a holding fault claimed its firing and before its journal
+/// record left the firing counted on disk and not applied: after the restart the fault was
+/// "spent" and never held (crash rounds: `stress never seen applied`, `oom never seen
+/// applied`). Now its count is written with its journal record, in one write: a crash keeps
+/// both or neither. The firing's apply is held after its claim by a FIFO standing for the
+/// container's `/proc/<pid>/cgroup` (read first, before anything is journaled or done).
+#[tokio::test]
+async fn a_holding_firing_is_counted_on_disk_only_with_its_journal_record() {
+    let dir = tempfile::tempdir().unwrap();
+    cgroup_tree(dir.path(), &[101]);
+    let cgroup_file = dir.path().join("proc/101/cgroup");
+    std::fs::remove_file(&cgroup_file).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&cgroup_file)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo: {made}");
+    let procs = Arc::new(FakeProcesses::new());
+    procs.add(101, 1010, 0);
+    let freezer = Arc::new(RecordingFreezer::new());
+    let annotation = (
+        "freeze.nri-chaos.io/container.app",
+        "{after: 50ms, duration: 1h}",
+    );
+    let engine = started(dir.path(), freezer.clone(), procs, annotation);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // What a crash now leaves on disk: nothing (the firing was claimed, nothing is done).
+    let (crash_now, _) = injector::store::read_state(dir.path()).unwrap();
+    let ops_then = freezer_ops(&freezer);
+    // Let the apply go before any assertion (a blocking task left hanging hangs the test).
+    std::fs::write(&cgroup_file, "0::/pod/c\n").unwrap();
+    assert!(
+        crash_now.firings.is_empty() && crash_now.journal.is_empty(),
+        "claimed and not yet journaled, yet on disk: {:?} {:?}",
+        crash_now.firings,
+        crash_now.journal.keys()
+    );
+    assert!(ops_then.is_empty(), "{ops_then:?}");
+    for _ in 0..100 {
+        if !freezer_ops(&freezer).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(freezer_ops(&freezer), vec![FreezerOp::Freeze]);
+    let (held, _) = injector::store::read_state(dir.path()).unwrap();
+    let key = injector::FaultKey::of(injector::FaultKind::Freeze, "uid-1", "app");
+    assert_eq!(held.firings.get(&key), Some(&1), "{:?}", held.firings);
+    assert_eq!(held.journal.len(), 1, "{:?}", held.journal.keys());
+    engine.shutdown(Duration::from_secs(1)).await;
+}

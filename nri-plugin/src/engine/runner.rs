@@ -42,6 +42,11 @@ pub(super) struct Target {
 /// recovery to run when its `duration` ends or the fault is stopped.
 pub(super) trait Effect: Send + Sync {
     fn kind(&self) -> FaultKind;
+    /// Whether `fire` journals before any side effect (see `Fault::JOURNALS_FIRST`): its
+    /// firing's count is then made durable with that journal record, not before.
+    fn journals_first(&self) -> bool {
+        false
+    }
     /// Applies one firing; `Ok(Some(..))` holds until `duration` ends, then recovers.
     fn fire(
         &self,
@@ -60,6 +65,9 @@ pub(super) struct FiringInfo {
     pub offset: Duration,
     /// How late the firing started against its plan.
     pub lateness: Duration,
+    /// The firing was claimed from the ledger in memory only: its count is written with the
+    /// firing's first journal record.
+    pub count_deferred: bool,
 }
 
 /// A fault that holds and must be recovered.
@@ -108,9 +116,18 @@ impl Counter {
 
     /// Takes one firing: `Ok(None)` when `limit` is spent. A ledger firing is in the store's
     /// log before this returns, so a crash never lets it fire again; `Err` says why it could
-    /// not be recorded (the firing is given back and must not act).
-    async fn claim(&mut self, engine: &Inner, limit: Option<u32>) -> Result<Option<u32>, String> {
+    /// not be recorded (the firing is given back and must not act). With `deferred`, the
+    /// count is taken in memory only and written with the firing's first journal record
+    /// (the effect journals before acting): a crash between the claim and the effect then
+    /// leaves the firing untaken, and it fires after the restart.
+    async fn claim(
+        &mut self,
+        engine: &Inner,
+        limit: Option<u32>,
+        deferred: bool,
+    ) -> Result<Option<u32>, String> {
         match self {
+            Counter::Ledger(key) if deferred => Ok(engine.store.claim_deferred(&*key, limit)),
             Counter::Ledger(key) => {
                 let Some(claim) = engine.claim_firing(&*key, limit) else {
                     return Ok(None);
@@ -130,6 +147,14 @@ impl Counter {
                 *taken += 1;
                 Ok(Some(*taken))
             }
+        }
+    }
+
+    /// Makes a deferred claim durable that no journal record will carry (a firing skipped by
+    /// its probability draw still counts).
+    fn settle(&self, engine: &Inner, deferred: bool) {
+        if let (Counter::Ledger(key), true) = (self, deferred) {
+            engine.store.settle(key);
         }
     }
 
@@ -174,8 +199,9 @@ pub(super) async fn run<E: Effect>(
         engine.registry.planned(target.fault_id, planned);
         // The firing is claimed (durably) just before its instant, then the effect waits for
         // the instant itself on the precise timer: the claim's write is not in the lateness.
-        // A crash in those last ms leaves the firing counted and not done, as a crash between
-        // a claim and its effect always could: a fault never fires more than `count` times.
+        // A crash in those last ms leaves a kill counted and not done: a fault never fires
+        // more than `count` times. A fault that journals before acting has its count written
+        // with that record instead (`Counter::claim`), so its firing is not lost that way.
         let claim_at = planned.checked_sub(timer::LEAD).unwrap_or(planned);
         // Biased, the stop first: a task started after its stop was raised (a stop in the
         // same NRI exchange as the start, see `after_reply`) never claims nor fires.
@@ -184,7 +210,8 @@ pub(super) async fn run<E: Effect>(
             _ = stopped(&mut stop) => break,
             _ = tokio::time::sleep_until(claim_at.into()) => {}
         }
-        let ordinal = match counter.claim(&engine, timing.count).await {
+        let deferred = effect.journals_first() && matches!(counter, Counter::Ledger(_));
+        let ordinal = match counter.claim(&engine, timing.count, deferred).await {
             Ok(Some(ordinal)) => ordinal,
             Ok(None) => {
                 tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), "count spent");
@@ -206,6 +233,7 @@ pub(super) async fn run<E: Effect>(
             break;
         }
         if !firing.fire {
+            counter.settle(&engine, deferred);
             tracing::info!(pod = %target.pod, container = %target.container, fault = kind.as_str(), ordinal, "firing skipped by probability");
             continue;
         }
@@ -213,6 +241,7 @@ pub(super) async fn run<E: Effect>(
             ordinal,
             offset: firing.offset,
             lateness: Instant::now().saturating_duration_since(planned),
+            count_deferred: deferred,
         };
         let Some((fired, lateness)) =
             fire_retrying(&effect, &engine, &target, info, planned, &mut stop).await

@@ -96,8 +96,9 @@ pub struct Claim {
 enum Op {
     /// The ledger changed (its changes are taken at every batch anyway).
     Wake,
-    /// Write or replace a journal entry.
-    Journal(Box<JournalEntry>, AckTx),
+    /// Write or replace a journal entry; with a key, that key's count is written in the same
+    /// batch (a firing claimed with [`Store::claim_deferred`]).
+    Journal(Box<JournalEntry>, Option<FaultKey>, AckTx),
     /// Clear a journal entry.
     Clear(String, AckTx),
     /// Acknowledge once everything submitted before is durable.
@@ -211,6 +212,20 @@ impl Store {
         Some(Claim { ordinal, ack })
     }
 
+    /// Takes one firing for `key` within `limit` in memory only: its count becomes durable
+    /// with the firing's first journal record ([`Store::record_firing`]), one write for both,
+    /// so a crash keeps the firing counted and journaled, or neither (it fires again after the
+    /// restart). For faults that journal before any side effect; the others [`Store::claim`].
+    pub fn claim_deferred(&self, key: impl Into<FaultKey>, limit: Option<u32>) -> Option<u32> {
+        self.shared.ledger.claim_deferred(key, limit)
+    }
+
+    /// Makes the count of a deferred claim durable when no journal record carried it (the
+    /// firing did nothing that needs undoing).
+    pub fn settle(&self, key: impl Into<FaultKey>) {
+        self.shared.ledger.touch(key);
+    }
+
     /// Gives back a firing that did nothing.
     pub fn release(&self, key: impl Into<FaultKey>) {
         self.shared.ledger.release(key);
@@ -230,7 +245,15 @@ impl Store {
     /// effect it describes.
     pub fn record(&self, entry: &JournalEntry) -> Ack {
         let (tx, ack) = Ack::pair();
-        self.submit(Op::Journal(Box::new(entry.clone()), tx));
+        self.submit(Op::Journal(Box::new(entry.clone()), None, tx));
+        ack
+    }
+
+    /// [`Store::record`] with the count of `key` (claimed with [`Store::claim_deferred`])
+    /// written in the same batch: durable together, or not at all.
+    pub fn record_firing(&self, entry: &JournalEntry, key: FaultKey) -> Ack {
+        let (tx, ack) = Ack::pair();
+        self.submit(Op::Journal(Box::new(entry.clone()), Some(key), tx));
         ack
     }
 

@@ -292,3 +292,34 @@ fn more_operations_than_the_channel_holds_keep_their_order() {
     drop(store);
     feeder.join().unwrap();
 }
+
+/// A deferred claim is in memory only until the firing's journal record carries it: a crash
+/// before that record leaves neither (the firing is not taken and fires after the restart),
+/// a crash after leaves both. Settled (no record), it is written on its own.
+#[test]
+fn a_deferred_claim_is_durable_only_with_its_journal_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (freeze, other) = (key("uid-1", "app"), key("uid-2", "app"));
+    assert_eq!(store.claim_deferred(&freeze, Some(1)), Some(1));
+    assert_eq!(store.claim_deferred(&freeze, Some(1)), None, "count spent");
+    // Other writes come and go; the deferred count stays out of the log.
+    store.claim(&other, None).unwrap().ack.wait().unwrap();
+    store.record(&entry("j-0")).wait().unwrap();
+    let (on_disk, _) = read_state(dir.path()).unwrap();
+    assert_eq!(on_disk.firings.get(&freeze), None, "{:?}", on_disk.firings);
+    store
+        .record_firing(&entry("j-1"), freeze.clone())
+        .wait()
+        .unwrap();
+    let (on_disk, _) = read_state(dir.path()).unwrap();
+    assert_eq!(on_disk.firings.get(&freeze), Some(&1));
+    assert!(on_disk.journal.contains_key("j-1"));
+    // A deferred firing that journals nothing is settled on its own.
+    let third = key("uid-3", "app");
+    assert_eq!(store.claim_deferred(&third, None), Some(1));
+    store.settle(&third);
+    store.sync().wait().unwrap();
+    let (on_disk, _) = read_state(dir.path()).unwrap();
+    assert_eq!(on_disk.firings.get(&third), Some(&1));
+}

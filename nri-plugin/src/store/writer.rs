@@ -8,6 +8,7 @@
 use std::sync::atomic::Ordering;
 
 use injector::store::{encode, Record, StoreError, StoreFile, StoreState, COMPACT_SLACK};
+use injector::LedgerChange;
 use tokio::sync::mpsc;
 
 use super::{lock, AckError, AckTx, Op, Shared};
@@ -92,8 +93,12 @@ impl<S: Sink> Writer<S> {
         for op in ops {
             match op {
                 Op::Wake => {}
-                Op::Journal(entry, ack) => {
+                Op::Journal(entry, key, ack) => {
                     records.push(Record::Journal { entry: *entry });
+                    if let Some(key) = key {
+                        let count = shared.ledger.count(&key);
+                        records.push(Record::from(LedgerChange::Fired { key, count }));
+                    }
                     acks.push(ack);
                 }
                 Op::Clear(id, ack) => {

@@ -135,6 +135,7 @@ pub trait NetRules {
 impl<T: NetRules> Fault for T {
     const KIND: FaultKind = T::RULES_KIND;
     const RECOVERED: &'static str = T::RULES_RECOVERED;
+    const JOURNALS_FIRST: bool = true;
     /// The pod's network namespace file.
     type Target = PathBuf;
     type Undo = NetRulesUndo;

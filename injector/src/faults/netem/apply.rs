@@ -180,6 +180,7 @@ impl NetemFault {
 impl Fault for NetemFault {
     const KIND: FaultKind = FaultKind::Netem;
     const RECOVERED: &'static str = "netem removed";
+    const JOURNALS_FIRST: bool = true;
     /// The pod's network namespace file.
     type Target = PathBuf;
     type Undo = NetemUndo;

@@ -246,6 +246,7 @@ pub(super) fn restore_logged(
 impl Fault for OomFault {
     const KIND: FaultKind = FaultKind::Oom;
     const RECOVERED: &'static str = "oom_score_adj restored";
+    const JOURNALS_FIRST: bool = true;
     type Target = Container;
     type Undo = OomUndo;
     type Error = OomError;

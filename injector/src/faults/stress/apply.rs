@@ -189,6 +189,7 @@ pub fn start_stressors(
 impl Fault for StressFault {
     const KIND: FaultKind = FaultKind::Stress;
     const RECOVERED: &'static str = "stressors stopped and reaped";
+    const JOURNALS_FIRST: bool = true;
     type Target = Container;
     type Undo = StressUndo;
     type Error = StressError;

@@ -155,8 +155,13 @@ where
     );
     let _entered = span.enter();
     let on = resolve(engine, target)?;
-    let mut log = JournalLog::new(engine.clone(), target.clone(), F::KIND, hold);
-    let undo = match fault.apply(&engine.seams.kernel(), &on, &mut log) {
+    let deferred = firing.count_deferred.then(|| target.key.clone());
+    let mut log = JournalLog::new(engine.clone(), target.clone(), F::KIND, hold, deferred);
+    let applied = fault.apply(&engine.seams.kernel(), &on, &mut log);
+    if applied.is_ok() {
+        log.settle_count();
+    }
+    let undo = match applied {
         Ok(undo) => undo,
         Err(err) if F::target_gone(&err) => return Err(FireError::TargetGone(err.to_string())),
         Err(err) if F::transient(&err) => return Err(FireError::Passing(err.to_string())),
@@ -177,6 +182,10 @@ where
 {
     fn kind(&self) -> FaultKind {
         F::KIND
+    }
+
+    fn journals_first(&self) -> bool {
+        F::JOURNALS_FIRST
     }
 
     async fn fire(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use injector::faults::{Slot, UndoLog, UndoLogError};
-use injector::{FaultKind, JournalEntry, Recovery};
+use injector::{FaultKey, FaultKind, JournalEntry, Recovery};
 
 use crate::engine::journal_ops::entry;
 use crate::engine::runner::Target;
@@ -19,6 +19,9 @@ pub(super) struct JournalLog {
     kind: FaultKind,
     hold: Option<Duration>,
     entries: Vec<Option<JournalEntry>>,
+    /// The ledger key of a deferred claim whose count is not yet durable: written with the
+    /// first record ([`crate::store::Store::record_firing`]).
+    count_with_first: Option<FaultKey>,
 }
 
 fn journal_error(op: &'static str) -> impl FnOnce(AckError) -> UndoLogError {
@@ -34,6 +37,7 @@ impl JournalLog {
         target: Target,
         kind: FaultKind,
         hold: Option<Duration>,
+        count_with_first: Option<FaultKey>,
     ) -> JournalLog {
         JournalLog {
             engine,
@@ -41,6 +45,15 @@ impl JournalLog {
             kind,
             hold,
             entries: Vec::new(),
+            count_with_first,
+        }
+    }
+
+    /// The deferred count no record carried (the firing journaled nothing) is made durable
+    /// on its own.
+    pub(super) fn settle_count(&mut self) {
+        if let Some(key) = self.count_with_first.take() {
+            self.engine.store.settle(key);
         }
     }
 
@@ -57,11 +70,11 @@ impl JournalLog {
 impl UndoLog for JournalLog {
     fn record(&mut self, recovery: Recovery) -> Result<Slot, UndoLogError> {
         let journaled = entry(&self.target, self.kind, self.hold, recovery);
-        self.engine
-            .store
-            .record(&journaled)
-            .wait()
-            .map_err(journal_error("record"))?;
+        let ack = match self.count_with_first.take() {
+            Some(key) => self.engine.store.record_firing(&journaled, key),
+            None => self.engine.store.record(&journaled),
+        };
+        ack.wait().map_err(journal_error("record"))?;
         self.entries.push(Some(journaled));
         Ok(Slot(self.entries.len() - 1))
     }
