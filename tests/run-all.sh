@@ -22,6 +22,14 @@ step "protoc for the build (k8s-cri generates the CRI client with it) into .cach
 PROTOC=$(bash tests/scripts/fetch-protoc.sh)
 export PROTOC
 
+# The VM tier's machine (kernel, qemu; iptables for the `net` suite) is fetched while the
+# workspace compiles, instead of inside the first VM test (minutes of download and unpacking).
+# Its output goes to a log printed before the tests; a failed fetch is retried, and reported, by
+# the VM tests themselves.
+prefetch_log=$(mktemp)
+( bash tests/scripts/fetch-vm.sh && bash tests/scripts/fetch-iptables.sh ) >"$prefetch_log" 2>&1 &
+prefetch_pid=$!
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -48,6 +56,15 @@ trap on_exit EXIT
 step "fuzz: every parser of outside input for a bounded time (tests/scripts/fuzz.sh)"
 # Each target counts as one test in the closing line; a crash fails it.
 bash tests/scripts/fuzz.sh 2>&1 | tee -a "$results"
+
+step "the VM machine fetched in the background (tests/scripts/fetch-vm.sh, fetch-iptables.sh)"
+prefetch_rc=0
+wait "$prefetch_pid" || prefetch_rc=$?
+tail -n 5 "$prefetch_log"
+rm -f "$prefetch_log"
+if [[ $prefetch_rc -ne 0 ]]; then
+    echo "run-all: fetching the VM machine failed (exit $prefetch_rc); the VM tests fetch it again"
+fi
 
 step "tests: unit, then end-to-end (real containerd 1.7, 2.x and 2.3.4)"
 # One cargo invocation over the same packages as the build above, so nothing is compiled again
