@@ -1,6 +1,6 @@
 //! The daemon's log: `tracing` events formatted on the calling thread and appended, as one
 //! line each, to a bounded in-memory queue that a writer thread writes to stderr. A line
-//! logged inside an NRI handler ([`quietly`]) only joins the queue: the writer takes it
+//! logged inside an NRI handler ([`crate::in_handler::run`]) only joins the queue: the writer takes it
 //! within [`FLUSH_EVERY`] (sooner when the queue is half full), so the handler neither
 //! writes to a pipe or journald nor wakes another thread (on a small VM, waking the writer
 //! per line, as tracing-appender's `non_blocking` does, cost about 13 us in the handler).
@@ -10,7 +10,6 @@
 //! not even formatted in the handler: the writer formats it in its place, with its time.
 // Hand-written: the crates of the field (tracing-appender) wake their writer for every line.
 
-use std::cell::Cell;
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -52,19 +51,6 @@ impl Shared {
     }
 }
 
-thread_local! {
-    /// True while this thread runs an NRI handler (see [`quietly`]).
-    static QUIET: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `work` (an NRI handler) with its log lines queued without waking the writer.
-pub fn quietly<T>(work: impl FnOnce() -> T) -> T {
-    let outer = QUIET.replace(true);
-    let result = work();
-    QUIET.set(outer);
-    result
-}
-
 /// The queue, set once by [`init`].
 static SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
 
@@ -82,7 +68,7 @@ impl Write for Line<'_> {
             queue.dropped += 1;
         } else {
             queue.bytes.extend_from_slice(buf);
-            if queue.bytes.len() > QUEUE_BYTES / 2 || !QUIET.get() {
+            if queue.bytes.len() > QUEUE_BYTES / 2 || !crate::in_handler::active() {
                 self.0.wake.notify_one();
             }
         }
@@ -127,7 +113,7 @@ fn queue_later(shared: &Shared, emit: Box<dyn FnOnce() + Send>) {
     }
     let offset = queue.bytes.len();
     queue.later.push(later::Later { offset, at, emit });
-    if !QUIET.get() {
+    if !crate::in_handler::active() {
         shared.wake.notify_one();
     }
 }
@@ -353,7 +339,7 @@ mod tests {
         let started = std::time::Instant::now();
         let write = || Line(shared).write_all(text.as_bytes()).unwrap();
         if quiet {
-            quietly(write);
+            crate::in_handler::run(write);
         } else {
             write();
         }

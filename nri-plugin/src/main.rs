@@ -4,6 +4,7 @@ mod civil;
 mod control;
 mod ctl;
 mod engine;
+mod in_handler;
 mod logging;
 mod metrics;
 mod service;

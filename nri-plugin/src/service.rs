@@ -68,9 +68,9 @@ impl NriPlugin {
 
     fn timed<T>(&self, name: &'static str, work: impl FnOnce() -> T) -> T {
         let start = Instant::now();
-        // Its log lines are queued without waking the log writer (see `logging`), and the
-        // fault tasks it starts or stops wait for the reply (see `engine::after_reply`).
-        let result = crate::logging::quietly(|| crate::engine::handling(work));
+        // Its log lines are queued without waking the log writer, and the fault tasks it
+        // starts or stops wait for the reply (see `in_handler`).
+        let result = crate::in_handler::run(work);
         let elapsed = start.elapsed();
         self.engine.metrics().handler(name, elapsed);
         tracing::debug!(

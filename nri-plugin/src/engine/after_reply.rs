@@ -2,7 +2,7 @@
 //! fault's stop signal both wake a runtime worker (forgetting a removed pod's firing counts
 //! wakes the store's writer), and on a busy 2-core node the woken thread takes the handler's
 //! CPU before the reply is out (most of the handler time tail). Inside
-//! [`handling`] the engine records the fault in its state under the lock as before (a Stop
+//! [`crate::in_handler::run`] the engine records the fault in its state under the lock as before (a Stop
 //! or Remove arriving next sees it, `ctl list` shows it) and queues the wake-up here; the NRI
 //! transport calls [`AfterReply::run`] once it has written a reply frame, and the supervisor
 //! and the shutdown call it too, so nothing queued is lost when the connection goes away.
@@ -10,7 +10,6 @@
 //! A task whose stop is raised before it is started starts with its stop signal already up:
 //! it ends at once through its stop path (the runner's stop branch, its disarm).
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -20,20 +19,6 @@ use super::state::ArmedFault;
 
 /// Queued entries before the queue grows (in a handler, a push does not allocate).
 const RESERVED: usize = 64;
-
-thread_local! {
-    /// True while this thread runs an NRI handler's engine call (see [`handling`]).
-    static HANDLING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `work` (an NRI handler's engine call): the wake-ups it causes are queued for
-/// [`AfterReply::run`] instead of happening now.
-pub fn handling<T>(work: impl FnOnce() -> T) -> T {
-    let outer = HANDLING.replace(true);
-    let result = work();
-    HANDLING.set(outer);
-    result
-}
 
 /// A wake-up left for after the reply.
 enum Deferred {
@@ -88,7 +73,7 @@ impl AfterReply {
 
     /// Spawns a fault's task: after the reply inside a handler, now elsewhere.
     pub fn start(&self, task: BoxFuture<'static, ()>) {
-        if HANDLING.get() {
+        if crate::in_handler::active() {
             self.defer([Deferred::Start(task)]);
         } else {
             self.spawn(task);
@@ -108,7 +93,7 @@ impl AfterReply {
         if faults.is_empty() {
             return;
         }
-        if HANDLING.get() {
+        if crate::in_handler::active() {
             self.defer(faults.into_iter().map(Deferred::Stop));
         } else {
             faults.iter().for_each(ArmedFault::stop);
@@ -118,7 +103,7 @@ impl AfterReply {
     /// Runs `work` (which wakes another thread): after the reply inside a handler, now
     /// elsewhere.
     pub fn call(&self, work: impl FnOnce() + Send + 'static) {
-        if HANDLING.get() {
+        if crate::in_handler::active() {
             self.defer([Deferred::Call(Box::new(work))]);
         } else {
             work();

@@ -47,7 +47,7 @@ fn kill_armed_in_a_handler(
     engine
         .create_container(pod.clone(), container("c1", "app", 0))
         .unwrap();
-    handling(|| engine.container_started(pod, container("c1", "app", 101)));
+    crate::in_handler::run(|| engine.container_started(pod, container("c1", "app", 101)));
     (engine, signaller)
 }
 
@@ -80,7 +80,7 @@ async fn a_stop_raised_before_the_start_runs_the_stop_path() {
     let (engine, signaller) = kill_armed_in_a_handler(dir.path());
     // StopContainer right after, before the PostStart reply was written: the fault leaves the
     // state at once (a later event or `ctl list` does not see it armed).
-    handling(|| engine.container_gone("c1"));
+    crate::in_handler::run(|| engine.container_gone("c1"));
     assert_eq!(engine.active_faults(), 0);
     assert_eq!(engine.inner.after_reply.queued(), 2);
     // Its init has exited by the time the task starts: it ends stopped, not failed.
@@ -120,8 +120,8 @@ async fn the_shutdown_starts_and_stops_what_waits_for_a_reply() {
     assert_eq!(frozen.state, FaultState::Applied, "{frozen:?}");
     // Then, in handlers whose reply is never written (the connection died): the side
     // container's fault is armed, and the app is stopped.
-    handling(|| engine.container_started(pod, container("c2", "side", 102)));
-    handling(|| engine.container_gone("c1"));
+    crate::in_handler::run(|| engine.container_started(pod, container("c2", "side", 102)));
+    crate::in_handler::run(|| engine.container_gone("c1"));
     assert_eq!(engine.inner.after_reply.queued(), 2);
     assert_eq!(record(&engine, FaultKind::Kill).planned_unix_ms, None);
 
@@ -168,7 +168,7 @@ fn a_task_started_in_a_handler_runs_on_the_engine_runtime() {
                     let name = std::thread::current().name().map(str::to_string);
                     ran_on_tx.send(name).unwrap();
                 });
-                handling(|| queue.start(task));
+                crate::in_handler::run(|| queue.start(task));
                 queue.run();
             });
         })

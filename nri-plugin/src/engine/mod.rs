@@ -6,7 +6,7 @@
 //! [`inject`], [`recover`]; [`arm`] spawns a fault's task and [`state`] keys the armed faults
 //! by their scope ([`injector::FaultKey`]). Faults run on tokio tasks owned by the engine
 //! ([`runner`]); when their target goes, or the plugin shuts down, a stop signal makes each
-//! task recover what it holds and end. Inside an NRI handler ([`handling`]) a task's start and
+//! task recover what it holds and end. Inside an NRI handler ([`crate::in_handler::run`]) a task's start and
 //! a stop signal wait for the handler's reply ([`after_reply`]).
 
 mod after_reply;
@@ -38,7 +38,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use injector::seams::signal::Signaller;
 use injector::{FaultKey, Policy};
 
-pub use after_reply::handling;
 pub use error::{EngineError, InjectError};
 pub use model::{ContainerInfo, PodInfo};
 pub use screen::screen;
